@@ -1,0 +1,37 @@
+# prompthone — every entry point a user or CI needs. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# llama-cpp-python compiles llama.cpp once per machine (~5 min on 2 cores); pip caches the wheel after.
+# A portable CPU build: no llava, no -march=native.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[local,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## optimize a prompt for examples/sentiment.jsonl on the embedded model; prints seed vs best
+	$(VENV)/bin/prompthone optimize --task examples/sentiment.jsonl --method ape --budget 400 $(DEMO_OPTIONS)
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m mypy
+
+test: lint  ## the whole suite (unit, fault injection, end-to-end on the embedded model, real llama.cpp server)
+	$(PY) -m pytest
+
+bench: install  ## benchmarks, printed as ratios against baselines measured in the same run
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs benchmarks/out

@@ -1,0 +1,27 @@
+"""prompthone: find the prompt that makes *your* model do best on *your* task.
+
+Runs offline on an embedded model (SmolLM2-135M-Instruct on llama.cpp) or on any OpenAI-compatible
+server, with published methods (APE, ...) behind one optimizer contract.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from prompthone.api import default_model, evaluate, optimize, resolve_model
+from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputError, PrompthoneError
+from prompthone.evaluation.budget import Budget
+from prompthone.evaluation.cache import CallCache
+from prompthone.evaluation.evaluator import EvalResult, Evaluator
+from prompthone.models.base import Model
+from prompthone.models.registry import make_model
+from prompthone.optimizers.driver import OptimizationResult
+from prompthone.prompts.prompt import Prompt
+from prompthone.tasks import load_task
+from prompthone.tasks.example import Example, Task
+
+__all__ = [
+    "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
+    "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "Task",
+    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model",
+]

@@ -1,0 +1,87 @@
+"""The Python API: `optimize` and `evaluate`, what the CLI calls and what notebooks use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prompthone.evaluation.budget import Budget, BudgetMeter
+from prompthone.evaluation.cache import CallCache
+from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
+from prompthone.evaluation.metered import MeteredModel
+from prompthone.models.base import Model
+from prompthone.models.registry import DEFAULT_MODEL, make_model
+from prompthone.optimizers import get_method
+from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
+from prompthone.prompts.prompt import Prompt
+from prompthone.tasks import load_task
+from prompthone.tasks.example import Task
+
+_LOADED: dict[str, Model] = {}
+
+
+def default_model() -> Model:
+    """The embedded SmolLM2-135M-Instruct on llama.cpp (loaded once per process)."""
+    return resolve_model(DEFAULT_MODEL)
+
+
+def resolve_model(model: str | Model | None) -> Model:
+    """A `Model` from a spec string (loaded once per process and spec), an instance, or None (the default)."""
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, str):
+        return model
+    if model not in _LOADED:
+        _LOADED[model] = make_model(model)
+    return _LOADED[model]
+
+
+def resolve_cache(cache: bool | str | Path | CallCache | None) -> CallCache | None:
+    """True → the default cache file; a path → that file; False/None → no cache."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return CallCache()
+    if isinstance(cache, CallCache):
+        return cache
+    return CallCache(cache)
+
+
+def optimize(task: Task | str, method: str = "ape", model: str | Model | None = None, *,
+             meta_model: str | Model | None = None, budget: Budget | int | None = None, seed: int = 0,
+             options: dict[str, Any] | None = None, run_dir: str | Path | None = "runs",
+             cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
+             progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> OptimizationResult:
+    """Search for the prompt that makes `model` do best on `task`.
+
+    >>> import prompthone as ph                                                       # doctest: +SKIP
+    >>> result = ph.optimize("examples/sentiment.jsonl", method="ape", budget=400)   # doctest: +SKIP
+    >>> print(result.best_prompt.instruction, result.test_score)                     # doctest: +SKIP
+
+    `budget` caps the search in model calls (an int) or calls and tokens (`Budget`); the final scoring of the
+    seed and best prompts on dev/test is reported apart in `final_spend`. `meta_model` proposes prompts and
+    defaults to `model`. `options` sets the method's knobs (see `prompthone methods`).
+    """
+    task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
+    optimizer = get_method(method).from_options(options or {})
+    task_model = resolve_model(model)
+    meta = resolve_model(meta_model) if meta_model is not None else task_model
+    if isinstance(budget, int):
+        budget = Budget(calls=budget)
+    return run_optimization(task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget,
+                            cache=resolve_cache(cache), seed=seed, run_root=run_dir, scoring=scoring,
+                            progress=progress, callbacks=callbacks)
+
+
+def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,
+             split: str = "test", cache: bool | str | Path | CallCache | None = True,
+             scoring: ScoringMode = "auto", seed: int = 0) -> EvalResult:
+    """Score one prompt (default: the task's seed prompt) on a split of `task`."""
+    task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
+    if prompt is None:
+        prompt = Prompt(task_obj.instruction, output_format=task_obj.output_format)
+    elif isinstance(prompt, str):
+        prompt = Prompt(prompt, output_format=task_obj.output_format)
+    metered = MeteredModel(resolve_model(model), meter=BudgetMeter(None), cache=resolve_cache(cache))
+    return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, task_obj.split(split))

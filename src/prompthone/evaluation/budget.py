@@ -1,0 +1,106 @@
+"""Budget accounting: model calls and tokens, split by role, that stops a run cleanly when spent.
+
+The budget counts the calls the search *makes*, whether the model or the call cache answers them, so a
+seeded run follows the same path and stops at the same place with a cold or a warm cache. What is paid
+(new calls, new tokens) excludes cache hits: an identical re-run costs nothing. Calls are reserved before
+they are sent, so a budget of N calls never makes call N+1, even with many requests in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+from prompthone.errors import BudgetExhausted
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one run. `None` means unlimited. Calls count every non-cached request to any model."""
+
+    calls: int | None = None
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("calls", "tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"budget {name} must be ≥ 0, got {value}")
+
+
+@dataclass
+class Spend:
+    """Calls and tokens the search made (budget-counted), how many the cache answered, and what was new."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_hits: int = 0
+    new_tokens: int = 0
+    by_role: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def new_calls(self) -> int:
+        """Calls actually sent to a model (paid for)."""
+        return self.calls - self.cache_hits
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["tokens"] = self.tokens
+        data["new_calls"] = self.new_calls
+        return data
+
+
+class BudgetMeter:
+    """Thread-safe meter: `reserve` before a call, `record` its tokens after; raises BudgetExhausted."""
+
+    def __init__(self, budget: Budget | None = None) -> None:
+        self.budget = budget or Budget()
+        self.spend = Spend()
+        self._lock = threading.Lock()
+
+    def remaining_calls(self) -> int | None:
+        if self.budget.calls is None:
+            return None
+        return max(0, self.budget.calls - self.spend.calls)
+
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._exhausted()
+
+    def _exhausted(self) -> bool:
+        b, s = self.budget, self.spend
+        return (b.calls is not None and s.calls >= b.calls) or (b.tokens is not None and s.tokens >= b.tokens)
+
+    def reserve(self, role: str, n: int = 1) -> int:
+        """Take up to `n` calls for `role` ('task', 'meta', ...); returns how many were granted (≥ 1).
+
+        Raises BudgetExhausted when not even one call is left, so callers send exactly what was granted
+        and the budget is spent to the last call, never beyond it.
+        """
+        with self._lock:
+            if self._exhausted():
+                raise BudgetExhausted(self._describe())
+            remaining = self.budget.calls - self.spend.calls if self.budget.calls is not None else n
+            granted = min(n, remaining)
+            self.spend.calls += granted
+            self.spend.by_role[role] = self.spend.by_role.get(role, 0) + granted
+            return granted
+
+    def record(self, prompt_tokens: int, completion_tokens: int, *, cached: bool) -> None:
+        """Account the tokens of one reserved call; `cached` when the call cache answered it."""
+        with self._lock:
+            self.spend.prompt_tokens += prompt_tokens
+            self.spend.completion_tokens += completion_tokens
+            if cached:
+                self.spend.cache_hits += 1
+            else:
+                self.spend.new_tokens += prompt_tokens + completion_tokens
+
+    def _describe(self) -> str:
+        b, s = self.budget, self.spend
+        return (f"budget spent: {s.calls} calls (limit {b.calls}), {s.tokens} tokens (limit {b.tokens})")

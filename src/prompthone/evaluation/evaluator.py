@@ -1,0 +1,134 @@
+"""Runs a prompt over examples and scores it: the hot path every optimizer shares.
+
+Two ways to get a prediction: label scoring (the log-probability of each allowed label as the start of the
+reply, argmax wins: no generation, no parsing, the default for classification when the backend can score)
+and generate-and-parse (generate, then extract the answer). Per-example results are kept so selection
+methods (bandits) can sample and compare prompts example by example.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prompthone.errors import ConfigError
+from prompthone.evaluation.metered import MeteredModel
+from prompthone.models.base import GenerationRequest, ScoringRequest, logsumexp
+from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, render
+from prompthone.tasks.answers import extract_answer
+from prompthone.tasks.example import Example, Task
+from prompthone.tasks.metrics import get_metric
+
+ScoringMode = Literal["auto", "labels", "generate"]
+
+# A floor for log-probabilities so one impossible target cannot make a mean -inf.
+_LOGPROB_FLOOR = -50.0
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """The outcome on one example: the extracted prediction, its metric score and the raw model output."""
+
+    input: str
+    target: str
+    prediction: str | None
+    score: float
+    raw: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A prompt's aggregate score on a set of examples, with every per-example result."""
+
+    score: float
+    examples: tuple[ExampleResult, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.examples)
+
+    def per_example(self) -> list[float]:
+        return [r.score for r in self.examples]
+
+
+class Evaluator:
+    """Scores prompts for one task on one (metered) task model.
+
+    `mode='auto'` uses label scoring when the task has a closed label set and the backend declares the
+    `score` capability, and generate-and-parse otherwise.
+    """
+
+    def __init__(self, task: Task, model: MeteredModel, *, mode: ScoringMode = "auto",
+                 max_tokens: int = 64) -> None:
+        self.task = task
+        self.model = model
+        self.metric = get_metric(task.metric)
+        can_score = model.model.capabilities.score
+        if mode == "labels" and not (task.labels and can_score):
+            raise ConfigError("label scoring needs a task with labels and a backend that returns log-probabilities"
+                              f" (task labels: {task.labels}, backend scores: {can_score})")
+        self.mode: Literal["labels", "generate"] = (
+            "labels" if mode == "labels" or (mode == "auto" and task.labels and can_score) else "generate")
+        self.max_tokens = max_tokens
+
+    def evaluate(self, prompt: Prompt, examples: Sequence[Example]) -> EvalResult:
+        """Score `prompt` on `examples` (raises BudgetExhausted if the budget runs out part-way)."""
+        if not examples:
+            return EvalResult(0.0, ())
+        if self.mode == "labels":
+            predictions, raws = self._predict_labels(prompt, examples)
+        else:
+            predictions, raws = self._predict_generate(prompt, examples)
+        targets = [e.target for e in examples]
+        results = tuple(
+            ExampleResult(e.input, e.target, p, self.metric.per_example(p, e.target), raw)
+            for e, p, raw in zip(examples, predictions, raws, strict=True))
+        score = self.metric.aggregate(predictions, targets, self.task.labels)
+        return EvalResult(score, results)
+
+    def likelihood(self, prompt: Prompt, examples: Sequence[Example]) -> EvalResult:
+        """Mean log-probability of the targets (APE's likelihood score); needs the `score` capability.
+
+        For classification the log-probability is normalized over the label set (log-softmax of the label
+        scores), so a prompt is rewarded for putting mass on the right label, not on labels in general.
+        """
+        if not self.model.model.capabilities.score:
+            raise ConfigError("likelihood scoring needs a backend that returns log-probabilities; "
+                              "use the task metric instead (e.g. APE option score_with=metric)")
+        if not examples:
+            return EvalResult(0.0, ())
+        labels = tuple(self.task.labels or ())
+        requests = [ScoringRequest(render(prompt, e.input), labels or (e.target,)) for e in examples]
+        results: list[ExampleResult] = []
+        for e, scores in zip(examples, self.model.score(requests), strict=True):
+            if labels:
+                norm = logsumexp(scores.logprobs)
+                gold = labels.index(e.target) if e.target in labels else -1
+                value = scores.logprobs[gold] - norm if gold >= 0 else -math.inf
+            else:
+                value = scores.logprobs[0]
+            value = max(value, _LOGPROB_FLOOR)
+            results.append(ExampleResult(e.input, e.target, None, value, f"logp={value:.3f}"))
+        return EvalResult(sum(r.score for r in results) / len(results), tuple(results))
+
+    def _predict_labels(self, prompt: Prompt, examples: Sequence[Example],
+                        ) -> tuple[list[str | None], list[str]]:
+        labels = tuple(self.task.labels or ())
+        requests = [ScoringRequest(render(prompt, e.input), labels) for e in examples]
+        predictions: list[str | None] = []
+        raws: list[str] = []
+        for scores in self.model.score(requests):
+            best = max(range(len(labels)), key=lambda k: scores.logprobs[k])
+            predictions.append(labels[best])
+            raws.append(" ".join(f"{lab}={lp:.3f}" if math.isfinite(lp) else f"{lab}=-inf"
+                                 for lab, lp in zip(labels, scores.logprobs, strict=True)))
+        return predictions, raws
+
+    def _predict_generate(self, prompt: Prompt, examples: Sequence[Example],
+                          ) -> tuple[list[str | None], list[str]]:
+        requests = [GenerationRequest(render(prompt, e.input), max_tokens=self.max_tokens, temperature=0.0,
+                                      stop=(f"\n{INPUT_PREFIX}",)) for e in examples]
+        completions = self.model.generate(requests)
+        return [extract_answer(self.task, c.text) for c in completions], [c.text for c in completions]

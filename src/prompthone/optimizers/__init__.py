@@ -1,0 +1,20 @@
+"""Prompt optimization methods behind one contract (`Optimizer`), looked up by name."""
+
+from __future__ import annotations
+
+from prompthone.errors import ConfigError
+from prompthone.optimizers.ape import APE
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+
+METHODS: dict[str, type[Optimizer]] = {APE.name: APE}
+
+
+def get_method(name: str) -> type[Optimizer]:
+    """The optimizer class registered as `name`."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
+
+
+__all__ = ["APE", "METHODS", "Candidate", "OptimizationContext", "OptimizationState", "Optimizer", "get_method"]

@@ -1,0 +1,53 @@
+"""User-facing progress for long runs (rich): calls spent against the budget, cache hits, best score."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from prompthone.evaluation.budget import BudgetMeter
+
+
+class RunProgress:
+    """A rich progress bar over model calls; a no-op when disabled (tests, `--quiet`)."""
+
+    def __init__(self, meter: BudgetMeter, *, enabled: bool = True, label: str = "optimizing") -> None:
+        self.meter = meter
+        self.enabled = enabled
+        self.label = label
+        self._best: float | None = None
+        self._phase = "search"
+        self._progress: Progress | None = None
+        self._task_id: TaskID | None = None
+
+    def __enter__(self) -> RunProgress:
+        if self.enabled:
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+            self._progress.start()
+            self._task_id = self._progress.add_task(self.label, total=self.meter.budget.calls, info="")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self.tick()
+            self._progress.stop()
+
+    def tick(self) -> None:
+        """Refresh after a model result (cached or not)."""
+        if self._progress is None or self._task_id is None:
+            return
+        spend = self.meter.spend
+        best = f"best {self._best:.3f} · " if self._best is not None else ""
+        self._progress.update(self._task_id, completed=spend.calls,
+                              info=f"{best}{spend.cache_hits} cached · {self._phase}")
+
+    def update_best(self, score: float | None) -> None:
+        self._best = score
+        self.tick()
+
+    def phase(self, name: str) -> None:
+        self._phase = name
+        self.tick()

@@ -1,0 +1,86 @@
+"""Meta-prompts (the prompts optimizers send to the meta model) are data files next to each method.
+
+`fill` substitutes `{name}` fields in one pass, so example text that itself contains `{demos}` or
+`{instruction}` is inserted literally and can never be expanded a second time.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Sequence
+from functools import cache
+
+from prompthone.tasks.example import Example
+
+_FIELD = re.compile(r"\{([a-z_]+)\}")
+
+
+@cache
+def load_meta_prompt(name: str) -> str:
+    """The text of `optimizers/meta_prompts/<name>.txt`."""
+    root = importlib.resources.files("prompthone.optimizers").joinpath("meta_prompts", f"{name}.txt")
+    return root.read_text(encoding="utf-8").strip()
+
+
+def fill(template: str, **values: str) -> str:
+    """Replace each `{field}` with its value in a single pass; unknown fields raise KeyError."""
+    return _FIELD.sub(lambda m: values[m.group(1)], template)
+
+
+def format_demos(examples: list[Example] | tuple[Example, ...], *, input_label: str = "Input",
+                 output_label: str = "Output") -> str:
+    """Input/output pairs as a meta-prompt shows them."""
+    return "\n\n".join(f"{input_label}: {e.input}\n{output_label}: {e.target}" for e in examples)
+
+
+_LEADS = re.compile(r"^(?:the\s+)?(?:new\s+|rewritten\s+|improved\s+)?(?:instructions?|prompt)\b"
+                    r"(?:\s+(?:was|is))?\s*(?:to\s+)?[:\-]?\s*", re.IGNORECASE)
+_CUT = re.compile(r"\n\s*(?:input|output|answer|example)\s*\d*\s*:", re.IGNORECASE)
+
+
+def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int = 500) -> str | None:
+    """An instruction out of a free-text meta-model reply, or None when nothing usable is there.
+
+    Keeps the first paragraph, drops a leading 'The instruction was:' style phrase, surrounding quotes
+    and anything from a line that starts like an example ('Input:', 'Output:'). A reply that quotes any
+    of the `forbidden` texts (the examples the meta model was shown) is rejected: example text must never
+    become part of an instruction.
+    """
+    text = reply.strip()
+    cut = _CUT.search("\n" + text)
+    if cut:
+        text = ("\n" + text)[: cut.start()].strip()
+    text = re.split(r"\n\s*\n", text, maxsplit=1)[0].strip()
+    text = _LEADS.sub("", text, count=1).strip()
+    text = text.strip("\"'`“”").strip()
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0].rstrip(",;: ") + "."
+    if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):
+        return None
+    if quotes_any(text, forbidden):
+        return None
+    return text[0].upper() + text[1:]
+
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_SHINGLE = 4
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def quotes_any(text: str, sources: Sequence[str]) -> bool:
+    """True when `text` repeats a run of 4+ words from any source, or all of a shorter source of 12+ chars."""
+    words = _words(text)
+    joined = " " + " ".join(words) + " "
+    grams = {tuple(words[i:i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)}
+    for source in sources:
+        src = _words(source)
+        if len(src) >= _SHINGLE:
+            if any(tuple(src[i:i + _SHINGLE]) in grams for i in range(len(src) - _SHINGLE + 1)):
+                return True
+        elif len(source.strip()) >= 12 and " " + " ".join(src) + " " in joined:
+            return True
+    return False

@@ -1,0 +1,72 @@
+"""The data a task is made of: examples with expected outputs, seeded splits and the task record."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input with its expected output. `meta` carries loader-specific extras (source line, id, ...)."""
+
+    input: str
+    target: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: splits, how answers are scored, and the closed label set if there is one.
+
+    `metric` names a function in `prompthone.tasks.metrics` (exact_match, label_accuracy, macro_f1,
+    binary_f1, numeric_match). `labels` is set for classification tasks; it enables label scoring by
+    log-probabilities. `instruction` is the seed instruction the optimizers start from, and
+    `output_format` the fixed answer-format line that optimizers never edit.
+    """
+
+    name: str
+    train: tuple[Example, ...]
+    dev: tuple[Example, ...]
+    test: tuple[Example, ...]
+    metric: str = "exact_match"
+    labels: tuple[str, ...] | None = None
+    instruction: str = ""
+    output_format: str = ""
+    description: str = ""
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.labels)
+
+    def split(self, name: str) -> tuple[Example, ...]:
+        """Return the split called `name` ('train', 'dev' or 'test')."""
+        if name not in ("train", "dev", "test"):
+            raise ValueError(f"unknown split {name!r}; expected train, dev or test")
+        split: tuple[Example, ...] = getattr(self, name)
+        return split
+
+
+def split_examples(examples: Sequence[Example], *, seed: int = 0,
+                   fractions: tuple[float, float, float] = (0.4, 0.2, 0.4),
+                   ) -> tuple[tuple[Example, ...], tuple[Example, ...], tuple[Example, ...]]:
+    """Shuffle with `seed` and cut into (train, dev, test) by `fractions`; every split gets ≥1 example when possible.
+
+    The same seed always gives the same splits, so runs and comparisons are reproducible.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or any(f < 0 for f in fractions):
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    items = list(examples)
+    random.Random(seed).shuffle(items)
+    n = len(items)
+    n_train = round(n * fractions[0])
+    n_dev = round(n * fractions[1])
+    if n >= 3:
+        n_train = max(1, min(n_train, n - 2))
+        n_dev = max(1, min(n_dev, n - n_train - 1))
+    train = tuple(items[:n_train])
+    dev = tuple(items[n_train:n_train + n_dev])
+    test = tuple(items[n_train + n_dev:])
+    return train, dev, test

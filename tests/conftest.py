@@ -1,0 +1,25 @@
+"""Shared fixtures: one embedded model per test session (loading it costs ~1.5 s), isolated caches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Iterator[Any]:
+    """SmolLM2-135M-Instruct on llama.cpp, shared by the e2e tests."""
+    pytest.importorskip("llama_cpp")
+    from prompthone.models.llamacpp import load_embedded
+
+    model = load_embedded()
+    yield model
+    model.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the user's real call cache from tests."""
+    monkeypatch.setenv("PROMPTHONE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

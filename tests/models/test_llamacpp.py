@@ -1,0 +1,64 @@
+"""The embedded llama.cpp backend on the real SmolLM2 model: chat template, generation, label scoring."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from prompthone.models.base import GenerationRequest, Message, ScoringRequest
+
+pytestmark = pytest.mark.e2e
+
+INSTRUCTION = "Classify the sentiment of the review. Answer with one word: positive or negative."
+
+
+def _msgs(review: str) -> tuple[Message, ...]:
+    return (Message("user", f"{INSTRUCTION}\n\nInput: {review}\nAnswer:"),)
+
+
+def test_uses_the_models_own_chat_template(embedded_model) -> None:
+    text, stops = embedded_model.render_chat(_msgs("fine"))
+    assert text.startswith("<|im_start|>system\n")  # SmolLM2's template adds its default system prompt
+    assert text.endswith("<|im_start|>assistant\n")
+    assert "<|im_end|>" in stops or not stops
+
+
+def test_greedy_generation_is_deterministic(embedded_model) -> None:
+    req = GenerationRequest(_msgs("I love it, best purchase ever!"), max_tokens=12)
+    a = next(embedded_model.generate([req]))[1]
+    b = next(embedded_model.generate([req]))[1]
+    assert a.text.strip() and a.text == b.text
+    assert a.prompt_tokens > 20 and 0 < a.completion_tokens <= 12
+
+
+def test_label_scores_are_log_probabilities_and_sensible(embedded_model) -> None:
+    reqs = [ScoringRequest(_msgs(r), ("positive", "negative"))
+            for r in ("I absolutely love this, best purchase ever!", "Wonderful, works perfectly.")]
+    for _, scores in embedded_model.score(reqs):
+        assert all(math.isfinite(x) and x <= 0.0 for x in scores.logprobs)
+        assert sum(math.exp(x) for x in scores.logprobs) <= 1.0 + 1e-6
+        assert scores.logprobs[0] > scores.logprobs[1]
+
+
+def test_prefix_reuse_gives_the_same_scores_as_a_fresh_evaluation(embedded_model) -> None:
+    reviews = ["Great value.", "Awful, it broke.", "It was fine I guess.", "Great value."]
+    reused = [s.logprobs for _, s in embedded_model.score([ScoringRequest(_msgs(r), ("positive", "negative"))
+                                                            for r in reviews])]
+    fresh = []
+    for r in reviews:
+        embedded_model._llm.n_tokens = 0  # forget the KV cache: full re-evaluation
+        fresh.append(next(embedded_model.score([ScoringRequest(_msgs(r), ("positive", "negative"))]))[1].logprobs)
+    for a, b in zip(reused, fresh, strict=True):
+        assert a == pytest.approx(b, abs=1e-3)
+    assert reused[0] == pytest.approx(reused[3], abs=1e-3)
+
+
+def test_generation_after_scoring_does_not_sample_stale_logits(embedded_model) -> None:
+    """Regression: scoring left a label variant's logits in the context and generate() sampled from them."""
+    req = GenerationRequest(_msgs("Terrible. Broke after one day."), max_tokens=6)
+    embedded_model._llm.n_tokens = 0
+    clean = next(embedded_model.generate([req]))[1].text
+    next(embedded_model.score([ScoringRequest(req.messages, ("positive", "negative"))]))
+    after = next(embedded_model.generate([req]))[1].text
+    assert after == clean
