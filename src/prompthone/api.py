@@ -14,6 +14,7 @@ from prompthone.models.base import Model
 from prompthone.models.registry import DEFAULT_MODEL, make_model
 from prompthone.optimizers import get_method
 from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
+from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
@@ -76,12 +77,15 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,
              split: str = "test", cache: bool | str | Path | CallCache | None = True,
-             scoring: ScoringMode = "auto", seed: int = 0) -> EvalResult:
+             scoring: ScoringMode = "auto", seed: int = 0, progress: bool = False) -> EvalResult:
     """Score one prompt (default: the task's seed prompt) on a split of `task`."""
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     if prompt is None:
         prompt = Prompt(task_obj.instruction, output_format=task_obj.output_format)
     elif isinstance(prompt, str):
         prompt = Prompt(prompt, output_format=task_obj.output_format)
-    metered = MeteredModel(resolve_model(model), meter=BudgetMeter(None), cache=resolve_cache(cache))
-    return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, task_obj.split(split))
+    examples = task_obj.split(split)
+    meter = BudgetMeter(None)
+    with RunProgress(meter, enabled=progress, label=f"eval {task_obj.name} [{split}]", total=len(examples)) as ui:
+        metered = MeteredModel(resolve_model(model), meter=meter, cache=resolve_cache(cache), on_result=ui.tick)
+        return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, examples)

@@ -150,6 +150,7 @@ def eval_(
     instruction: InstructionOpt = None,
     limit: LimitOpt = None,
     show: Annotated[int, typer.Option(help="Print this many per-example results.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score one prompt (the task's seed prompt by default) on a split."""
     from prompthone.api import evaluate
@@ -158,7 +159,7 @@ def eval_(
     task_obj = _load(task, seed, input_field, target_field, labels, instruction, limit)
     prompt = read_prompt_file(prompt_file, task_obj) if prompt_file is not None else None
     result = evaluate(task_obj, prompt, model, split=split, cache=_cache(no_cache, cache),
-                      scoring=scoring)  # type: ignore[arg-type]
+                      scoring=scoring, progress=not quiet)  # type: ignore[arg-type]
     out.print(f"{task_obj.name} [{split}, n={result.n}] {task_obj.metric}: [bold]{result.score:.4f}[/]")
     for r in result.examples[:show]:
         mark = "✓" if r.score >= 1.0 else "✗"

@@ -12,12 +12,14 @@ from prompthone.evaluation.budget import BudgetMeter
 class RunProgress:
     """A rich progress bar over model calls; a no-op when disabled (tests, `--quiet`)."""
 
-    def __init__(self, meter: BudgetMeter, *, enabled: bool = True, label: str = "optimizing") -> None:
+    def __init__(self, meter: BudgetMeter, *, enabled: bool = True, label: str = "optimizing",
+                 total: int | None = None) -> None:
         self.meter = meter
+        self.total = total if total is not None else meter.budget.calls
         self.enabled = enabled
         self.label = label
         self._best: float | None = None
-        self._phase = "search"
+        self._phase = ""
         self._progress: Progress | None = None
         self._task_id: TaskID | None = None
 
@@ -26,7 +28,7 @@ class RunProgress:
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
             self._progress.start()
-            self._task_id = self._progress.add_task(self.label, total=self.meter.budget.calls, info="")
+            self._task_id = self._progress.add_task(self.label, total=self.total, info="")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -40,9 +42,9 @@ class RunProgress:
         if self._progress is None or self._task_id is None:
             return
         spend = self.meter.spend
-        best = f"best {self._best:.3f} · " if self._best is not None else ""
-        self._progress.update(self._task_id, completed=spend.calls,
-                              info=f"{best}{spend.cache_hits} cached · {self._phase}")
+        parts = [f"best {self._best:.3f}" if self._best is not None else "", f"{spend.cache_hits} cached",
+                 self._phase]
+        self._progress.update(self._task_id, completed=spend.calls, info=" · ".join(p for p in parts if p))
 
     def update_best(self, score: float | None) -> None:
         self._best = score

@@ -321,7 +321,7 @@ def test_a_server_without_logprobs_gets_a_clear_error(open_models: list[OpenAICo
     server = FakeOpenAIServer(top_logprobs=None).start()
     try:
         model = fast_model(server.base_url, open_models)
-        with pytest.raises(BackendError, match=r"does not return logprobs.*--no-logprobs"):
+        with pytest.raises(BackendError, match=r"does not return logprobs.*--scoring generate"):
             list(model.score([ScoringRequest(messages=ASK, continuations=("yes", "no"))]))
         assert len(server.requests) == 1
     finally:

@@ -10,14 +10,11 @@ header: it never appears in `id`, `repr`, log lines or exception messages.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 import os
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar, cast
 
@@ -30,13 +27,23 @@ from prompthone.models.base import (
     Completion,
     ContinuationScores,
     GenerationRequest,
-    Message,
     ScoringRequest,
+)
+from prompthone.models.openai_wire import (
+    SPEC_PREFIX,
+    first_position_top,
+    has_choices,
+    has_model_list,
+    label_logprobs,
+    messages_json,
+    parse_retry_after,
+    parse_spec,
+    server_message,
+    usage_tokens,
 )
 
 logger = logging.getLogger(__name__)
 
-SPEC_PREFIX = "openai:"
 KEY_ENV_OVERRIDE = "PROMPTHONE_API_KEY"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -54,157 +61,14 @@ class _TransientError(Exception):
         self.retry_after = retry_after
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Split `openai:<url>[/<model>|#<model>]` into (base URL, model or None), so specs stay one string.
-
-    `openai:http://h:8000/v1/qwen2.5-7b` -> ('http://h:8000/v1', 'qwen2.5-7b'): the model is everything
-    after the first '/v1/' segment (it may itself contain '/'). `openai:http://h:8000/v1#org/model` names
-    it explicitly. Without a model, the backend asks the server's `/models` endpoint.
-    """
-    if not spec.startswith(SPEC_PREFIX):
-        raise ConfigError(f"not an OpenAI-compatible model spec: {spec!r} "
-                          "(expected 'openai:<url>[#<model>]')")
-    rest = spec[len(SPEC_PREFIX):].strip()
-    model: str | None = None
-    if "#" in rest:
-        rest, model = rest.split("#", 1)
-    elif "/v1/" in rest:
-        cut = rest.index("/v1/")
-        rest, model = rest[:cut + 3], rest[cut + 4:]
-    url = rest.rstrip("/")
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-        raise ConfigError(f"model spec {spec!r} needs an http(s) URL, e.g. 'openai:http://127.0.0.1:8000/v1'")
-    model = (model or "").strip().strip("/") or None
-    return url, model
-
-
-def label_logprobs(top: Mapping[str, float], continuations: Sequence[str]) -> tuple[float, ...]:
-    """log P(continuation) for each continuation from the first generated position's top tokens.
-
-    A token counts for continuation `c` when its normalized text (`strip().casefold()`, non-empty) is a
-    prefix of `c`'s normalized text and of no other requested continuation: that sums the surface variants
-    ('Yes', ' yes', 'Y', ...) and drops tokens that cannot tell two labels apart. Continuations that share a
-    normalized form share their tokens. A continuation with no listed token gets a floor below everything
-    listed: `min(smallest listed logprob, log(unlisted mass)) - log(2)`. Every unlisted token is at most as
-    likely as the smallest listed one and all of them together hold at most the unlisted mass, so the true
-    value is (usually) lower still; the floor keeps every seen label ranked above every unseen one, and
-    stays finite.
-
-    Limit: only the first token is visible, so continuations whose first tokens coincide (e.g. 'New York'
-    and 'New Delhi') cannot be separated and score the same floor.
-    """
-    keys = [c.strip().casefold() for c in continuations]
-    distinct = sorted(set(keys))
-    mass: dict[str, float] = dict.fromkeys(distinct, 0.0)
-    for token, logprob in top.items():
-        text = token.strip().casefold()
-        if not text:
-            continue
-        matches = [key for key in distinct if key.startswith(text)]
-        if len(matches) == 1:
-            mass[matches[0]] += math.exp(logprob)
-    listed = [lp for lp in top.values() if math.isfinite(lp)]
-    floor_at = min(listed) if listed else math.log(1e-10)
-    unlisted = 1.0 - sum(math.exp(lp) for lp in listed)
-    if unlisted > 0.0:
-        floor_at = min(floor_at, math.log(unlisted))
-    floor = floor_at - math.log(2.0)
-    return tuple(math.log(mass[key]) if mass[key] > 0.0 else floor for key in keys)
-
-
-def _first_position_top(choice: _Json) -> dict[str, float] | None:
-    """Token -> logprob at the first generated position, from the chat or legacy completions format."""
-    logprobs = choice.get("logprobs")
-    if not isinstance(logprobs, dict):
-        return None
-    content = logprobs.get("content")
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        first = content[0]
-        top: dict[str, float] = {}
-        entries = list(first.get("top_logprobs") or [])
-        if "token" in first and "logprob" in first:
-            entries.append(first)
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("logprob"), int | float):
-                token = str(entry.get("token", ""))
-                top[token] = max(float(entry["logprob"]), top.get(token, -math.inf))
-        return top or None
-    legacy = logprobs.get("top_logprobs")
-    if isinstance(legacy, list) and legacy and isinstance(legacy[0], dict):
-        return {str(t): float(lp) for t, lp in legacy[0].items() if isinstance(lp, int | float)} or None
-    return None
-
-
-def _has_choices(data: Any) -> str | None:
-    """Why a 200 chat reply is unusable (retried as a transient fault), or None when it has choices."""
-    if not isinstance(data, dict):
-        return "reply is not a JSON object"
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "reply has no 'choices'"
-    return None
-
-
-def _has_model_list(data: Any) -> str | None:
-    """Why a 200 /models reply is unusable, or None when it has a `data` list."""
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        return "reply has no 'data' list"
-    return None
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The server's own error message (OpenAI `{"error": {"message"}}`, FastAPI `detail`, or the text)."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str) and err:
-            return err
-        if data.get("detail"):
-            return str(data["detail"])
-        if data.get("message"):
-            return str(data["message"])
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase or "no message"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _messages_json(messages: Sequence[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
-
-
-def _usage(data: _Json, field: str) -> int:
-    usage = data.get("usage")
-    value = usage.get(field) if isinstance(usage, dict) else None
-    return int(value) if isinstance(value, int | float) else 0
-
-
 class OpenAICompatModel:
     """A model served over the OpenAI chat-completions API: generation, plus label scoring from logprobs.
 
     >>> model = OpenAICompatModel.from_spec("openai:http://127.0.0.1:8000/v1/qwen2.5-7b")  # doctest: +SKIP
 
     Scoring reads the top logprobs of the first generated token only (see `label_logprobs`): labels whose
-    first tokens coincide cannot be separated by this backend. Pass `logprobs=False` (`--no-logprobs`) for
-    servers that do not return logprobs; `capabilities.score` is then false.
+    first tokens coincide cannot be separated by this backend. Pass `logprobs=False` (on the CLI:
+    `--scoring generate`) for servers that do not return logprobs; `capabilities.score` is then false.
 
     `stats` counts, for run summaries: `requests` (HTTP attempts), `retries`, `failures` (calls that ran out
     of retries), `backoff_ms` (time spent waiting), `timeouts`, `connection_errors`, `malformed` (unusable
@@ -286,35 +150,35 @@ class OpenAICompatModel:
     # -- one request each ----------------------------------------------------------------------------------
 
     def _generate_one(self, request: GenerationRequest) -> Completion:
-        body: _Json = {"model": self.model, "messages": _messages_json(request.messages),
+        body: _Json = {"model": self.model, "messages": messages_json(request.messages),
                        "max_tokens": request.max_tokens, "temperature": request.temperature,
                        "top_p": request.top_p}
         if request.stop:
             body["stop"] = list(request.stop)
         if request.seed is not None:
             body["seed"] = request.seed
-        data = self._request("POST", "chat/completions", body, _has_choices)
+        data = self._request("POST", "chat/completions", body, has_choices)
         choice = data["choices"][0]
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
-        return Completion(text=str(text or ""), prompt_tokens=_usage(data, "prompt_tokens"),
-                          completion_tokens=_usage(data, "completion_tokens"),
+        return Completion(text=str(text or ""), prompt_tokens=usage_tokens(data, "prompt_tokens"),
+                          completion_tokens=usage_tokens(data, "completion_tokens"),
                           finish_reason=choice.get("finish_reason"))
 
     def _score_one(self, request: ScoringRequest) -> ContinuationScores:
-        body: _Json = {"model": self.model, "messages": _messages_json(request.messages), "max_tokens": 1,
+        body: _Json = {"model": self.model, "messages": messages_json(request.messages), "max_tokens": 1,
                        "temperature": 0.0, "logprobs": True, "top_logprobs": self.top_logprobs}
-        data = self._request("POST", "chat/completions", body, _has_choices)
-        top = _first_position_top(data["choices"][0])
+        data = self._request("POST", "chat/completions", body, has_choices)
+        top = first_position_top(data["choices"][0])
         if top is None:
             raise BackendError(
                 f"the server at {self.base_url} (model {self.model!r}) does not return logprobs, so it "
-                "cannot score labels: use logprobs=False (`--no-logprobs`) to score by generating answers")
+                "cannot score labels: use `--scoring generate` (Python: logprobs=False) to score by generating answers")
         return ContinuationScores(logprobs=label_logprobs(top, request.continuations),
-                                  prompt_tokens=_usage(data, "prompt_tokens"))
+                                  prompt_tokens=usage_tokens(data, "prompt_tokens"))
 
     def _discover_model(self) -> str:
-        data = self._request("GET", "models", None, _has_model_list)
+        data = self._request("GET", "models", None, has_model_list)
         for entry in data["data"]:
             if isinstance(entry, dict) and entry.get("id"):
                 return str(entry["id"])
@@ -385,10 +249,10 @@ class OpenAICompatModel:
         status = response.status_code
         if not 200 <= status < 300:
             self._count(f"http_{status}")
-            message = self._redact(_server_message(response))
+            message = self._redact(server_message(response))
             if status in RETRY_STATUSES:
                 hint = response.headers.get("retry-after") if status in RETRY_AFTER_STATUSES else None
-                raise _TransientError(f"HTTP {status}: {message}", retry_after=_parse_retry_after(hint))
+                raise _TransientError(f"HTTP {status}: {message}", retry_after=parse_retry_after(hint))
             raise BackendError(f"{method} {url} failed with HTTP {status}: {message}{self._hint(status)}")
         try:
             data = response.json()

@@ -102,6 +102,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                                               evaluator.mode))
     stopped = "finished"
     with ui:
+        ui.phase("search")
         try:
             optimizer.start(ctx, state)
             while not state.done:
