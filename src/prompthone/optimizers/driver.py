@@ -1,9 +1,10 @@
 """The one loop every method runs in: budget, cache, run directory, callbacks, progress, finalization.
 
 Finalization is the same for every method so that results compare: the method's top candidates and the
-seed prompt are re-scored on the whole dev split, the best on dev wins (so the returned prompt is never
-worse than the seed on dev), and the seed and the winner are scored on the test split. Finalization calls
-go through the same cache but are counted apart from the search budget (`final_spend`).
+seed prompt are re-scored on the whole dev split, the best on dev wins (ties go to the seed, so the
+returned prompt is never worse than the seed on dev and differs from it only when strictly better), and
+the seed and the winner are scored on the test split. Finalization calls go through the same cache but
+are counted apart from the search budget (`final_spend`).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def _finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Opt
     evaluator = Evaluator(ctx.task, MeteredModel(task_model, meter=final_meter, cache=cache, role="final",
                                                  on_result=ui.tick),
                           mode=ctx.evaluator.mode, max_tokens=ctx.evaluator.max_tokens)
-    finalists = [c for c in optimizer.top(state, top_k) if c.id != seed_cand.id] + [seed_cand]
+    # The seed comes first so that a tie on dev keeps the seed: never report a change that is not better.
+    finalists = [seed_cand] + [c for c in optimizer.top(state, top_k) if c.id != seed_cand.id]
     if skip_calls:
         finalists = [c for c in finalists if "dev" in c.scores] or [seed_cand]
     else:
