@@ -62,3 +62,31 @@ def test_generation_after_scoring_does_not_sample_stale_logits(embedded_model) -
     next(embedded_model.score([ScoringRequest(req.messages, ("positive", "negative"))]))
     after = next(embedded_model.generate([req]))[1].text
     assert after == clean
+
+
+def test_a_repeated_request_scores_exactly_as_a_fresh_one(embedded_model) -> None:
+    """Regression: re-decoding only the last cached token took llama.cpp's single-token path (Δ up to 0.18)."""
+    import prompthone as ph
+    from prompthone.prompts.prompt import Prompt, render
+
+    task = ph.load_task("examples/sentiment.jsonl")
+    prompt = Prompt(task.instruction, output_format=task.output_format)
+    worst = 0.0
+    for example in task.dev[:8]:
+        req = ScoringRequest(render(prompt, example.input), tuple(task.labels or ()))
+        first = next(embedded_model.score([req]))[1].logprobs
+        repeat = next(embedded_model.score([req]))[1].logprobs
+        embedded_model._llm.n_tokens = 0
+        fresh = next(embedded_model.score([req]))[1].logprobs
+        worst = max(worst, *(abs(a - b) for a, b in zip(first, repeat, strict=True)),
+                    *(abs(a - b) for a, b in zip(first, fresh, strict=True)))
+    assert worst < 1e-6
+
+
+def test_greedy_generation_is_the_same_after_scoring_the_same_prompt(embedded_model) -> None:
+    req = GenerationRequest(_msgs("It is okay, nothing special."), max_tokens=16)
+    embedded_model._llm.n_tokens = 0
+    cold = next(embedded_model.generate([req]))[1].text
+    next(embedded_model.score([ScoringRequest(req.messages, ("positive", "negative"))]))
+    warm = next(embedded_model.generate([req]))[1].text
+    assert warm == cold

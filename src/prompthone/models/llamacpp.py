@@ -30,6 +30,11 @@ from prompthone.models.base import (
     surface_variants,
 )
 
+# Always re-evaluate at least this many prompt tokens. llama.cpp decodes a single token on a different
+# (matrix-vector) path whose rounding differs from the batched one: re-evaluating only the last token of a
+# cached prompt moved label log-probs by up to 0.18 vs a fresh evaluation; two or more tokens match exactly.
+_MIN_SUFFIX = 2
+
 # A variant whose first token is this far (in nats) below the best first token adds < e^-12 ≈ 6e-6 of its
 # probability: skip evaluating its remaining tokens.
 _PRUNE_NATS = 12.0
@@ -110,6 +115,7 @@ class LlamaCppModel:
             if len(tokens) + request.max_tokens > self._llm.n_ctx():
                 raise BackendError(f"prompt of {len(tokens)} tokens + {request.max_tokens} to generate exceeds "
                                    f"the context window of {self._llm.n_ctx()} tokens")
+            self._rewind(tokens)  # so create_completion's own prefix reuse also re-decodes ≥ 2 tokens
             kwargs: dict[str, Any] = {}
             if request.seed is not None:
                 kwargs["seed"] = request.seed
@@ -141,9 +147,7 @@ class LlamaCppModel:
                 seqs = {self._tokens_of(v) for v in surface_variants(continuation)}
                 values = [self._sequence_logprob(seq, first, base, best_first) for seq in seqs if seq]
                 logprobs.append(logsumexp([v for v in values if v is not None]))
-            # Leave the last prompt token un-evaluated: the logits now in the context belong to a label
-            # variant, and llama-cpp-python's generate() would sample from them on an exact prefix hit.
-            self._llm.n_tokens = base - 1
+            self._llm.n_tokens = base  # forget the label-variant tokens evaluated after the prompt
         return ContinuationScores(tuple(logprobs), prompt_tokens=len(tokens))
 
     def _tokens_of(self, text: str) -> tuple[int, ...]:
@@ -155,17 +159,23 @@ class LlamaCppModel:
 
     def _eval_reusing_prefix(self, tokens: list[int]) -> np.ndarray:
         """Evaluate `tokens`, keeping the longest prefix already in the KV cache; return last-position log-probs."""
+        self._rewind(tokens)
+        self._llm.eval(tokens[self._llm.n_tokens:])
+        return self._last_logprobs()
+
+    def _rewind(self, tokens: Sequence[int]) -> None:
+        """Keep the longest cached prefix of `tokens`, but leave ≥ `_MIN_SUFFIX` of them to evaluate.
+
+        Besides the rounding reason above, this means the logits in the context are always fresh: no stale
+        logits from a label variant can be sampled by create_completion on an exact prefix hit.
+        """
         llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens]
         common = 0
-        for a, b in zip(cached, tokens, strict=False):
+        for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
             if a != b:
                 break
             common += 1
-        common = min(common, len(tokens) - 1)  # always evaluate ≥1 token so the logits are fresh
-        llm.n_tokens = common
-        llm.eval(tokens[common:])
-        return self._last_logprobs()
+        llm.n_tokens = max(0, min(common, len(tokens) - _MIN_SUFFIX))
 
     def _last_logprobs(self) -> np.ndarray:
         ptr = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
