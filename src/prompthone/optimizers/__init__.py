@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prompthone.errors import ConfigError
 from prompthone.optimizers.ape import APE
+from prompthone.optimizers.apo import APO
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 
-METHODS: dict[str, type[Optimizer]] = {APE.name: APE}
+METHODS: dict[str, type[Optimizer]] = {APE.name: APE, APO.name: APO}
 
 
 def get_method(name: str) -> type[Optimizer]:
@@ -17,4 +18,4 @@ def get_method(name: str) -> type[Optimizer]:
         raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
 
 
-__all__ = ["APE", "METHODS", "Candidate", "OptimizationContext", "OptimizationState", "Optimizer", "get_method"]
+__all__ = ["APE", "APO", "METHODS", "Candidate", "OptimizationContext", "OptimizationState", "Optimizer", "get_method"]

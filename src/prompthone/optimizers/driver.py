@@ -42,6 +42,7 @@ class StepRecord:
     best_score: float | None
     spend: dict[str, object]
     elapsed_s: float
+    frontier: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -171,7 +172,8 @@ def _step_record(optimizer: Optimizer, state: OptimizationState, meter: BudgetMe
     top = optimizer.top(state, 1)
     return StepRecord(step=state.step, best_id=top[0].id if top else None,
                       best_score=top[0].scores[optimizer.rank_key] if top else None,
-                      spend=meter.spend.to_dict(), elapsed_s=round(time.monotonic() - started, 3))
+                      spend=meter.spend.to_dict(), elapsed_s=round(time.monotonic() - started, 3),
+                      frontier=list(state.frontier))
 
 
 def _config(task: Task, optimizer: Optimizer, task_model: MeteredModel, meta_model: MeteredModel,

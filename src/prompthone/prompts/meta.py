@@ -84,3 +84,40 @@ def quotes_any(text: str, sources: Sequence[str]) -> bool:
         elif len(source.strip()) >= 12 and " " + " ".join(src) + " " in joined:
             return True
     return False
+
+
+START_TAG, END_TAG = "<START>", "<END>"
+_TAGGED = re.compile(r"<\s*START\s*>(.*?)(?:<\s*END\s*>|(?=<\s*START\s*>)|\Z)", re.IGNORECASE | re.DOTALL)
+_ANY_TAG = re.compile(r"<\s*/?\s*(START|END)\s*>", re.IGNORECASE)
+
+
+def neutralize_tags(text: str) -> str:
+    """Example text shown to a meta model, with any <START>/<END> tags defanged so they cannot fake a reply."""
+    return _ANY_TAG.sub(lambda m: f"[{m.group(1).lower()}]", text)
+
+
+def parse_tagged(reply: str, *, limit: int | None = None) -> list[str]:
+    """The non-empty items a meta model wrapped in <START> … <END> (an unclosed last item counts)."""
+    items = [" ".join(m.group(1).split()) for m in _TAGGED.finditer(reply)]
+    items = [item for item in items if item]
+    return items[:limit] if limit is not None else items
+
+
+_WRAPPER = re.compile(r"</?\s*[A-Z_]{3,}\s*>")
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+
+
+def untagged_item(reply: str) -> str | None:
+    """The first substantive paragraph of a reply that ignored the tags (small models often do).
+
+    Wrapper tags like <INSTRUCTION> are removed, lead-in lines ending with ':' ('The new instruction is:')
+    are skipped, and list numbering is dropped. Callers still clean and check the result.
+    """
+    text = _WRAPPER.sub("\n", reply)
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [ln for ln in (line.strip() for line in paragraph.splitlines()) if ln and not ln.endswith(":")]
+        if lines:
+            item = " ".join(_NUMBERING.sub("", ln) for ln in lines).strip()
+            if item:
+                return item
+    return None
