@@ -6,8 +6,9 @@ from prompthone.errors import ConfigError
 from prompthone.optimizers.ape import APE
 from prompthone.optimizers.apo import APO
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.opro import OPRO
 
-METHODS: dict[str, type[Optimizer]] = {APE.name: APE, APO.name: APO}
+METHODS: dict[str, type[Optimizer]] = {APE.name: APE, APO.name: APO, OPRO.name: OPRO}
 
 
 def get_method(name: str) -> type[Optimizer]:
@@ -18,4 +19,5 @@ def get_method(name: str) -> type[Optimizer]:
         raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
 
 
-__all__ = ["APE", "APO", "METHODS", "Candidate", "OptimizationContext", "OptimizationState", "Optimizer", "get_method"]
+__all__ = ["APE", "APO", "METHODS", "OPRO", "Candidate", "OptimizationContext", "OptimizationState", "Optimizer",
+           "get_method"]

@@ -28,15 +28,7 @@ from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import ExampleResult
 from prompthone.models.base import GenerationRequest, Message
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
-from prompthone.prompts.meta import (
-    clean_instruction,
-    fill,
-    load_meta_prompt,
-    neutralize_tags,
-    parse_tagged,
-    quotes_any,
-    untagged_item,
-)
+from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags, usable_items
 from prompthone.selection import SELECTORS, get_selector
 from prompthone.tasks.example import Example
 
@@ -140,7 +132,7 @@ class APO(Optimizer):
                                           temperature=self.meta_temperature, seed=ctx.rng.randrange(2**31))
                         for _ in range(calls if attempt == 0 else 1)]
             for completion in ctx.meta_model.generate(requests):
-                items += _usable(completion.text, forbidden, instruction=instruction)
+                items += usable_items(completion.text, forbidden, instruction=instruction)
             if items:
                 break
         return items[:want] if calls == 1 else items
@@ -189,20 +181,3 @@ def _format_errors(errors: Sequence[ExampleResult]) -> str:
         blocks.append(f"Input: {neutralize_tags(e.input)}\nExpected answer: {neutralize_tags(e.target)}\n"
                       f"Model's answer: {neutralize_tags(got)}")
     return "\n\n".join(blocks)
-
-
-def _usable(reply: str, forbidden: Sequence[str], *, instruction: bool) -> list[str]:
-    """Items safe to use: tagged ones, else the reply's first paragraph; nothing may quote the examples shown."""
-    items = parse_tagged(reply)
-    if not items:
-        fallback = untagged_item(reply)
-        items = [fallback] if fallback else []
-    out = []
-    for item in items:
-        if instruction:
-            cleaned = clean_instruction(item, forbidden=forbidden)
-            if cleaned is not None:
-                out.append(cleaned)
-        elif len(item) >= 8 and not quotes_any(item, forbidden):
-            out.append(item[:500])
-    return out

@@ -121,3 +121,20 @@ def untagged_item(reply: str) -> str | None:
             if item:
                 return item
     return None
+
+
+def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool) -> list[str]:
+    """Items safe to use: tagged ones, else the reply's first paragraph; nothing may quote the examples shown."""
+    items = parse_tagged(reply)
+    if not items:
+        fallback = untagged_item(reply)
+        items = [fallback] if fallback else []
+    out = []
+    for item in items:
+        if instruction:
+            cleaned = clean_instruction(item, forbidden=forbidden)
+            if cleaned is not None:
+                out.append(cleaned)
+        elif len(item) >= 8 and not quotes_any(item, forbidden):
+            out.append(item[:500])
+    return out
