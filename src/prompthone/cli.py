@@ -132,6 +132,47 @@ def optimize(
     out.print(f"run directory: {result.run_dir}", highlight=False)
 
 
+@app.command()
+@_guard
+def compare(
+    task: TaskOpt,
+    method: Annotated[list[str] | None, typer.Option("--method", "-M", help="A method, optionally with knobs: "
+                                                     "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, ape, "
+                                                     "opro and apo with each selector.")] = None,
+    model: ModelOpt = "local",
+    meta_model: Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")] = None,
+    budget: Annotated[int, typer.Option(help="Task-model calls each method may make per seed.")] = 400,
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0 .. N-1) per method.")] = 3,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split, the same for every run.")] = 0,
+    runs_dir: Annotated[Path, typer.Option(help="Where the comparison directory is written.")] = Path("runs"),
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    input_field: InputFieldOpt = "input",
+    target_field: TargetFieldOpt = "target",
+    labels: LabelsOpt = None,
+    instruction: InstructionOpt = None,
+    limit: LimitOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Compare methods on one task: same model, splits and task-call budget, over several seeds."""
+    from prompthone.compare import DEFAULT_METHODS, summarize
+    from prompthone.compare import compare as run
+
+    task_obj = _load(task, split_seed, input_field, target_field, labels, instruction, limit)
+    rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
+                     task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=_cache(no_cache, cache),
+                     progress=not quiet)
+    table = Table(title=f"{task_obj.name}: {seeds} seeds, {budget} task-model calls each")
+    for col in ("method", "test mean ± std", "dev mean ± std", "task calls", "meta calls", "tokens", "wall s"):
+        table.add_column(col, justify="left" if col == "method" else "right", overflow="fold")
+    for s in summarize(rows):
+        table.add_row(s["method"], f"{s['test_mean']:.3f} ± {s['test_std']:.3f}",
+                      f"{s['dev_mean']:.3f} ± {s['dev_std']:.3f}", f"{s['task_calls']:.0f}",
+                      f"{s['meta_calls']:.0f}", f"{s['tokens']:.0f}", f"{s['wall_time_s']:.1f}")
+    out.print(table)
+    out.print(f"written: {path / 'compare.md'} and {path / 'compare.json'}", highlight=False)
+
+
 @app.command("eval")
 @_guard
 def eval_(

@@ -101,3 +101,13 @@ def test_scores_come_back_in_request_order(tmp_path) -> None:
     reqs = [ScoringRequest((Message("user", f"q{i}"),), ("a", "b")) for i in range(4)]
     direct = [s for _, s in CountingModel().score(reqs)]
     assert metered.score(reqs) == direct
+
+
+def test_task_call_budget_limits_only_the_task_model() -> None:
+    meter = BudgetMeter(Budget(task_calls=3))
+    assert meter.reserve("meta", 10) == 10  # meta-model calls are not capped by task_calls
+    assert meter.reserve("task", 5) == 3
+    with pytest.raises(BudgetExhausted, match="3 task-model calls"):
+        meter.reserve("task")
+    assert meter.reserve("meta") == 1
+    assert meter.spend.by_role == {"meta": 11, "task": 3}

@@ -16,13 +16,15 @@ from prompthone.errors import BudgetExhausted
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits for one run. `None` means unlimited. Calls count every non-cached request to any model."""
+    """Limits for one run; `None` means unlimited. `calls` counts requests to any model (task and meta),
+    `task_calls` only those to the task model (what `compare` equalizes across methods)."""
 
     calls: int | None = None
     tokens: int | None = None
+    task_calls: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("calls", "tokens"):
+        for name in ("calls", "tokens", "task_calls"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"budget {name} must be ≥ 0, got {value}")
@@ -72,9 +74,20 @@ class BudgetMeter:
         with self._lock:
             return self._exhausted()
 
-    def _exhausted(self) -> bool:
+    def _exhausted(self, role: str | None = None) -> bool:
         b, s = self.budget, self.spend
+        if b.task_calls is not None and role == "task" and s.by_role.get("task", 0) >= b.task_calls:
+            return True
         return (b.calls is not None and s.calls >= b.calls) or (b.tokens is not None and s.tokens >= b.tokens)
+
+    def _remaining(self, role: str, n: int) -> int:
+        b, s = self.budget, self.spend
+        left = [n]
+        if b.calls is not None:
+            left.append(b.calls - s.calls)
+        if b.task_calls is not None and role == "task":
+            left.append(b.task_calls - s.by_role.get("task", 0))
+        return min(left)
 
     def reserve(self, role: str, n: int = 1) -> int:
         """Take up to `n` calls for `role` ('task', 'meta', ...); returns how many were granted (≥ 1).
@@ -83,10 +96,9 @@ class BudgetMeter:
         and the budget is spent to the last call, never beyond it.
         """
         with self._lock:
-            if self._exhausted():
+            if self._exhausted(role):
                 raise BudgetExhausted(self._describe())
-            remaining = self.budget.calls - self.spend.calls if self.budget.calls is not None else n
-            granted = min(n, remaining)
+            granted = self._remaining(role, n)
             self.spend.calls += granted
             self.spend.by_role[role] = self.spend.by_role.get(role, 0) + granted
             return granted
@@ -103,4 +115,5 @@ class BudgetMeter:
 
     def _describe(self) -> str:
         b, s = self.budget, self.spend
-        return (f"budget spent: {s.calls} calls (limit {b.calls}), {s.tokens} tokens (limit {b.tokens})")
+        return (f"budget spent: {s.calls} calls (limit {b.calls}), {s.by_role.get('task', 0)} task-model calls "
+                f"(limit {b.task_calls}), {s.tokens} tokens (limit {b.tokens})")
