@@ -135,7 +135,7 @@ class APO(Optimizer):
                 items += usable_items(completion.text, forbidden, instruction=instruction)
             if items:
                 break
-        return items[:want] if calls == 1 else items
+        return items[:want]
 
     def _cap(self, ctx: OptimizationContext, children: list[Candidate], errors: list[ExampleResult]) -> list[Candidate]:
         """At most `max_expansion_factor` successors per parent: random, or the best on the parent's errors."""
