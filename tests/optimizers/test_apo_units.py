@@ -7,8 +7,8 @@ import random
 import pytest
 from tests.fakes.fake_model import CountingModel
 
-from prompthone.errors import ConfigError
-from prompthone.evaluation.budget import BudgetMeter
+from prompthone.errors import BudgetExhausted, ConfigError
+from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator, ExampleResult
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.optimizers.apo import APO, _format_errors
@@ -68,3 +68,25 @@ def test_error_examples_cannot_inject_tags_or_become_instructions() -> None:
     assert usable_items("<START>Label each review as positive or negative.<END>", [hostile.input],
                    instruction=True) == ["Label each review as positive or negative."]
     assert usable_items("", [], instruction=False) == []
+
+
+def test_a_budget_stop_during_selection_keeps_what_the_pulls_measured() -> None:
+    examples = tuple(Example(f"review {i}", "positive" if i % 2 else "negative") for i in range(12))
+    task = Task("t", examples, examples[:4], examples[:4], metric="label_accuracy", labels=("positive", "negative"))
+    metered = MeteredModel(CountingModel(), meter=BudgetMeter(Budget(task_calls=40)))
+    ctx = OptimizationContext(task, Evaluator(task, metered), metered, random.Random(0), Prompt("Seed."),
+                              lambda cand: None)
+    state = OptimizationState()
+    ctx.new_candidate(state, Prompt("Seed."), parent=None, origin="seed")
+    state.frontier = [0]
+    proposals = [c for c in (ctx.new_candidate(state, Prompt(f"Child {i}."), parent=0, origin="edit")
+                             for i in range(4)) if c is not None]
+    apo = APO(beam_size=2, selector="brute-force", eval_rounds=2, eval_prompts_per_round=5, samples_per_eval=8)
+    with pytest.raises(BudgetExhausted):
+        apo.select(ctx, state, proposals)
+    assert metered.meter.spend.by_role["task"] == 40
+    # brute force pulls each of the 5 arms 16 times: arms 0 and 1 were measured before the budget ran out
+    measured = [c for c in state.pool.values() if "bandit" in c.scores]
+    assert [c.n_scored["bandit"] for c in measured] == [16, 16]
+    ranked = sorted(measured, key=lambda c: (-c.scores["bandit"], c.id))
+    assert state.frontier == [c.id for c in ranked]

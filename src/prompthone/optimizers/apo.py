@@ -20,16 +20,16 @@ The elimination selectors (successive rejects/halving, brute force) get that sam
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from prompthone.errors import ConfigError
+from prompthone.errors import BudgetExhausted, ConfigError
 from prompthone.evaluation.evaluator import ExampleResult
 from prompthone.models.base import GenerationRequest, Message
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags, usable_items
-from prompthone.selection import SELECTORS, get_selector
+from prompthone.selection import SELECTORS, ArmStats, get_selector
 from prompthone.tasks.example import Example
 
 
@@ -153,25 +153,44 @@ class APO(Optimizer):
         arms = self.top(state, self.beam_size) + [c for c in proposals if c.id not in state.frontier]
         train = list(ctx.task.train)
         sampler = random.Random(ctx.rng.randrange(2**31))
+        seen = ArmStats.empty(len(arms))  # every pull, kept even if the budget stops the bandit part-way
 
         def pull(arm: int, n: int) -> list[float]:
-            examples = sampler.sample(train, min(n, len(train))) if n <= len(train) else \
-                [sampler.choice(train) for _ in range(n)]
-            return ctx.evaluator.evaluate(arms[arm].prompt, examples).per_example()
+            examples = sampler.sample(train, n) if n <= len(train) else [sampler.choice(train) for _ in range(n)]
+            rewards = ctx.evaluator.evaluate(arms[arm].prompt, examples).per_example()
+            seen.add(arm, rewards)
+            return rewards
 
-        budget = self.eval_rounds * self.eval_prompts_per_round * self.samples_per_eval
+        try:
+            chosen = self._run_selector(arms, pull, sampler)
+        except BudgetExhausted:
+            # Keep what the pulls so far say: the best-measured arms, then the old beam for unmeasured slots.
+            self._record(ctx, arms, seen)
+            measured = sorted((i for i in range(len(arms)) if seen.counts[i]), key=lambda i: (-seen.mean(i), i))
+            ids = [arms[i].id for i in measured] + [i for i in state.frontier]
+            state.frontier = list(dict.fromkeys(ids))[: self.beam_size]
+            raise
+        self._record(ctx, arms, seen)
+        state.frontier = [arms[i].id for i in chosen]
+        state.done = state.step + 1 >= self.rounds
+
+    def _run_selector(self, arms: list[Candidate], pull: Callable[[int, int], list[float]],
+                      rng: random.Random) -> list[int]:
         select = get_selector(self.selector)
         if self.selector in ("ucb", "ucb-e"):
             result = select(len(arms), self.beam_size, pull, rounds=self.eval_rounds,
                             arms_per_round=self.eval_prompts_per_round, samples_per_pull=self.samples_per_eval,
-                            c=self.ucb_c, rng=sampler)
+                            c=self.ucb_c, rng=rng)
         else:
-            result = select(len(arms), self.beam_size, pull, budget=max(budget, len(arms)), rng=sampler)
+            budget = self.eval_rounds * self.eval_prompts_per_round * self.samples_per_eval
+            result = select(len(arms), self.beam_size, pull, budget=max(budget, len(arms)), rng=rng)
+        chosen: list[int] = result.chosen
+        return chosen
+
+    def _record(self, ctx: OptimizationContext, arms: list[Candidate], seen: ArmStats) -> None:
         for i, cand in enumerate(arms):
-            if result.counts[i]:
-                ctx.record_score(cand, self.rank_key, result.means[i], result.counts[i])
-        state.frontier = [arms[i].id for i in result.chosen]
-        state.done = state.step + 1 >= self.rounds
+            if seen.counts[i]:
+                ctx.record_score(cand, self.rank_key, seen.mean(i), seen.counts[i])
 
 
 def _format_errors(errors: Sequence[ExampleResult]) -> str:
