@@ -53,9 +53,7 @@ class APE(Optimizer):
             raise ConfigError(f"score_with must be 'likelihood' or 'metric', got {self.score_with!r}")
         if self.eval_method not in ("full", "ucb"):
             raise ConfigError(f"eval_method must be 'full' or 'ucb', got {self.eval_method!r}")
-        for knob in ("num_subsamples", "num_demos", "num_prompts_per_subsample", "eval_samples"):
-            if getattr(self, knob) < 1:
-                raise ConfigError(f"{knob} must be ≥ 1")
+        self.require_positive("num_subsamples", "num_demos", "num_prompts_per_subsample", "eval_samples")
 
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:
         pool = ctx.task.dev or ctx.task.train

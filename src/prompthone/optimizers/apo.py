@@ -63,10 +63,8 @@ class APO(Optimizer):
             raise ConfigError(f"selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
         if self.expansion_filter not in ("random", "errors"):
             raise ConfigError(f"expansion_filter must be 'random' or 'errors', got {self.expansion_filter!r}")
-        for knob in ("rounds", "beam_size", "minibatch_size", "eval_rounds", "eval_prompts_per_round",
-                     "samples_per_eval"):
-            if getattr(self, knob) < 1:
-                raise ConfigError(f"{knob} must be ≥ 1")
+        self.require_positive("rounds", "beam_size", "minibatch_size", "eval_rounds", "eval_prompts_per_round",
+                              "samples_per_eval")
 
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:
         if not ctx.task.train:

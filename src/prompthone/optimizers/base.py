@@ -127,6 +127,12 @@ class Optimizer(ABC):
         """The method's current best `k` candidates, best first."""
         return state.ranked(self.rank_key)[:k]
 
+    def require_positive(self, *knobs: str) -> None:
+        """Raise ConfigError naming the first of `knobs` that is below 1 (counts, sizes, rounds)."""
+        for knob in knobs:
+            if getattr(self, knob) < 1:
+                raise ConfigError(f"{knob} must be ≥ 1, got {getattr(self, knob)}")
+
     @classmethod
     def knobs(cls) -> dict[str, Any]:
         """The method's knobs and their (published) defaults."""

@@ -35,9 +35,7 @@ class OPRO(Optimizer):
     score_examples: int = 0
 
     def __post_init__(self) -> None:
-        for knob in ("steps", "max_num_instructions", "num_generated_instructions"):
-            if getattr(self, knob) < 1:
-                raise ConfigError(f"{knob} must be ≥ 1")
+        self.require_positive("steps", "max_num_instructions", "num_generated_instructions")
         if self.num_exemplars < 0 or self.score_examples < 0:
             raise ConfigError("num_exemplars and score_examples must be ≥ 0")
 
