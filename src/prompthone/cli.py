@@ -27,6 +27,7 @@ TaskOpt = Annotated[str, typer.Option("--task", "-t", help="A .jsonl/.csv file, 
                                       "(see `prompthone tasks`).")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
                                        "openai:<base_url>/<model> (see `prompthone models`).")]
+MetaModelOpt = Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, sampling and the search; same seed + cache = "
                                       "same run.")]
 ScoringOpt = Annotated[str, typer.Option(help="auto (label log-probs for classification when the backend "
@@ -85,7 +86,7 @@ def optimize(
     task: TaskOpt,
     method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`).")] = "ape",
     model: ModelOpt = "local",
-    meta_model: Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")] = None,
+    meta_model: MetaModelOpt = None,
     budget: Annotated[int | None, typer.Option(help="Most model calls the search may make (cache hits are "
                                                "free).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Most tokens the search may use.")] = None,
@@ -140,7 +141,7 @@ def compare(
                                                      "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, ape, "
                                                      "opro and apo with each selector.")] = None,
     model: ModelOpt = "local",
-    meta_model: Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")] = None,
+    meta_model: MetaModelOpt = None,
     budget: Annotated[int, typer.Option(help="Task-model calls each method may make per seed.")] = 400,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0 .. N-1) per method.")] = 3,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split, the same for every run.")] = 0,

@@ -54,9 +54,12 @@ def test_prefix_reuse_gives_the_same_scores_as_a_fresh_evaluation(embedded_model
     assert reused[0] == pytest.approx(reused[3], abs=1e-3)
 
 
-def test_generation_after_scoring_does_not_sample_stale_logits(embedded_model) -> None:
+@pytest.mark.parametrize(("review", "max_tokens"), [("Terrible. Broke after one day.", 6),
+                                                    ("It is okay, nothing special.", 16)])
+def test_generation_after_scoring_the_same_prompt_matches_a_cold_start(embedded_model, review: str,
+                                                                       max_tokens: int) -> None:
     """Regression: scoring left a label variant's logits in the context and generate() sampled from them."""
-    req = GenerationRequest(_msgs("Terrible. Broke after one day."), max_tokens=6)
+    req = GenerationRequest(_msgs(review), max_tokens=max_tokens)
     embedded_model._llm.n_tokens = 0
     clean = next(embedded_model.generate([req]))[1].text
     next(embedded_model.score([ScoringRequest(req.messages, ("positive", "negative"))]))
@@ -82,11 +85,3 @@ def test_a_repeated_request_scores_exactly_as_a_fresh_one(embedded_model) -> Non
                     *(abs(a - b) for a, b in zip(first, fresh, strict=True)))
     assert worst < 1e-6
 
-
-def test_greedy_generation_is_the_same_after_scoring_the_same_prompt(embedded_model) -> None:
-    req = GenerationRequest(_msgs("It is okay, nothing special."), max_tokens=16)
-    embedded_model._llm.n_tokens = 0
-    cold = next(embedded_model.generate([req]))[1].text
-    next(embedded_model.score([ScoringRequest(req.messages, ("positive", "negative"))]))
-    warm = next(embedded_model.generate([req]))[1].text
-    assert warm == cold
