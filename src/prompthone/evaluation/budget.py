@@ -76,11 +76,10 @@ class BudgetMeter:
 
     def _exhausted(self, role: str | None = None) -> bool:
         b, s = self.budget, self.spend
-        if b.task_calls is not None and role == "task" and s.by_role.get("task", 0) >= b.task_calls:
-            return True
-        return (b.calls is not None and s.calls >= b.calls) or (b.tokens is not None and s.tokens >= b.tokens)
+        return (b.tokens is not None and s.tokens >= b.tokens) or self._remaining(role, 1) <= 0
 
-    def _remaining(self, role: str, n: int) -> int:
+    def _remaining(self, role: str | None, n: int) -> int:
+        """How many of `n` calls for `role` the call limits allow (task_calls applies to role 'task' only)."""
         b, s = self.budget, self.spend
         left = [n]
         if b.calls is not None:
