@@ -163,12 +163,12 @@ class APO(Optimizer):
             chosen = self._run_selector(arms, pull, sampler)
         except BudgetExhausted:
             # Keep what the pulls so far say: the best-measured arms, then the old beam for unmeasured slots.
-            self._record(ctx, arms, seen)
-            measured = sorted((i for i in range(len(arms)) if seen.counts[i]), key=lambda i: (-seen.mean(i), i))
-            ids = [arms[i].id for i in measured] + [i for i in state.frontier]
+            measured = seen.ranked(i for i in range(len(arms)) if seen.counts[i])
+            ids = [arms[i].id for i in measured] + state.frontier
             state.frontier = list(dict.fromkeys(ids))[: self.beam_size]
             raise
-        self._record(ctx, arms, seen)
+        finally:
+            self._record(ctx, arms, seen)
         state.frontier = [arms[i].id for i in chosen]
         state.done = state.step + 1 >= self.rounds
 

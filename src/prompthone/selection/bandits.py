@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from prompthone.errors import ConfigError
@@ -44,6 +44,10 @@ class ArmStats:
     def total(self) -> int:
         return sum(self.counts)
 
+    def ranked(self, arms: Iterable[int]) -> list[int]:
+        """Arms best first by empirical mean; ties go to the lower index (older candidate)."""
+        return sorted(arms, key=lambda a: (-self.mean(a), a))
+
 
 @dataclass
 class SelectionResult:
@@ -62,11 +66,6 @@ def _pull(stats: ArmStats, pull: Pull, arm: int, n: int) -> None:
         if len(rewards) != n:
             raise ValueError(f"pull({arm}, {n}) returned {len(rewards)} rewards")
         stats.add(arm, rewards)
-
-
-def _ranked(stats: ArmStats, arms: Sequence[int]) -> list[int]:
-    """Arms best first by empirical mean; ties go to the lower index (older candidate)."""
-    return sorted(arms, key=lambda a: (-stats.mean(a), a))
 
 
 def _result(stats: ArmStats, chosen: list[int], history: list[list[int]]) -> SelectionResult:
@@ -121,7 +120,7 @@ def _index_selector(index: Callable[[ArmStats, int, int], float], n_arms: int, k
         history.append(pulled)
         if budget is not None and stats.total >= budget:
             break
-    return _result(stats, _ranked(stats, range(n_arms))[:k], history)
+    return _result(stats, stats.ranked(range(n_arms))[:k], history)
 
 
 def ucb(n_arms: int, k: int, pull: Pull, *, rounds: int = 8, arms_per_round: int = 8, samples_per_pull: int = 32,
@@ -157,7 +156,7 @@ def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
     stats = ArmStats.empty(n_arms)
     if n_arms <= k:
         _spread_pulls(stats, pull, active, budget)
-        return _result(stats, _ranked(stats, active), [active])
+        return _result(stats, stats.ranked(active), [active])
     if budget < n_arms:
         raise ConfigError(f"successive rejects needs a budget ≥ the number of arms ({n_arms}), got {budget}")
     phases = n_arms - k
@@ -171,9 +170,9 @@ def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
             for arm in active:
                 _pull(stats, pull, arm, min(target - stats.counts[arm], budget - stats.total))
         history.append(list(active))
-        worst = _ranked(stats, active)[-1]
+        worst = stats.ranked(active)[-1]
         active.remove(worst)
-    return _result(stats, _ranked(stats, active), history)
+    return _result(stats, stats.ranked(active), history)
 
 
 def _spread_pulls(stats: ArmStats, pull: Pull, arms: Sequence[int], total: int) -> None:
@@ -198,8 +197,8 @@ def successive_halving(n_arms: int, k: int, pull: Pull, *, budget: int,
         _spread_pulls(stats, pull, active, share)
         history.append(list(active))
         keep = max(k, math.ceil(len(active) / 2))
-        active = _ranked(stats, active)[:keep]
-    return _result(stats, _ranked(stats, active)[:k], history)
+        active = stats.ranked(active)[:keep]
+    return _result(stats, stats.ranked(active)[:k], history)
 
 
 def brute_force(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Random | None = None) -> SelectionResult:
@@ -208,7 +207,7 @@ def brute_force(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Ran
     stats = ArmStats.empty(n_arms)
     arms = list(range(n_arms))
     _spread_pulls(stats, pull, arms, budget)
-    return _result(stats, _ranked(stats, arms)[:k], [arms])
+    return _result(stats, stats.ranked(arms)[:k], [arms])
 
 
 SELECTORS: dict[str, Callable[..., SelectionResult]] = {
