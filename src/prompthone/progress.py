@@ -15,7 +15,10 @@ class RunProgress:
     def __init__(self, meter: BudgetMeter, *, enabled: bool = True, label: str = "optimizing",
                  total: int | None = None) -> None:
         self.meter = meter
-        self.total = total if total is not None else meter.budget.calls
+        budget = meter.budget
+        # Count against whichever call limit is set: all calls, else task-model calls (what `compare` caps).
+        self._task_only = budget.calls is None and budget.task_calls is not None
+        self.total = total if total is not None else budget.task_calls if self._task_only else budget.calls
         self.enabled = enabled
         self.label = label
         self._best: float | None = None
@@ -44,7 +47,8 @@ class RunProgress:
         spend = self.meter.spend
         parts = [f"best {self._best:.3f}" if self._best is not None else "", f"{spend.cache_hits} cached",
                  self._phase]
-        self._progress.update(self._task_id, completed=spend.calls, info=" · ".join(p for p in parts if p))
+        done = spend.by_role.get("task", 0) if self._task_only else spend.calls
+        self._progress.update(self._task_id, completed=done, info=" · ".join(p for p in parts if p))
 
     def update_best(self, score: float | None) -> None:
         self._best = score
