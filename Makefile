@@ -15,7 +15,7 @@ DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[local,dev]"
+	$(PY) -m pip install --quiet -e ".[local,dev,bench]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -53,7 +53,8 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
              meta_model: str | Model | None = None, budget: Budget | int | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, run_dir: str | Path | None = "runs",
              cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
-             progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> OptimizationResult:
+             progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
+             final_top_k: int = 3) -> OptimizationResult:
     """Search for the prompt that makes `model` do best on `task`.
 
     >>> import prompthone as ph                                                       # doctest: +SKIP
@@ -62,7 +63,8 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
 
     `budget` caps the search in model calls (an int) or calls and tokens (`Budget`); the final scoring of the
     seed and best prompts on dev/test is reported apart in `final_spend`. `meta_model` proposes prompts and
-    defaults to `model`. `options` sets the method's knobs (see `prompthone methods`).
+    defaults to `model`. `options` sets the method's knobs (see `prompthone methods`). The seed and the method's
+    `final_top_k` best are re-scored on the full dev split to pick the winner (0: trust the method's own ranking).
     """
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     optimizer = get_method(method).from_options(options or {})
@@ -72,7 +74,7 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
         budget = Budget(calls=budget)
     return run_optimization(task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget,
                             cache=resolve_cache(cache), seed=seed, run_root=run_dir, scoring=scoring,
-                            progress=progress, callbacks=callbacks)
+                            progress=progress, callbacks=callbacks, final_top_k=final_top_k)
 
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,

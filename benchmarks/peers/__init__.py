@@ -1,0 +1,1 @@
+"""The peer benchmark: prompthone's methods and DSPy, TextGrad, promptolution on one server under one budget."""

@@ -1,0 +1,254 @@
+"""Run every system on every task, seed and budget level through one counting proxy; score every final prompt alike.
+
+The order of work and why:
+1. One OpenAI-compatible server (the embedded GGUF on `llama_cpp.server`, or `--server-url`), one counting proxy in
+   front of it. Every system, prompthone included, reaches the model only through its own proxy account.
+2. Per task and seed, one split (prompthone's loader, seeded) shared by all systems; runners get train and dev only.
+3. Per system: a job file, the runner in its own environment, a wall-clock limit; the proxy's ledger is the count.
+4. The final prompt (instruction + demos, rendered with the task's fixed output-format line) is scored on the test
+   split by prompthone's evaluator against the server directly (not through the proxy, not charged to anyone):
+   label log-probabilities on classification tasks, generate-and-parse otherwise. Identical prompts are scored once.
+5. Each finished run is appended to `results.jsonl` at once; rerunning with the same `--out` skips what is there, so
+   a crash or Ctrl-C loses at most the run in progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.peers.envs import ensure_env, harness_python
+from benchmarks.peers.job import Job, Pair, PeerResult
+from benchmarks.peers.proxy import CountingProxy
+from benchmarks.peers.systems import SEED, SYSTEMS
+from prompthone.evaluation.budget import BudgetMeter
+from prompthone.evaluation.cache import CallCache
+from prompthone.evaluation.evaluator import Evaluator
+from prompthone.evaluation.metered import MeteredModel
+from prompthone.models.local_server import DEFAULT_ALIAS, serve_gguf
+from prompthone.models.openai_compat import OpenAICompatModel
+from prompthone.prompts.prompt import Prompt
+from prompthone.tasks.example import Example, Task
+from prompthone.tasks.registry import load_task
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNNER_KEY = "sk-prompthone-bench-local"  # runners talk to the local proxy; a real key stays in the harness
+
+
+@dataclass
+class Settings:
+    """Everything that defines a benchmark run; written to `settings.json` beside the results."""
+
+    tasks: list[str]
+    seeds: list[int]
+    budget: int  # calls per run at the full level
+    levels: list[float]  # fractions of `budget`; each is a separate run (the score-vs-calls curve)
+    systems: list[str]
+    out: Path
+    max_tokens: int = 256  # completion-token cap per call, enforced at the proxy for everyone
+    limit: int | None = 150  # examples per task before the 40/20/40 split (None: all)
+    server_url: str | None = None  # None: serve the embedded model locally
+    server_model: str | None = None
+    runner_timeout_s: float = 1800.0
+    quick: bool = False
+
+    def budgets(self) -> list[int]:
+        return sorted({max(1, round(self.budget * level)) for level in self.levels})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+@dataclass
+class Record:
+    """One system's run on one task, seed and budget: what it spent and how its final prompt scores on test."""
+
+    task: str
+    seed: int
+    budget: int
+    system: str
+    status: str
+    test_score: float | None
+    calls: int = 0
+    refused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    internal_score: float | None = None
+    detail: str = ""
+    version: str = ""
+    instruction: str = ""
+    n_demos: int = 0
+    scoring_mode: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int, int, str]:
+        return (self.task, self.seed, self.budget, self.system)
+
+
+@dataclass
+class TaskInfo:
+    """Facts about a task's split that the report needs (the chance level)."""
+
+    task: str
+    seed: int
+    labels: list[str] | None
+    majority: float | None  # accuracy of always answering the most frequent test label
+    sizes: dict[str, int]
+
+
+def read_records(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    return [Record(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
+    settings.out.mkdir(parents=True, exist_ok=True)
+    (settings.out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=1), encoding="utf-8")
+    results_path = settings.out / "results.jsonl"
+    records = read_records(results_path)
+    done = {r.key for r in records}
+    infos: list[TaskInfo] = []
+    pythons = {name: _python_for(name, settings.out) for name in settings.systems if name != SEED}
+    with _server(settings) as (server_url, model_name):
+        proxy = CountingProxy(server_url, api_key=_upstream_key())
+        with proxy.serve() as proxy_url, OpenAICompatModel(server_url, model_name, timeout=900.0,
+                                                           max_concurrency=1) as scorer:
+            score_cache = CallCache(settings.out / "scoring.sqlite")
+            for spec in settings.tasks:
+                for seed in settings.seeds:
+                    task = load_task(spec, seed=seed, limit=settings.limit)
+                    infos.append(_task_info(spec, seed, task))
+                    for budget in settings.budgets():
+                        for name in settings.systems:
+                            spent = 0 if name == SEED else budget
+                            if (spec, seed, spent, name) in done:
+                                continue
+                            print(f"[peers] {spec} seed {seed} budget {spent}: {name}", flush=True)
+                            if name == SEED:
+                                record = _seed_record(spec, seed, task, scorer, score_cache)
+                            else:
+                                record = _run_system(settings, name, spec, seed, budget, task, proxy, proxy_url,
+                                                     model_name, pythons[name], scorer, score_cache)
+                            _print_record(record)
+                            with results_path.open("a", encoding="utf-8") as sink:
+                                sink.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+                            records.append(record)
+                            done.add(record.key)
+    (settings.out / "tasks.json").write_text(json.dumps([asdict(i) for i in infos], indent=1), encoding="utf-8")
+    return records, infos
+
+
+def _python_for(name: str, out: Path) -> Path:
+    system = SYSTEMS[name]
+    return ensure_env(system.env) if system.env else harness_python()
+
+
+def _upstream_key() -> str | None:
+    return os.environ.get("PROMPTHONE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+
+
+@contextlib.contextmanager
+def _server(settings: Settings) -> Iterator[tuple[str, str]]:
+    """The upstream: `--server-url` as given, or the embedded model served on 127.0.0.1 for this run."""
+    if settings.server_url:
+        with OpenAICompatModel(settings.server_url, settings.server_model, api_key_env="OPENAI_API_KEY") as probe:
+            yield settings.server_url.rstrip("/"), probe.model
+        return
+    with serve_gguf(settings.out / "server.log", alias=DEFAULT_ALIAS) as url:
+        yield url, DEFAULT_ALIAS
+
+
+def _task_info(spec: str, seed: int, task: Task) -> TaskInfo:
+    majority = None
+    if task.labels and task.test:
+        counts = [sum(e.target == label for e in task.test) for label in task.labels]
+        majority = max(counts) / len(task.test)
+    return TaskInfo(spec, seed, list(task.labels) if task.labels else None, majority,
+                    {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)})
+
+
+def _score(task: Task, prompt: Prompt, scorer: OpenAICompatModel, cache: CallCache) -> tuple[float, str]:
+    evaluator = Evaluator(task, MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final"))
+    return evaluator.evaluate(prompt, task.test).score, evaluator.mode
+
+
+def _seed_record(spec: str, seed: int, task: Task, scorer: OpenAICompatModel, cache: CallCache) -> Record:
+    score, mode = _score(task, Prompt(task.instruction, output_format=task.output_format), scorer, cache)
+    return Record(spec, seed, 0, SEED, "ok", score, instruction=task.instruction, scoring_mode=mode)
+
+
+def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, proxy: CountingProxy,
+                proxy_url: str, model_name: str, python: Path, scorer: OpenAICompatModel,
+                score_cache: CallCache) -> Record:
+    system = SYSTEMS[name]
+    run_id = f"{slug(spec)}-s{seed}-b{budget}-{name}-{uuid.uuid4().hex[:6]}"
+    run_dir = settings.out / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prefix = proxy.open_run(run_id, budget, settings.max_tokens)
+    job = Job(system=name, seed=seed, base_url=proxy_url + prefix, model=model_name, budget_calls=budget,
+              max_tokens=settings.max_tokens, task=spec, instruction=task.instruction,
+              output_format=task.output_format, labels=list(task.labels) if task.labels else None,
+              train=[Pair(e.input, e.target) for e in task.train], dev=[Pair(e.input, e.target) for e in task.dev],
+              out_dir=str(run_dir), metric=task.metric, options=system.options(budget, len(task.dev)))
+    job_path = run_dir / "job.json"
+    job.write(job_path)
+    started = time.monotonic()
+    status_note = _launch(python, system.runner_path, job_path, run_dir, settings.runner_timeout_s)
+    wall = time.monotonic() - started
+    ledger = proxy.ledger(run_id)
+    result = PeerResult.read(job.result_path) if job.result_path.exists() else \
+        PeerResult("failed", task.instruction, detail=status_note or "the runner wrote no result")
+    status = result.status
+    if status == "ok" and ledger.refused:
+        status = "cut_off"  # the runner recovered, but the proxy refused calls: say so
+    prompt = Prompt(result.instruction or task.instruction, output_format=task.output_format,
+                    demos=tuple(Example(d.input, d.target) for d in result.demos))
+    score, mode = _score(task, prompt, scorer, score_cache)
+    detail = "; ".join(filter(None, [status_note, result.detail]))
+    return Record(spec, seed, budget, name, status, score, calls=ledger.calls, refused=ledger.refused,
+                  prompt_tokens=ledger.prompt_tokens, completion_tokens=ledger.completion_tokens,
+                  wall_s=round(wall, 1), internal_score=result.internal_score, detail=detail[:1500],
+                  version=result.version, instruction=prompt.instruction, n_demos=len(prompt.demos),
+                  scoring_mode=mode, extra={"run_dir": str(run_dir), "peer": result.extra,
+                                            "upstream_failures": ledger.upstream_failures,
+                                            "clamped": ledger.clamped, "note": system.note})
+
+
+def _launch(python: Path, runner: Path, job_path: Path, run_dir: Path, timeout_s: float) -> str:
+    """Run one runner to completion (or kill it at the limit); returns a note when something went wrong."""
+    cache = run_dir / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "src")]),
+           "OPENAI_API_KEY": RUNNER_KEY, "PROMPTHONE_API_KEY": RUNNER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "XDG_CACHE_HOME": str(cache),
+           "DSPY_CACHEDIR": str(cache / "dspy"), "PROMPTHONE_CACHE_DIR": str(cache / "prompthone")}
+    with (run_dir / "runner.log").open("wb") as log:
+        try:
+            done = subprocess.run([str(python), str(runner), str(job_path)], cwd=run_dir, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return f"killed after the {timeout_s:.0f} s wall-clock limit"
+    return f"runner exited with {done.returncode}" if done.returncode else ""
+
+
+def slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", Path(spec).stem if spec.endswith((".jsonl", ".csv", ".json")) else spec)
+
+
+def _print_record(record: Record) -> None:
+    score = "n/a" if record.test_score is None else f"{record.test_score:.3f}"
+    print(f"[peers]   {record.status}: test {score}, {record.calls} calls (+{record.refused} refused), "
+          f"{record.prompt_tokens + record.completion_tokens} tokens, {record.wall_s:.0f} s", flush=True)

