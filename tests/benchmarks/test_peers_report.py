@@ -1,0 +1,105 @@
+"""Exact checks of the peer benchmark's contract and reading rules: the shared metric, the job file, the
+finalization reserve, chance detection, calls-to-reach, the RESULTS.md section and the quick-mode checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from benchmarks.peers import report
+from benchmarks.peers.__main__ import smoke_failures
+from benchmarks.peers.harness import Record, Settings, TaskInfo
+from benchmarks.peers.job import Job, Pair, PeerResult, answer_matches
+from benchmarks.peers.runners.prompthone_runner import final_top_k
+
+LABELS = ["positive", "negative"]
+
+
+@pytest.mark.parametrize(("output", "target", "labels", "expected"), [
+    ("The sentiment is Positive.", "positive", LABELS, True),
+    ("negative, not positive", "positive", LABELS, False),  # the first label mentioned counts
+    ("positively glowing", "positive", LABELS, False),  # whole words only
+    ("Answer: 42.", "42", None, True),
+    ("421", "42", None, False),
+    ("42 apples", "42", None, True),
+    ("", "positive", LABELS, False),
+])
+def test_the_peers_shared_metric(output: str, target: str, labels: list[str] | None, expected: bool) -> None:
+    assert answer_matches(output, target, labels) is expected
+
+
+def test_job_and_result_files_round_trip(tmp_path: Path) -> None:
+    job = Job("dspy-gepa", 1, "http://127.0.0.1:1/r/x/v1", "m", 40, 64, "t", "Classify.", "Answer with one word.",
+              LABELS, [Pair("good", "positive")], [Pair("bad", "negative")], str(tmp_path), options={"k": 1})
+    job.write(tmp_path / "job.json")
+    assert Job.read(tmp_path / "job.json") == job
+    result = PeerResult("cut_off", "Be brief.", demos=[Pair("good", "positive")], internal_score=0.5)
+    result.write(job.result_path)
+    assert PeerResult.read(job.result_path) == result
+    with pytest.raises(ValueError, match="status"):
+        PeerResult("great", "x").write(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize(("budget", "dev", "expected"), [(300, 30, 3), (200, 30, 1), (100, 30, 0), (40, 6, 1)])
+def test_the_finalization_reserve_fits_half_the_budget(budget: int, dev: int, expected: int) -> None:
+    assert final_top_k(budget, dev) == expected
+
+
+def _record(system: str, budget: int, score: float, calls: int, seed: int = 0, task: str = "t") -> Record:
+    return Record(task, seed, budget, system, "ok", score, calls=calls)
+
+
+def _infos(majority: float = 0.5) -> list[TaskInfo]:
+    return [TaskInfo("t", 0, LABELS, majority, {"train": 4, "dev": 2, "test": 4})]
+
+
+def test_a_task_where_no_system_beats_the_majority_rate_is_at_chance() -> None:
+    flat = report.rows_by_task([_record("seed", 0, 0.5, 0), _record("dspy-mipro", 40, 0.54, 40)])["t"]
+    assert report.at_chance(flat, _infos())
+    spread = report.rows_by_task([_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.7, 30)])["t"]
+    assert not report.at_chance(spread, _infos())
+
+
+def test_calls_to_reach_is_the_smallest_level_that_matches_the_target() -> None:
+    rows = report.rows_by_task([
+        _record("prompthone-ape", 100, 0.55, 90), _record("prompthone-ape", 200, 0.65, 180, seed=0),
+        _record("prompthone-ape", 200, 0.75, 170, seed=1), _record("prompthone-ape", 300, 0.7, 260)])["t"]
+    assert report.calls_to_reach(rows, "prompthone-ape", 0.7) == pytest.approx(175)
+    assert report.calls_to_reach(rows, "prompthone-ape", 0.9) is None
+    assert report.full_rows(rows)["prompthone-ape"].budget == 300
+
+
+def test_the_results_section_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## GREATER\n\nkeep me\n", encoding="utf-8")
+    report.write_section(results, "first table\n")
+    report.write_section(results, "second table\n")
+    text = results.read_text(encoding="utf-8")
+    assert "keep me" in text and "second table" in text and "first table" not in text
+    assert text.count(report.SECTION_START) == 1
+
+
+def test_render_and_plot_cover_every_system(tmp_path: Path) -> None:
+    records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 20, 0.6, 20),
+               _record("prompthone-ape", 40, 0.7, 38), _record("dspy-copro", 20, 0.55, 20),
+               _record("dspy-copro", 40, 0.6, 40)]
+    settings = Settings(["t"], [0], 40, [0.5, 1.0], ["seed", "prompthone-ape", "dspy-copro"], tmp_path)
+    grouped = report.rows_by_task(records)
+    plot = report.plot("t", grouped["t"], tmp_path / "plot.png")
+    assert plot.stat().st_size > 1000
+    text = report.render(records, _infos(), settings, "python -m benchmarks.peers", plot)
+    assert "| prompthone-ape | 0.700 ± 0.000 |" in text
+    assert "| dspy-copro | 0.600 ± 0.000 |" in text
+    assert "Over 1 task(s) above chance" in text
+    # prompthone-ape reached the best peer's final score (0.6) at the 20-call level.
+    assert "| prompthone-ape | 0.700 | 38 | 0 | 0 | 1/1 | 20 |" in text
+
+
+def test_quick_mode_flags_a_system_that_did_not_run_or_was_not_counted(tmp_path: Path) -> None:
+    settings = Settings(["t"], [0], 40, [1.0], ["seed", "prompthone-ape", "textgrad"], tmp_path)
+    records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.6, 0)]
+    problems = smoke_failures(records, settings)
+    assert any("prompthone-ape" in p and "0 calls" in p for p in problems)
+    assert any("textgrad" in p and "no record" in p for p in problems)
+    assert smoke_failures([_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.6, 12),
+                           _record("textgrad", 40, 0.5, 40)], settings) == []
