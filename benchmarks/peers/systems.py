@@ -43,6 +43,12 @@ def _apo_options(budget: int, dev_size: int) -> dict[str, Any]:
             "samples_per_eval": 4 if small else 8, "selector": "ucb"}
 
 
+def _optimistic(budget: int, dev_size: int) -> dict[str, Any]:
+    # Take a step whenever its cheapest useful outcome fits, as prompthone's methods do (they run until the budget
+    # stops them); the runners' default ("worst_case") can leave a step's worth of the budget unspent.
+    return {"step_guard": "optimistic"}
+
+
 @dataclass(frozen=True)
 class System:
     """One contender. `env` is None for prompthone's own systems (run by the harness's interpreter)."""
@@ -67,10 +73,10 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
     System("dspy-mipro", "dspy_runner.py", "dspy", TEXT_NOTE),
     System("dspy-gepa", "dspy_runner.py", "dspy", TEXT_NOTE),
     System("dspy-copro", "dspy_runner.py", "dspy", TEXT_NOTE),
-    System("textgrad", "textgrad_runner.py", "textgrad", TEXT_NOTE),
-    System("promptolution-opro", "promptolution_runner.py", "promptolution", TEXT_NOTE),
-    System("promptolution-evoprompt", "promptolution_runner.py", "promptolution", TEXT_NOTE),
-    System("promptolution-capo", "promptolution_runner.py", "promptolution", TEXT_NOTE),
+    System("textgrad", "textgrad_runner.py", "textgrad", TEXT_NOTE, _optimistic),
+    System("promptolution-opro", "promptolution_runner.py", "promptolution", TEXT_NOTE, _optimistic),
+    System("promptolution-evoprompt", "promptolution_runner.py", "promptolution", TEXT_NOTE, _optimistic),
+    System("promptolution-capo", "promptolution_runner.py", "promptolution", TEXT_NOTE, _optimistic),
 )}
 
 

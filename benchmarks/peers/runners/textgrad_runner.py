@@ -29,11 +29,15 @@ Choices made here, and why:
   prompt is validated first (|val| calls). A step runs only if the calls left cover its worst case, so a run never
   needs more than `budget_calls`; the engine's in-run cache (identical system prompt + input) makes some calls
   free. With budget 60, 10 dev and b = 3: 10 + 2 x 20 = 50 calls, two steps. If even one step does not fit with
-  the whole dev split, validation uses the first (budget - 3b - 1) // 2 dev examples.
+  the whole dev split, validation uses the first (budget - 3b - 1) // 2 dev examples. `job.options["step_guard"]
+  = "optimistic"` runs a step when 3b + 1 calls are left (its validation may then be cut off by the proxy: the
+  candidate is dropped, the last validated prompt is reported, status "cut_off").
 - When the 135M model's TGD reply has no `<IMPROVED_VARIABLE>` tag, textgrad raises IndexError (the recipe would
   crash); here that step leaves the prompt unchanged and the run goes on (counted in `extra`).
-- Caching and logs: textgrad's engine disk cache (platformdirs user cache) and its JSONL log (TEXTGRAD_LOG_DIR,
-  else ./logs) are both put under `job.out_dir` before textgrad is imported, so nothing carries over between runs.
+- Caching and logs: textgrad's engine disk cache (platformdirs user cache, via XDG_CACHE_HOME) and its JSONL log
+  (TEXTGRAD_LOG_DIR, else ./logs) are both put under `job.out_dir` before textgrad is imported, so nothing carries
+  over between runs. One progress line per stage goes to stdout (the harness keeps it in runner.log); this
+  runner's own log is `textgrad-verbose.log`, and `summary.json` holds the validation history and prompts.
 
 What this peer cannot use here: label log-probabilities (it only sees generated text), and a strong backward/TGD
 model (the recipe assumes GPT-4o gives the feedback; here the 135M task model gives it).
@@ -80,8 +84,9 @@ def _prepare_environment(out: Path) -> None:
     os.environ["XDG_CACHE_HOME"] = str(out / "cache")  # platformdirs.user_cache_dir -> the engine's diskcache
     os.environ["TEXTGRAD_LOG_DIR"] = str(out / "textgrad_logs") + os.sep
     os.environ.setdefault("OPENAI_API_KEY", "local")
-    logging.basicConfig(filename=out / "runner.log", level=logging.INFO,
+    logging.basicConfig(filename=out / "textgrad-verbose.log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)  # library warnings go to the log file, not to the harness's runner.log
 
 
 class CallCounter:
@@ -157,6 +162,9 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
     batch_size = int(job.options.get("batch_size", BATCH_SIZE))
     max_epochs = int(job.options.get("max_epochs", MAX_EPOCHS))
     steps_per_epoch = int(job.options.get("steps_per_epoch", STEPS_PER_EPOCH))
+    guard = str(job.options.get("step_guard", "worst_case"))
+    if guard not in ("worst_case", "optimistic"):
+        raise ValueError(f"step_guard must be 'worst_case' or 'optimistic', not {guard!r}")
     train = [(render_query(job, p.input), p.target) for p in job.train]
     val = [(render_query(job, p.input), p.target) for p in job.dev]
     step_cost = 3 * batch_size + 1
@@ -196,14 +204,15 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
               f"({counter.calls - started} calls)")
 
     loader = DataLoader(train, batch_size=batch_size, shuffle=True)
-    steps = unparseable = 0
+    unparseable = 0
     stop_reason = "recipe finished (epochs x steps)"
     for epoch in range(max_epochs):
         for step, (batch_x, batch_y) in enumerate(loader):
-            worst_case = 3 * len(batch_x) + 1 + len(val)
-            if job.budget_calls - counter.calls < worst_case:
-                stop_reason = (f"budget: {job.budget_calls - counter.calls} calls left < {worst_case} for a step "
-                               f"(batch {len(batch_x)}) and its validation")
+            need = 3 * len(batch_x) + 1 + (len(val) if guard == "worst_case" else 0)
+            if job.budget_calls - counter.calls < need:
+                stop_reason = (f"budget: {job.budget_calls - counter.calls} calls left < {need} for a step "
+                               f"(batch {len(batch_x)}{', with' if guard == 'worst_case' else ', without'} "
+                               f"its validation)")
                 break
             before = counter.calls
             optimizer.zero_grad()
@@ -216,7 +225,7 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
             batch_acc = float(np.mean([int(loss.value) for loss in losses]))
             total_loss = tg.sum(losses)
             total_loss.backward()
-            steps += 1
+            state["steps"] = state.get("steps", 0) + 1
             try:
                 optimizer.step()
             except IndexError:  # the TGD reply had no <IMPROVED_VARIABLE> tag: the recipe would crash here
@@ -251,7 +260,7 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
             continue
         if stop_reason.startswith("budget"):
             break
-    return _result(job, "ok", state, counter, steps=steps, unparseable=unparseable, stop_reason=stop_reason)
+    return _result(job, "ok", state, counter, unparseable=unparseable, stop_reason=stop_reason)
 
 
 def _result(job: Job, status: str, state: dict[str, Any], counter: CallCounter, **facts: Any) -> PeerResult:
@@ -265,7 +274,7 @@ def _result(job: Job, status: str, state: dict[str, Any], counter: CallCounter, 
     detail_bits = [f"TextGrad recipe: batch {job.options.get('batch_size', BATCH_SIZE)}, string-based loss "
                    f"(answer_matches), validation on {state.get('val_size', len(job.dev))} dev examples with revert; "
                    f"one engine (the task model) as forward, backward and TGD engine; generated text only, no "
-                   f"logprob scoring"]
+                   f"logprob scoring; step guard {job.options.get('step_guard', 'worst_case')}"]
     if facts.get("stop_reason"):
         detail_bits.append(f"stopped: {facts['stop_reason']}")
     if facts.get("unparseable"):
@@ -275,7 +284,7 @@ def _result(job: Job, status: str, state: dict[str, Any], counter: CallCounter, 
     return PeerResult(
         status, instruction, demos=[], detail="; ".join(detail_bits), version=version("textgrad"),
         internal_score=accs[-1] if accs else None,
-        extra={"steps": facts.get("steps"), "calls_counted": counter.calls, "refused_seen": counter.refused,
+        extra={"steps": state.get("steps", 0), "calls_counted": counter.calls, "refused_seen": counter.refused,
                "accepted": events.count("accepted"), "rejected": events.count("rejected"),
                "unparseable": events.count("unparseable"), "val_size": state.get("val_size"),
                "validation_history": accs, "events": events, "cache_path": state.get("cache_path")})
@@ -293,7 +302,7 @@ def main() -> None:
         result = run(job, out, counter, state)
     except Exception as exc:  # the contract: always write a result, with the best prompt the run validated
         log.exception("run ended by an exception")
-        refused = is_budget_refusal(exc)
+        refused = is_budget_refusal(exc) or counter.refused > 0
         if not refused:
             traceback.print_exc(file=sys.stderr)
         if state.get("system_prompt") is not None and state.get("results", {}).get("prompt"):
