@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench peers peers-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ test: lint  ## the whole suite (unit, fault injection, end-to-end on the embedde
 bench: install  ## benchmarks, printed as ratios against baselines measured in the same run
 	$(PY) -m benchmarks.run
 
+peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md
+	$(PY) -m benchmarks.peers
+
+peers-quick: install  ## the same harness on 1 task, 1 seed, a tiny budget: checks every system runs and is counted
+	$(PY) -m benchmarks.peers --quick
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs benchmarks/out
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs benchmarks/out benchmarks/.venvs

@@ -17,7 +17,7 @@ from benchmarks.peers.harness import Record, Settings, run_suite, slug
 from benchmarks.peers.job import STATUSES
 from benchmarks.peers.systems import SEED, select
 
-DEFAULT_TASKS = ["gen:sentiment_templates", "examples/sentiment.jsonl", "bbh:navigate", "bbh:sports_understanding"]
+DEFAULT_TASKS = ["gen:sentiment_templates", "gen:boolean_expressions", "bbh:navigate", "bbh:sports_understanding"]
 QUICK_TASK = "gen:sentiment_templates"
 BENCH_DIR = Path(__file__).resolve().parents[1]
 
