@@ -21,21 +21,29 @@ Knobs, sized to `job.budget_calls` (all LM calls, task and optimizer together, a
   DSPy 3.4 (`requires_permission_to_run` is deprecated), so it is not passed.
 - GEPA: `max_metric_calls = 0.8 * budget` (the remaining fifth for reflection calls), plus a stopper on the real
   LM-call count: GEPA counts metric calls, not LM calls, and with this model a metric call costs about two LM
-  calls (ChatAdapter, then the JSONAdapter fallback). The stopper ends GEPA before an iteration whose worst case
-  (two reflection minibatches, a full dev evaluation, reflection) would overrun the budget.
-- COPRO: breadth and depth from the arithmetic in `_copro_knobs`. COPRO scores candidates on the set it is given
-  as "trainset"; it is given the dev split, the set MIPROv2 and GEPA select on, so internal scores compare.
+  calls (ChatAdapter, then the JSONAdapter fallback). The stopper ends GEPA before an iteration whose minibatch
+  stage (parent and child on 3 train examples, one reflection) no longer fits. It does not reserve room for the
+  full dev evaluation of an accepted child (a third of a 60-call budget with 10 dev examples): that evaluation
+  may be cut off by the proxy, and the run then reports the best fully evaluated candidate, status "cut_off".
+- COPRO: breadth and depth from the arithmetic in `_copro_knobs`, assuming `job.options["calls_per_prediction"]`
+  LM calls per prediction (default 2: ChatAdapter plus JSONAdapter fallback, as observed with SmolLM2-135M). COPRO
+  scores candidates on the set it is given as "trainset"; it is given the dev split, the set MIPROv2 and GEPA
+  select on, so internal scores compare.
 
 What DSPy cannot use here: prompthone scores label log-probabilities; DSPy only sees generated text (no logprob
 scoring), and the tiny model mostly cannot produce DSPy's structured output format, so many predictions fail to
-parse (counted in `extra["parse"]`). No custom adapter rescues them: that is the peer as shipped.
+parse (counted in `extra["parse"]`). No custom adapter rescues them: that is the peer as shipped. The same holds
+for the optimizers' own proposers, which are DSPy programs too: COPRO's first proposal and MIPROv2's instruction
+proposal (GroundedProposer) raise AdapterParseError when the reply does not parse, and DSPy does not catch it
+there (GEPA does catch failed reflections). The run then ends "failed", reporting the best program it had fully
+evaluated on dev (before any proposal: the seed program).
 
 Budget refusals: the first HTTP 403 `budget_exhausted` stops the optimizer at once (a BaseException, so DSPy's
 own "score the failure as 0 and go on" handlers do not turn it into more refused calls); the runner then recovers
 the best program from the dev evaluations it recorded. LM retries are off (num_retries=0), so a 403 is never
-retried. Caching: DSPy's in-memory cache only, within the run (DSPY_CACHEDIR points into out_dir; nothing on disk
-is shared between runs). DSPy's logs, progress bars and prints go to `<out_dir>/dspy.log`; stdout gets one short
-line per stage and per dev evaluation.
+retried. Caching: DSPy's in-memory cache only, within the run (the disk cache is off; DSPY_CACHEDIR is the
+harness's per-run directory, or one in out_dir). DSPy's logs, progress bars and prints go to
+`<out_dir>/dspy.log`; stdout gets one short line per stage and per dev evaluation.
 """
 
 from __future__ import annotations
@@ -77,14 +85,15 @@ class Evaluation:
 
     program: Any
     score: float
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  # the evaluated inputs, sorted (DSPy may reorder a set)
 
 
 @dataclass
 class Tracker:
     """What the runner counts itself: LM requests by role, refusals, parse outcomes, complete evaluations."""
 
-    calls: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # requests that reached the proxy, by role
+    cache_hits: int = 0  # requests DSPy's (in-run, in-memory) cache answered
     refused: int = 0
     refusal: str = ""
     parse: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -202,9 +211,10 @@ def _same_program(a: Any, b: Any) -> bool:
 def _setup_environment(job: Job, out: Path) -> Path:
     """Environment that must be set before dspy or litellm is imported; returns the log file path."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no network for LiteLLM's price map
-    cache_dir = out / "dspy_cache"
-    shutil.rmtree(cache_dir, ignore_errors=True)  # nothing cached from an earlier run in the same out_dir
-    os.environ["DSPY_CACHEDIR"] = str(cache_dir)
+    if not os.environ.get("DSPY_CACHEDIR"):  # the harness sets a per-run one; else confine it to out_dir
+        cache_dir = out / "dspy_cache"
+        shutil.rmtree(cache_dir, ignore_errors=True)  # nothing cached from an earlier run in the same out_dir
+        os.environ["DSPY_CACHEDIR"] = str(cache_dir)
     os.environ.setdefault("OPENAI_API_KEY", "none")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     random.seed(job.seed)
@@ -232,7 +242,7 @@ def _setup_logging(log_file) -> None:
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage().strip()
             if message.startswith(("==> STEP", "Iteration Depth")):
-                TRACK.say(f"{TRACK.stage}: {message.strip('=> ')}")
+                TRACK.say(f"{TRACK.stage}: {message.strip('=<> ')}")
 
     logging.getLogger("dspy").addHandler(StageEcho())
 
@@ -258,7 +268,7 @@ def _make_callback(dspy: Any, job: Job) -> Any:
             program = inputs.get("program")
             devset = inputs.get("devset") or instance.devset or []
             if program is not None:
-                keys = tuple(str(example.get("input")) for example in devset)
+                keys = tuple(sorted(str(example.get("input")) for example in devset))
                 self.pending[call_id] = (program.deepcopy(), keys)
 
         def on_evaluate_end(self, call_id, outputs, exception=None):
@@ -280,11 +290,11 @@ def _make_lm(dspy: Any, job: Job) -> Any:
     class CappedLM(dspy.LM):
         role = "task"
 
-        def _count(self, kwargs: dict[str, Any]) -> None:
-            if TRACK.refused:
-                raise BudgetCut(TRACK.refusal)
-            n = kwargs.get("n") or self.kwargs.get("n") or 1
-            TRACK.calls[self.role] = TRACK.calls.get(self.role, 0) + int(n)
+        def _sent(self, kwargs: dict[str, Any], hits_before: int) -> None:
+            """Count a request unless DSPy's cache answered it (then it never reached the proxy)."""
+            if TRACK.cache_hits == hits_before:
+                n = int(kwargs.get("n") or self.kwargs.get("n") or 1)
+                TRACK.calls[self.role] = TRACK.calls.get(self.role, 0) + n
 
         def _refused(self, exc: BaseException) -> BudgetCut:
             TRACK.refused += 1
@@ -292,22 +302,30 @@ def _make_lm(dspy: Any, job: Job) -> Any:
             return BudgetCut(TRACK.refusal)
 
         def __call__(self, *args, **kwargs):
-            self._count(kwargs)
+            if TRACK.refused:
+                raise BudgetCut(TRACK.refusal)
+            hits = TRACK.cache_hits
             try:
                 return super().__call__(*args, **kwargs)
             except Exception as exc:
                 if is_budget_refusal(exc):
                     raise self._refused(exc) from exc
                 raise
+            finally:
+                self._sent(kwargs, hits)
 
         async def acall(self, *args, **kwargs):
-            self._count(kwargs)
+            if TRACK.refused:
+                raise BudgetCut(TRACK.refusal)
+            hits = TRACK.cache_hits
             try:
                 return await super().acall(*args, **kwargs)
             except Exception as exc:
                 if is_budget_refusal(exc):
                     raise self._refused(exc) from exc
                 raise
+            finally:
+                self._sent(kwargs, hits)
 
     return CappedLM(
         "openai/" + job.model,
@@ -382,20 +400,21 @@ def _run_gepa(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: 
     minibatch = 3  # dspy.GEPA's reflection_minibatch_size default
 
     class CallBudgetStopper:
-        """Stop before an iteration whose worst case would overrun the LM-call budget."""
+        """Stop before an iteration whose minibatch stage (parent and child on a reflection minibatch, plus the
+        reflection) would overrun the LM-call budget. An accepted child's full dev evaluation may still be cut off
+        by the proxy; the run then reports the best fully evaluated candidate, as GEPA would have."""
 
         def __init__(self) -> None:
             self.stopped_at: int | None = None
 
         def __call__(self, gepa_state: Any) -> bool:
             metric_calls = max(1, int(getattr(gepa_state, "total_num_evals", 0) or 0))
-            task_calls = TRACK.calls.get("task", 0)
-            per_metric = max(1.0, task_calls / metric_calls)
-            worst = per_metric * (2 * minibatch + len(dev)) + GEPA_REFLECTION_WORST
-            stop = TRACK.total_calls + worst > budget
+            per_metric = max(1.0, TRACK.calls.get("task", 0) / metric_calls)
+            needed = per_metric * 2 * minibatch + GEPA_REFLECTION_WORST
+            stop = TRACK.total_calls + needed > budget
             if stop and self.stopped_at is None:
                 self.stopped_at = TRACK.total_calls
-                TRACK.say(f"gepa: stopping at {TRACK.total_calls} calls (next iteration may need ~{worst:.0f})")
+                TRACK.say(f"gepa: stopping at {TRACK.total_calls} calls (an iteration needs ~{needed:.0f} more)")
             return stop
 
     stopper = CallBudgetStopper()
@@ -403,7 +422,7 @@ def _run_gepa(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: 
     reflection_lm.role = "reflection"
     notes["knobs"] = {"max_metric_calls": max_metric_calls, "reflection_minibatch_size": minibatch,
                       "reflection_temperature": 1.0, "seed": job.seed, "num_threads": 1,
-                      "stopper": "LM calls + worst-case next iteration <= budget"}
+                      "stopper": "LM calls + next minibatch stage <= budget"}
     gepa_dir = out / "gepa"
     shutil.rmtree(gepa_dir, ignore_errors=True)  # GEPA resumes from run_dir state if it exists
     optimizer = dspy.GEPA(metric=feedback_metric, max_metric_calls=max_metric_calls, reflection_lm=reflection_lm,
@@ -429,6 +448,15 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
 
     _setup_logging(log_file)
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    cache_get = dspy.cache.get
+
+    def counting_get(*args, **kwargs):  # only counts: cache hits never reach the proxy
+        record = cache_get(*args, **kwargs)
+        if record is not None:
+            TRACK.cache_hits += 1
+        return record
+
+    dspy.cache.get = counting_get
     lm = _make_lm(dspy, job)
     dspy.configure(lm=lm, num_threads=1, max_errors=UNLIMITED_ERRORS, callbacks=[_make_callback(dspy, job)])
 
@@ -450,7 +478,7 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
         notes["mipro_light_estimate"] = _mipro_light_estimate(len(train), len(dev), per_prediction)
         TRACK.say(f"mipro: auto=light needs up to ~{notes['mipro_light_estimate']['estimated_calls_max']} calls "
                   f"(budget {job.budget_calls})")
-    selection_keys = tuple(str(example.get("input")) for example in dev)
+    selection_keys = tuple(sorted(str(example.get("input")) for example in dev))
 
     TRACK.stage = job.system.removeprefix("dspy-")
     TRACK.say(f"{TRACK.stage}: compiling (train {len(train)}, dev {len(dev)}, budget {job.budget_calls})")
@@ -460,20 +488,21 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
             best, score = RUNNERS[job.system](dspy, job, program, metric, train, dev, out, notes)
     except BudgetCut:
         status = "cut_off"
-    except Exception as exc:
-        if not (TRACK.refused or is_budget_refusal(exc)):
-            raise
-        status = "cut_off"
-    if status == "cut_off":
+        detail_parts.append(TRACK.refusal)
+    except Exception as exc:  # DSPy itself raised (e.g. COPRO cannot parse its own proposer's output)
+        log_file.write(traceback.format_exc())
+        status = "cut_off" if TRACK.refused or is_budget_refusal(exc) else "failed"
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        detail_parts.append(f"DSPy raised {type(exc).__name__}: {first_line} (during {TRACK.stage}, after "
+                            f"{TRACK.total_calls} calls)")
+    if status != "ok":
         recovered = _best_recorded(selection_keys)
         if recovered is not None:
             best, score = recovered.program, recovered.score
-            detail_parts.append(f"{TRACK.refusal or 'cut off by the proxy'}; reporting the best program DSPy had "
-                                f"fully evaluated on dev ({score:.2f})")
+            detail_parts.append(f"reporting the best program DSPy had fully evaluated on dev ({score:.2f})")
         else:
             best, score = program, None
-            detail_parts.append(f"{TRACK.refusal or 'cut off by the proxy'}; no candidate was fully evaluated "
-                                f"before the cut, reporting the seed program")
+            detail_parts.append("no candidate was fully evaluated on dev, reporting the seed program")
     TRACK.stage = "done"
 
     instruction, demos, extract_notes = _extract(best, job)
@@ -515,7 +544,8 @@ def main() -> int:
         result.extra.update({
             "system": job.system,
             "lm_requests_by_role": dict(TRACK.calls),
-            "lm_requests": TRACK.total_calls,
+            "lm_requests": TRACK.total_calls,  # sent to the proxy, a refused one included
+            "cache_hits": TRACK.cache_hits,
             "refused_seen": TRACK.refused,
             "parse": TRACK.parse,
             "evaluations": len(TRACK.evaluations),
