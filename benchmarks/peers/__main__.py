@@ -27,11 +27,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 task, 1 seed, tiny budget, all systems")
     parser.add_argument("--tasks", nargs="+", help=f"task specs (default: {' '.join(DEFAULT_TASKS)})")
     parser.add_argument("--seeds", type=int, nargs="+", help="split and optimizer seeds (default: 0 1 2)")
-    parser.add_argument("--budget", type=int, help="calls per run at the full level (default 300; quick 40)")
+    parser.add_argument("--budget", type=int, help="calls per run at the full level (default 300; quick 30)")
     parser.add_argument("--levels", type=float, nargs="+",
                         help="fractions of the budget, each a separate run (default 0.33 0.67 1; quick 1)")
     parser.add_argument("--systems", nargs="+", help="systems to run (default: all); the seed prompt always runs")
-    parser.add_argument("--max-tokens", type=int, help="completion cap per call at the proxy (default 256; quick 96)")
+    parser.add_argument("--max-tokens", type=int, help="completion cap per call at the proxy (default 256; quick 48)")
     parser.add_argument("--limit", type=int, help="examples per task before the split (default 150; quick 30)")
     parser.add_argument("--server-url", help="an OpenAI-compatible base URL (…/v1) instead of the embedded model")
     parser.add_argument("--server-model", help="the model name at --server-url (default: the server's first)")
@@ -49,11 +49,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         tasks=args.tasks or ([QUICK_TASK] if quick else DEFAULT_TASKS),
         seeds=args.seeds or ([0] if quick else [0, 1, 2]),
-        budget=args.budget or (40 if quick else 300),
+        budget=args.budget or (30 if quick else 300),
         levels=args.levels or ([1.0] if quick else [0.33, 0.67, 1.0]),
         systems=select(args.systems),
         out=args.out or BENCH_DIR / "out" / ("peers-quick" if quick else "peers"),
-        max_tokens=args.max_tokens or (96 if quick else 256),
+        max_tokens=args.max_tokens or (48 if quick else 256),
         limit=args.limit or (30 if quick else 150),
         server_url=args.server_url, server_model=args.server_model,
         runner_timeout_s=args.runner_timeout, quick=quick)

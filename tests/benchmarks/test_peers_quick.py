@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from benchmarks.peers.systems import SEED, SYSTEMS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.peers]
