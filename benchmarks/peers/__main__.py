@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 task, 1 seed, tiny budget, all systems")
     parser.add_argument("--tasks", nargs="+", help=f"task specs (default: {' '.join(DEFAULT_TASKS)})")
     parser.add_argument("--seeds", type=int, nargs="+", help="split and optimizer seeds (default: 0 1 2)")
-    parser.add_argument("--budget", type=int, help="calls per run at the full level (default 300; quick 30)")
+    parser.add_argument("--budget", type=int, help="calls per run at the full level (default 300; quick 24)")
     parser.add_argument("--levels", type=float, nargs="+",
                         help="fractions of the budget, each a separate run (default 0.33 0.67 1; quick 1)")
     parser.add_argument("--systems", nargs="+", help="systems to run (default: all); the seed prompt always runs")
@@ -49,7 +49,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         tasks=args.tasks or ([QUICK_TASK] if quick else DEFAULT_TASKS),
         seeds=args.seeds or ([0] if quick else [0, 1, 2]),
-        budget=args.budget or (30 if quick else 300),
+        budget=args.budget or (24 if quick else 300),
         levels=args.levels or ([1.0] if quick else [0.33, 0.67, 1.0]),
         systems=select(args.systems),
         out=args.out or BENCH_DIR / "out" / ("peers-quick" if quick else "peers"),

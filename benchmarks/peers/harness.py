@@ -116,6 +116,7 @@ def read_records(path: Path) -> list[Record]:
 
 
 def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
+    settings.out = settings.out.resolve()  # runners run in their own directories: every path they get is absolute
     settings.out.mkdir(parents=True, exist_ok=True)
     (settings.out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=1), encoding="utf-8")
     results_path = settings.out / "results.jsonl"

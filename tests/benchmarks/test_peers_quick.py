@@ -9,6 +9,7 @@ The first run installs DSPy, TextGrad and promptolution from PyPI into benchmark
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ def test_quick_peer_benchmark_runs_and_counts_every_system(tmp_path: Path) -> No
     pytest.importorskip("llama_cpp")
     pytest.importorskip("matplotlib")
     out = tmp_path / "peers"
-    command = [sys.executable, "-m", "benchmarks.peers", "--quick", "--out", str(out)]
+    # --out relative to the working directory, as users type it; runners run elsewhere and must still find it.
+    command = [sys.executable, "-m", "benchmarks.peers", "--quick", "--out", os.path.relpath(out, ROOT)]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
