@@ -7,9 +7,11 @@ proxy keeps can be checked exactly against what reached the upstream.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks.peers.harness import Settings, _server
 from benchmarks.peers.job import BUDGET_EXHAUSTED, is_budget_refusal
 from benchmarks.peers.proxy import CountingProxy
 from tests.fakes.fake_openai_server import FakeOpenAIServer, Fault
@@ -122,3 +124,11 @@ def test_a_budget_refusal_is_recognized_however_a_client_library_wraps_it() -> N
     except ValueError as outer:
         assert is_budget_refusal(outer)
     assert not is_budget_refusal(ValueError("parse error"))
+
+
+def test_an_external_server_is_used_as_given_and_its_model_discovered(upstream: FakeOpenAIServer,
+                                                                      tmp_path: Path) -> None:
+    settings = Settings(["t"], [0], 10, [1.0], ["seed"], tmp_path, server_url=upstream.base_url + "/")
+    with _server(settings) as (url, model):
+        assert (url, model) == (upstream.base_url, "fake-model")
+    assert not (tmp_path / "server.log").exists()  # no local server was started
