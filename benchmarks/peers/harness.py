@@ -123,7 +123,7 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     records = read_records(results_path)
     done = {r.key for r in records}
     infos: list[TaskInfo] = []
-    pythons = {name: _python_for(name, settings.out) for name in settings.systems if name != SEED}
+    pythons = {name: _python_for(name) for name in settings.systems if name != SEED}
     with _server(settings) as (server_url, model_name):
         proxy = CountingProxy(server_url, api_key=_upstream_key())
         with proxy.serve() as proxy_url, OpenAICompatModel(server_url, model_name, timeout=900.0,
@@ -153,7 +153,7 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     return records, infos
 
 
-def _python_for(name: str, out: Path) -> Path:
+def _python_for(name: str) -> Path:
     system = SYSTEMS[name]
     return ensure_env(system.env) if system.env else harness_python()
 

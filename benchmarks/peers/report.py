@@ -8,6 +8,7 @@ peer's score at the full budget; a level is a separate run with a smaller cap, s
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 from collections import defaultdict
@@ -221,7 +222,7 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
         f"system. Seeds {settings.seeds}; budget {settings.budget} calls at the full level, levels "
         f"{settings.budgets()}; completion cap {settings.max_tokens} tokens per call.",
         f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; Python {platform.python_version()} on "
-        f"{platform.machine()}, {_cpus()} CPU(s).", "",
+        f"{platform.machine()}, {os.cpu_count() or 1} CPU(s).", "",
     ]
     body = ["## Aggregate", "", aggregate_table(grouped, counted), ""]
     if chance:
@@ -232,12 +233,6 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
     notes = sorted({f"- {name}: {SYSTEMS[name].note}" for name in {r.system for r in records} if name in SYSTEMS})
     body += ["Capabilities:", *notes]
     return "\n".join(header + body) + "\n"
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 def write_section(results_md: Path, text: str) -> None:
