@@ -126,9 +126,9 @@ def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[Task
     return "\n".join(lines), chance
 
 
-def _order(system: str) -> tuple[int, int]:
+def _order(system: str) -> int:
     names = [SEED, *SYSTEMS]
-    return (names.index(system) if system in names else len(names), 0)
+    return names.index(system) if system in names else len(names)
 
 
 def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: list[str]) -> str:

@@ -301,12 +301,14 @@ def _make_lm(dspy: Any, job: Job) -> Any:
             TRACK.refusal = f"proxy refused a call during {TRACK.stage}: {str(exc).strip().splitlines()[0][:300]}"
             return BudgetCut(TRACK.refusal)
 
-        def __call__(self, *args, **kwargs):
+        @contextlib.contextmanager
+        def _guarded(self, kwargs: dict[str, Any]) -> Any:
+            """One request, sync or async: stop after a refusal, translate a new one, count what was sent."""
             if TRACK.refused:
                 raise BudgetCut(TRACK.refusal)
             hits = TRACK.cache_hits
             try:
-                return super().__call__(*args, **kwargs)
+                yield
             except Exception as exc:
                 if is_budget_refusal(exc):
                     raise self._refused(exc) from exc
@@ -314,18 +316,13 @@ def _make_lm(dspy: Any, job: Job) -> Any:
             finally:
                 self._sent(kwargs, hits)
 
+        def __call__(self, *args, **kwargs):
+            with self._guarded(kwargs):
+                return super().__call__(*args, **kwargs)
+
         async def acall(self, *args, **kwargs):
-            if TRACK.refused:
-                raise BudgetCut(TRACK.refusal)
-            hits = TRACK.cache_hits
-            try:
+            with self._guarded(kwargs):
                 return await super().acall(*args, **kwargs)
-            except Exception as exc:
-                if is_budget_refusal(exc):
-                    raise self._refused(exc) from exc
-                raise
-            finally:
-                self._sent(kwargs, hits)
 
     return CappedLM(
         "openai/" + job.model,
