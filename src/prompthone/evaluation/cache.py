@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 from prompthone.models.base import Completion, ContinuationScores, GenerationRequest, ScoringRequest
+from prompthone.paths import default_cache_dir
 
 Request = GenerationRequest | ScoringRequest
 Result = Completion | ContinuationScores
-
-
-def default_cache_dir() -> Path:
-    """$PROMPTHONE_CACHE_DIR, else ~/.cache/prompthone."""
-    env = os.environ.get("PROMPTHONE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "prompthone"
 
 
 def request_key(model_id: str, request: Request) -> str:

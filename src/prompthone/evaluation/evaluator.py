@@ -15,8 +15,8 @@ from typing import Literal
 
 from prompthone.errors import ConfigError
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.models.base import GenerationRequest, ScoringRequest, logsumexp
-from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, render
+from prompthone.models.base import GenerationRequest, Message, ScoringRequest, logsumexp
+from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, answer_prefill, render
 from prompthone.tasks.answers import extract_answer
 from prompthone.tasks.example import Example, Task
 from prompthone.tasks.metrics import get_metric
@@ -39,6 +39,19 @@ class ExampleResult:
 
 
 @dataclass(frozen=True)
+class AnswerContext:
+    """Where a prediction starts: the chat messages and the reply written so far (after any reasoning)."""
+
+    messages: tuple[Message, ...]
+    prefill: str = ""
+    reasoning: str | None = None
+
+    def show(self, answer: str) -> str:
+        """The raw record of one example: the reasoning (if any), then what was read as the answer."""
+        return answer if self.reasoning is None else f"{self.reasoning.strip()}\n→ {answer}"
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """A prompt's aggregate score on a set of examples, with every per-example result."""
 
@@ -58,6 +71,11 @@ class Evaluator:
 
     `mode='auto'` uses label scoring when the task has a closed label set and the backend declares the
     `score` capability, and generate-and-parse otherwise.
+
+    A prompt that reasons (`Prompt.reasoning_tokens > 0`) is answered in two stages: the model generates its
+    reasoning greedily, then the answer is read (by label scoring or by generating) after the reasoning and the
+    prompt's extractor, in the same assistant turn where the backend can continue a partial reply
+    (`capabilities.prefill`), else in a second user turn holding the extractor.
     """
 
     def __init__(self, task: Task, model: MeteredModel, *, mode: ScoringMode = "auto",
@@ -100,9 +118,11 @@ class Evaluator:
         if not examples:
             return EvalResult(0.0, ())
         labels = tuple(self.task.labels or ())
-        requests = [ScoringRequest(render(prompt, e.input), labels or (e.target,)) for e in examples]
+        contexts = self.answer_contexts(prompt, examples)
+        requests = [ScoringRequest(c.messages, labels or (e.target,), prefill=c.prefill)
+                    for c, e in zip(contexts, examples, strict=True)]
         results: list[ExampleResult] = []
-        for e, scores in zip(examples, self.model.score(requests), strict=True):
+        for e, c, scores in zip(examples, contexts, self.model.score(requests), strict=True):
             if labels:
                 norm = logsumexp(scores.logprobs)
                 gold = labels.index(e.target) if e.target in labels else -1
@@ -110,25 +130,46 @@ class Evaluator:
             else:
                 value = scores.logprobs[0]
             value = max(value, _LOGPROB_FLOOR)
-            results.append(ExampleResult(e.input, e.target, None, value, f"logp={value:.3f}"))
+            results.append(ExampleResult(e.input, e.target, None, value, c.show(f"logp={value:.3f}")))
         return EvalResult(sum(r.score for r in results) / len(results), tuple(results))
 
     def _predict_labels(self, prompt: Prompt, examples: Sequence[Example],
                         ) -> tuple[list[str | None], list[str]]:
         labels = tuple(self.task.labels or ())
-        requests = [ScoringRequest(render(prompt, e.input), labels) for e in examples]
+        contexts = self.answer_contexts(prompt, examples)
+        requests = [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
         predictions: list[str | None] = []
         raws: list[str] = []
-        for scores in self.model.score(requests):
+        for c, scores in zip(contexts, self.model.score(requests), strict=True):
             best = max(range(len(labels)), key=lambda k: scores.logprobs[k])
             predictions.append(labels[best])
-            raws.append(" ".join(f"{lab}={lp:.3f}" if math.isfinite(lp) else f"{lab}=-inf"
-                                 for lab, lp in zip(labels, scores.logprobs, strict=True)))
+            raws.append(c.show(" ".join(f"{lab}={lp:.3f}" if math.isfinite(lp) else f"{lab}=-inf"
+                                        for lab, lp in zip(labels, scores.logprobs, strict=True))))
         return predictions, raws
 
     def _predict_generate(self, prompt: Prompt, examples: Sequence[Example],
                           ) -> tuple[list[str | None], list[str]]:
-        requests = [GenerationRequest(render(prompt, e.input), max_tokens=self.max_tokens, temperature=0.0,
-                                      stop=(f"\n{INPUT_PREFIX}",)) for e in examples]
+        contexts = self.answer_contexts(prompt, examples)
+        requests = [GenerationRequest(c.messages, max_tokens=self.max_tokens, temperature=0.0,
+                                      stop=(f"\n{INPUT_PREFIX}",), prefill=c.prefill) for c in contexts]
         completions = self.model.generate(requests)
-        return [extract_answer(self.task, c.text) for c in completions], [c.text for c in completions]
+        return ([extract_answer(self.task, c.text) for c in completions],
+                [ctx.show(c.text) for ctx, c in zip(contexts, completions, strict=True)])
+
+    def answer_contexts(self, prompt: Prompt, examples: Sequence[Example]) -> list[AnswerContext]:
+        """Where each example's answer is read: right after the prompt, or after the model's own reasoning.
+
+        Reasoning costs one generation per example (greedy, capped at `prompt.reasoning_tokens`), metered and
+        cached like every call.
+        """
+        messages = [render(prompt, e.input) for e in examples]
+        if not prompt.reasons:
+            return [AnswerContext(m) for m in messages]
+        requests = [GenerationRequest(m, max_tokens=prompt.reasoning_tokens, temperature=0.0,
+                                      stop=(f"\n{INPUT_PREFIX}",)) for m in messages]
+        reasonings = [c.text for c in self.model.generate(requests)]
+        if self.model.model.capabilities.prefill:
+            return [AnswerContext(m, answer_prefill(r, prompt.extractor), r)
+                    for m, r in zip(messages, reasonings, strict=True)]
+        return [AnswerContext((*m, Message("assistant", r.strip()), Message("user", prompt.extractor)), "", r)
+                for m, r in zip(messages, reasonings, strict=True)]

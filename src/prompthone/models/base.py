@@ -8,9 +8,11 @@ stop on a spent budget without waiting for the whole batch.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -26,9 +28,22 @@ def _messages_payload(messages: Sequence[Message]) -> list[list[str]]:
     return [[m.role, m.content] for m in messages]
 
 
+def _with_prefill(payload: dict[str, Any], prefill: str) -> dict[str, Any]:
+    # Only a non-empty prefill enters the payload, so every request made before prefills existed keeps its
+    # cache key.
+    if prefill:
+        payload["prefill"] = prefill
+    return payload
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
-    """Generate a reply to `messages`. Greedy when temperature is 0; `seed` makes sampling repeatable."""
+    """Generate a reply to `messages`. Greedy when temperature is 0; `seed` makes sampling repeatable.
+
+    `prefill` is the start of the assistant's reply, already written: the model continues it (only on
+    backends whose `capabilities.prefill` is true). Two-stage answering uses it: reasoning, then an
+    answer extractor, then the answer.
+    """
 
     messages: tuple[Message, ...]
     max_tokens: int = 256
@@ -36,26 +51,30 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    prefill: str = ""
 
     def payload(self) -> dict[str, Any]:
-        return {"kind": "generate", "messages": _messages_payload(self.messages),
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": list(self.stop), "seed": self.seed}
+        return _with_prefill({"kind": "generate", "messages": _messages_payload(self.messages),
+                              "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                              "stop": list(self.stop), "seed": self.seed}, self.prefill)
 
 
 @dataclass(frozen=True)
 class ScoringRequest:
     """Score how likely each continuation is as the start of the assistant's reply to `messages`.
 
-    Used for label scoring (continuations = the task's labels) without generating anything.
+    Used for label scoring (continuations = the task's labels) without generating anything. With a
+    `prefill`, the continuations are scored after it (the reply so far), e.g. after reasoning and an answer
+    extractor.
     """
 
     messages: tuple[Message, ...]
     continuations: tuple[str, ...]
+    prefill: str = ""
 
     def payload(self) -> dict[str, Any]:
-        return {"kind": "score", "messages": _messages_payload(self.messages),
-                "continuations": list(self.continuations)}
+        return _with_prefill({"kind": "score", "messages": _messages_payload(self.messages),
+                              "continuations": list(self.continuations)}, self.prefill)
 
 
 @dataclass(frozen=True)
@@ -82,11 +101,17 @@ class ContinuationScores:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do. `score`: continuation log-probabilities; `white_box`: torch internals."""
+    """What a backend can do.
+
+    `score`: continuation log-probabilities; `white_box`: torch internals (`WhiteBox`); `prefill`: continues a
+    partly written assistant reply (`GenerationRequest.prefill`); `max_concurrency`: requests worth sending
+    at once (a thread pool for servers, a batch for torch).
+    """
 
     generate: bool = True
     score: bool = False
     white_box: bool = False
+    prefill: bool = False
     max_concurrency: int = 1
 
 
@@ -107,6 +132,41 @@ class Model(Protocol):
 
     def close(self) -> None:
         """Release processes, connections and memory."""
+        ...
+
+
+@runtime_checkable
+class WhiteBox(Protocol):
+    """A model whose tokens, embeddings and forward pass are open (torch): what gradient methods need.
+
+    Declared by `capabilities.white_box`. Tensors are torch tensors; they are typed `Any` here so that the
+    core install does not import torch.
+    """
+
+    tokenizer: Any
+    module: Any
+    device: Any
+
+    def render_chat(self, messages: Sequence[Message], prefill: str = "") -> str:
+        """The exact text the chat template makes of `messages` with the generation prompt and `prefill`."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of rendered text (special tokens parsed, nothing added)."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids (special tokens dropped)."""
+        ...
+
+    @property
+    def embedding_matrix(self) -> Any:
+        """The input embedding matrix (vocab × hidden)."""
+        ...
+
+    def logits(self, *, input_ids: Any = None, inputs_embeds: Any = None, attention_mask: Any = None,
+               positions: Any = None) -> Any:
+        """Next-token logits from token ids or input embeddings, at every position or at (rows, columns)."""
         ...
 
 
@@ -142,3 +202,14 @@ def logsumexp(values: Iterable[float]) -> float:
     if top == -math.inf:
         return -math.inf
     return top + math.log(sum(math.exp(v - top) for v in items))
+
+
+def file_fingerprint(path: Path) -> str:
+    """A cheap identity for weights: size plus a hash of the first and last MiB (part of backend ids)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]

@@ -8,7 +8,6 @@ machine: 50 sentiment examples in 3.4 s with prefix reuse vs 12.9 s without (DES
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
@@ -26,6 +25,7 @@ from prompthone.models.base import (
     GenerationRequest,
     Message,
     ScoringRequest,
+    file_fingerprint,
     logsumexp,
     surface_variants,
 )
@@ -38,17 +38,6 @@ _MIN_SUFFIX = 2
 # A variant whose first token is this far (in nats) below the best first token adds < e^-12 ≈ 6e-6 of its
 # probability: skip evaluating its remaining tokens.
 _PRUNE_NATS = 12.0
-
-
-def _file_fingerprint(path: Path) -> str:
-    """A cheap identity for weights: size plus a hash of the first and last MiB."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -85,22 +74,22 @@ class LlamaCppModel:
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self._variant_tokens: dict[str, tuple[int, ...]] = {}
-        self.id = f"llamacpp:{path.name}:{_file_fingerprint(path)}:llama-cpp-python-{llama_cpp.__version__}"
-        self.capabilities = Capabilities(generate=True, score=True, white_box=False, max_concurrency=1)
+        self.id = f"llamacpp:{path.name}:{file_fingerprint(path)}:llama-cpp-python-{llama_cpp.__version__}"
+        self.capabilities = Capabilities(generate=True, score=True, white_box=False, prefill=True, max_concurrency=1)
 
     def __repr__(self) -> str:
         return f"LlamaCppModel({self.path.name!r})"
 
     # -- rendering -------------------------------------------------------------------------------
-    def render_chat(self, messages: Sequence[Message]) -> tuple[str, list[str]]:
-        """The prompt text the model's chat template makes of `messages`, and its stop strings."""
+    def render_chat(self, messages: Sequence[Message], prefill: str = "") -> tuple[str, list[str]]:
+        """The prompt text the model's chat template makes of `messages` (+ the reply's `prefill`), and its stops."""
         chat: Any = [{"role": m.role, "content": m.content} for m in messages]
         response = self._formatter(messages=chat)
         stops = response.stop if isinstance(response.stop, list) else [response.stop] if response.stop else []
-        return response.prompt, [s for s in stops if s]
+        return response.prompt + prefill, [s for s in stops if s]
 
-    def tokenize_prompt(self, messages: Sequence[Message]) -> list[int]:
-        text, _ = self.render_chat(messages)
+    def tokenize_prompt(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
+        text, _ = self.render_chat(messages, prefill)
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     # -- generation ------------------------------------------------------------------------------
@@ -110,7 +99,7 @@ class LlamaCppModel:
 
     def _generate_one(self, request: GenerationRequest) -> Completion:
         with self._lock:
-            text, template_stops = self.render_chat(request.messages)
+            text, template_stops = self.render_chat(request.messages, request.prefill)
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
             if len(tokens) + request.max_tokens > self._llm.n_ctx():
                 raise BackendError(f"prompt of {len(tokens)} tokens + {request.max_tokens} to generate exceeds "
@@ -135,7 +124,7 @@ class LlamaCppModel:
 
     def _score_one(self, request: ScoringRequest) -> ContinuationScores:
         with self._lock:
-            tokens = self.tokenize_prompt(request.messages)
+            tokens = self.tokenize_prompt(request.messages, request.prefill)
             if len(tokens) + 8 > self._llm.n_ctx():
                 raise BackendError(f"prompt of {len(tokens)} tokens exceeds the context window of "
                                    f"{self._llm.n_ctx()} tokens")

@@ -131,13 +131,22 @@ class OpenAICompatModel:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         """Yield (index, completion) as each chat completion returns, at most `max_concurrency` at a time."""
+        self._refuse_prefill(requests)
         return self._run_all(self._generate_one, requests)
 
     def score(self, requests: Sequence[ScoringRequest]) -> Iterator[tuple[int, ContinuationScores]]:
         """Yield (index, label log-probabilities) from one 1-token, top-logprobs completion per request."""
         if not self.logprobs:
             raise BackendError(f"{self.id} was created with logprobs=False and cannot score continuations")
+        self._refuse_prefill(requests)
         return self._run_all(self._score_one, requests)
+
+    def _refuse_prefill(self, requests: Sequence[GenerationRequest] | Sequence[ScoringRequest]) -> None:
+        # The chat API has no portable way to continue a partly written reply (capabilities.prefill is false):
+        # callers ask the capability first; sending the request anyway would silently answer something else.
+        if any(r.prefill for r in requests):
+            raise ConfigError(f"{self.id} cannot continue a partly written reply (prefill); "
+                              "check capabilities.prefill before sending one")
 
     def close(self) -> None:
         """Cancel queued requests, wait for running ones and close the HTTP connections."""

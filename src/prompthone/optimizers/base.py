@@ -63,7 +63,8 @@ class OptimizationContext:
     """
 
     def __init__(self, task: Task, evaluator: Evaluator, meta_model: MeteredModel, rng: random.Random,
-                 seed_prompt: Prompt, on_candidate: Callable[[Candidate], None]) -> None:
+                 seed_prompt: Prompt, on_candidate: Callable[[Candidate], None],
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.task = task
         self.evaluator = evaluator
         self.task_model = evaluator.model
@@ -71,7 +72,13 @@ class OptimizationContext:
         self.rng = rng
         self.seed_prompt = seed_prompt
         self._on_candidate = on_candidate
+        self._on_event = on_event
         self._next_id = 0
+
+    def record_event(self, event: dict[str, Any]) -> None:
+        """Keep a method-specific record (a step's decision and its reasons) in the run directory's events.jsonl."""
+        if self._on_event is not None:
+            self._on_event(event)
 
     def new_candidate(self, state: OptimizationState, prompt: Prompt, *, parent: int | None, origin: str,
                       data: dict[str, Any] | None = None) -> Candidate | None:

@@ -94,7 +94,12 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
         if run is not None:
             run.append("candidates.jsonl", {**cand.to_dict(), "calls_so_far": meter.spend.calls})
 
-    ctx = OptimizationContext(task, evaluator, meta_metered, random.Random(seed), seed_prompt, record_candidate)
+    def record_event(event: dict[str, Any]) -> None:
+        if run is not None:
+            run.append("events.jsonl", {"method": optimizer.name, **event, "calls_so_far": meter.spend.calls})
+
+    ctx = OptimizationContext(task, evaluator, meta_metered, random.Random(seed), seed_prompt, record_candidate,
+                              record_event)
     state = OptimizationState()
     seed_cand = ctx.new_candidate(state, seed_prompt, parent=None, origin="seed")
     assert seed_cand is not None

@@ -10,21 +10,47 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from prompthone.errors import ConfigError
 from prompthone.models.base import Message
 from prompthone.tasks.example import Example
 
 INPUT_PREFIX = "Input:"
 OUTPUT_PREFIX = "Answer:"
+#: What follows the model's reasoning when a prompt reasons first (Kojima et al.'s answer extraction; GREATER's
+#: p_extract without its format hint: the answer is read by label scoring or parsing, not by a fixed format).
+DEFAULT_EXTRACTOR = "Therefore, the final answer is"
+POSITIONS = ("before", "after")
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """The editable parts of a prompt. `output_format` is owned by the task, not by optimizers."""
+    """The editable parts of a prompt. `output_format` is owned by the task, not by optimizers.
+
+    `instruction_position="after"` puts the instruction between the example's input and the answer cue
+    (GREATER optimizes a prompt p that follows the input x). `reasoning_tokens > 0` makes the model reason
+    first, up to that many tokens, and then answer after `extractor` (two-stage answering: the answer is
+    read where the extractor ends). Both travel with the prompt, so a prompt found on one backend is
+    evaluated the same way on every other.
+    """
 
     instruction: str
     system: str | None = None
     demos: tuple[Example, ...] = ()
     output_format: str = ""
+    instruction_position: str = "before"
+    reasoning_tokens: int = 0
+    extractor: str = DEFAULT_EXTRACTOR
+
+    def __post_init__(self) -> None:
+        if self.instruction_position not in POSITIONS:
+            raise ConfigError(f"instruction_position must be one of {POSITIONS}, got {self.instruction_position!r}")
+        if self.reasoning_tokens < 0:
+            raise ConfigError(f"reasoning_tokens must be ≥ 0, got {self.reasoning_tokens}")
+
+    @property
+    def reasons(self) -> bool:
+        """Whether the model reasons before answering (two-stage answering)."""
+        return self.reasoning_tokens > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,13 +58,19 @@ class Prompt:
             "system": self.system,
             "demos": [{"input": d.input, "target": d.target} for d in self.demos],
             "output_format": self.output_format,
+            "instruction_position": self.instruction_position,
+            "reasoning_tokens": self.reasoning_tokens,
+            "extractor": self.extractor,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prompt:
         demos = tuple(Example(str(d["input"]), str(d["target"])) for d in data.get("demos", ()))
         return cls(instruction=str(data.get("instruction", "")), system=data.get("system"),
-                   demos=demos, output_format=str(data.get("output_format", "")))
+                   demos=demos, output_format=str(data.get("output_format", "")),
+                   instruction_position=str(data.get("instruction_position", "before")),
+                   reasoning_tokens=int(data.get("reasoning_tokens", 0)),
+                   extractor=str(data.get("extractor", DEFAULT_EXTRACTOR)))
 
     def key(self) -> str:
         """A canonical string identity, used to dedupe candidates."""
@@ -48,15 +80,22 @@ class Prompt:
 
 
 def render_user_message(prompt: Prompt, example_input: str) -> str:
-    """The text of the user turn: instruction, output format, demos, then the example to answer."""
+    """The text of the user turn: instruction, output format, demos, then the example to answer.
+
+    With `instruction_position="after"` the instruction sits on its own line between the example's input and
+    the answer cue instead of first.
+    """
+    instruction = prompt.instruction.strip()
+    before = prompt.instruction_position == "before"
     parts: list[str] = []
-    if prompt.instruction.strip():
-        parts.append(prompt.instruction.strip())
+    if instruction and before:
+        parts.append(instruction)
     if prompt.output_format.strip():
         parts.append(prompt.output_format.strip())
     for demo in prompt.demos:
         parts.append(f"{INPUT_PREFIX} {demo.input}\n{OUTPUT_PREFIX} {demo.target}")
-    parts.append(f"{INPUT_PREFIX} {example_input}\n{OUTPUT_PREFIX}")
+    after = f"{instruction}\n" if instruction and not before else ""
+    parts.append(f"{INPUT_PREFIX} {example_input}\n{after}{OUTPUT_PREFIX}")
     return "\n\n".join(parts)
 
 
@@ -67,3 +106,12 @@ def render(prompt: Prompt, example_input: str) -> tuple[Message, ...]:
         messages.append(Message("system", prompt.system))
     messages.append(Message("user", render_user_message(prompt, example_input)))
     return tuple(messages)
+
+
+def answer_prefill(reasoning: str, extractor: str) -> str:
+    """The reply so far when the answer is read after reasoning: the reasoning, a space, the extractor.
+
+    One function for the evaluator and for GREATER's loss, so that both read the answer at the same tokens.
+    """
+    reasoning = reasoning.strip()
+    return f"{reasoning} {extractor}" if reasoning else extractor

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from prompthone.errors import ConfigError, InputError, PrompthoneError
+from prompthone.paths import default_cache_dir
 from prompthone.tasks.example import Example, Task, split_examples
 from prompthone.tasks.metrics import parse_number
 
@@ -166,8 +167,7 @@ def task_from_json(data: dict[str, Any], name: str, *, seed: int = 0, limit: int
 
 def cache_dir() -> Path:
     """The BIG-bench cache: `$PROMPTHONE_CACHE_DIR/bigbench`, else `~/.cache/prompthone/bigbench`."""
-    root = os.environ.get("PROMPTHONE_CACHE_DIR") or Path.home() / ".cache" / "prompthone"
-    return Path(root).expanduser() / "bigbench"
+    return default_cache_dir() / "bigbench"
 
 
 @contextmanager
