@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 # A portable CPU build: no llava, no -march=native.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
+TORCH_VERSION ?= 2.13.0
 
 DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
 
@@ -15,7 +17,8 @@ DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[local,dev,bench]"
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[local,torch,dev,bench]"
 	touch $@
 
 install: $(VENV)/.installed

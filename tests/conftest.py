@@ -19,6 +19,18 @@ def embedded_model() -> Iterator[Any]:
     model.close()
 
 
+@pytest.fixture(scope="session")
+def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """SmolLM2-135M-Instruct dequantized into torch (white-box), from a per-session copy of its weights."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from prompthone.models.torch_model import load_embedded_torch
+
+    model = load_embedded_torch(cache_root=tmp_path_factory.mktemp("torch-weights"))
+    yield model
+    model.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never read or write the user's real call cache from tests."""

@@ -106,13 +106,13 @@ def _terms(wb: WhiteBox, seqs: Sequence[LossSequence], *, position: int | None =
             cols.append(t - 1)
         spans.append((first, s.answer_len, s.prompt_len))
     positions = (torch.tensor(rows, device=ids.device), torch.tensor(cols, device=ids.device))
-    logp = torch.log_softmax(wb.logits(inputs_embeds=embeds, attention_mask=mask, positions=positions).float(),
-                             dim=-1)
+    logits = wb.logits(inputs_embeds=embeds, attention_mask=mask, positions=positions)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     targets = ids[positions[0], positions[1] + 1]
     token_logp = logp.gather(1, targets[:, None])[:, 0]
     if weights is not None and position is not None:
         relaxed_at = [first + n_answer + position for first, n_answer, _ in spans]
-        relaxed = logp[relaxed_at][:, basis_t] @ weights.float()
+        relaxed = logp[relaxed_at][:, basis_t] @ weights.to(logp.dtype)
         token_logp = token_logp.index_put((torch.tensor(relaxed_at, device=ids.device),), relaxed)
     ce = torch.stack([-token_logp[f:f + na].mean() for f, na, _ in spans])
     nll = torch.stack([-token_logp[f + na:f + na + np_].mean() if np_ else token_logp.new_zeros(())
@@ -143,7 +143,8 @@ def onehot_gradient(wb: WhiteBox, seqs: Sequence[LossSequence], position: int, b
     """
     import torch
 
-    weights = torch.zeros(len(basis), dtype=torch.float32, device=wb.embedding_matrix.device)
+    matrix = wb.embedding_matrix
+    weights = torch.zeros(len(basis), dtype=torch.promote_types(matrix.dtype, torch.float32), device=matrix.device)
     weights[0] = 1.0
     weights.requires_grad_(True)
     ce: list[float] = []

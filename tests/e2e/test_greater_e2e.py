@@ -1,0 +1,71 @@
+"""GREATER end to end on SmolLM2 in torch (CPU): two steps on a tiny task, each decision recorded with its reason,
+and the found prompt evaluated on the llama.cpp backend (transfer)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import prompthone as ph
+from prompthone.errors import ConfigError
+from prompthone.prompts.prompt import Prompt
+
+pytestmark = [pytest.mark.e2e, pytest.mark.torch]
+
+TINY = {"steps": 2, "n_train": 4, "reasoning_tokens": 12, "shortlist": 2, "dev_samples": 4, "topq": 2,
+        "group_size": 2, "batch_size": 4}
+
+
+def _tiny_task() -> Any:
+    task = ph.load_task("gen:sentiment_templates", seed=1)
+    return replace(task, train=task.train[:6], dev=task.dev[:4], test=task.test[:4])
+
+
+def test_two_greater_steps_record_their_decisions(torch_model: Any, embedded_model: Any, tmp_path: Path) -> None:
+    task = _tiny_task()
+    result = ph.optimize(task, method="greater", model=torch_model, options=TINY, run_dir=tmp_path, cache=False,
+                         progress=False, final_top_k=1, seed=1)
+    run = Path(result.run_dir or "")
+    assert result.stopped_reason == "finished" and result.steps == 2
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events] == [0, 1]
+    assert [e["position"] for e in events] == [0, 1]  # left to right
+    for event in events:
+        tokens = [c["token"] for c in event["candidates"]]
+        assert tokens[0] == event["current_token"]  # the current token is always a candidate
+        assert len(event["shortlist"]) <= TINY["shortlist"]
+        grads = {c["token"]: c["gradient"] for c in event["candidates"][1:]}
+        shortlisted = [s["token"] for s in event["shortlist"]]
+        assert sorted(grads.values())[:len(shortlisted)] == sorted(grads[t] for t in shortlisted)  # most negative
+        best_alternative = min(s["loss"] for s in event["shortlist"])
+        if event["changed"]:
+            assert event["reason"].startswith("replaced")
+            assert event["chosen"] in shortlisted and best_alternative < event["current_loss"]["loss"]
+        else:
+            assert event["reason"].startswith("kept")
+            assert event["chosen"] == event["current_token"] and event["current_loss"]["loss"] <= best_alternative
+        assert event["dev_sample"] is not None and event["gradient_s"] > 0
+    latest = {}  # candidates.jsonl appends a record each time a candidate is scored: keep the last per id
+    for line in (run / "candidates.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        latest[record["id"]] = record
+    found = [latest[i] for i in sorted(latest) if latest[i]["origin"].startswith("greater")]
+    assert found[0]["origin"] == "greater-init"
+    assert found[-1]["prompt"]["instruction"] == events[-1]["prompt"]
+    prompt = Prompt.from_dict(found[-1]["prompt"])
+    assert prompt.instruction_position == "after" and prompt.reasoning_tokens == TINY["reasoning_tokens"]
+
+    # Transfer: the prompt found on torch runs unchanged on llama.cpp (reasoning, then label scoring after it).
+    transferred = ph.evaluate(task, prompt, model=embedded_model, split="dev", cache=False)
+    assert transferred.n == len(task.dev) and 0.0 <= transferred.score <= 1.0
+    assert all("\n→ " in r.raw for r in transferred.examples)
+
+
+def test_greater_refuses_a_black_box_model(embedded_model: Any, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="white-box"):
+        ph.optimize(_tiny_task(), method="greater", model=embedded_model, options=TINY, run_dir=tmp_path,
+                    cache=False, progress=False)
