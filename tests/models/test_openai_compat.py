@@ -72,6 +72,18 @@ def test_generate_sends_the_request_fields_and_returns_text_and_usage(
     assert model.stats["retries"] == 0 and model.stats["requests"] == 2
 
 
+def test_a_prefilled_request_is_refused_before_anything_is_sent(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
+    """The chat API cannot continue a partial reply: the backend says so instead of answering another question."""
+    model = fast_model(fake_openai.base_url, open_models)
+    assert not model.capabilities.prefill
+    with pytest.raises(ConfigError, match="prefill"):
+        list(model.generate([GenerationRequest(messages=ASK, prefill="Because")]))
+    with pytest.raises(ConfigError, match="prefill"):
+        list(model.score([ScoringRequest(ASK, ("yes", "no"), prefill="So")]))
+    assert fake_openai.requests == []
+
+
 def test_model_is_discovered_from_the_models_endpoint(
         fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
     model = fast_model(fake_openai.base_url, open_models, model=None)

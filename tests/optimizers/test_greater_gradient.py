@@ -46,7 +46,7 @@ BASIS = [12, 4, 17, 29]
 @pytest.mark.parametrize("lam", [0.0, 0.2])
 def test_onehot_gradient_matches_finite_differences(lam: float) -> None:
     wb = TinyWhiteBox()
-    grads, at_vertex = onehot_gradient(wb, SEQS, POSITION, BASIS, lam, batch_size=1)  # two chunks: sums add up
+    grads, _ = onehot_gradient(wb, SEQS, POSITION, BASIS, lam, batch_size=1)  # two chunks: sums add up
     vertex = torch.zeros(len(BASIS), dtype=torch.float64)
     vertex[0] = 1.0
     # Central differences with ε = 1e-3: truncation error O(ε²); smaller steps drown in rounding, because

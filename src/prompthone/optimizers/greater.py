@@ -106,7 +106,6 @@ class GREATER(Optimizer):
             raise ConfigError(f"reasoning_tokens must be ≥ 0, got {self.reasoning_tokens}")
         if self.lam < 0:
             raise ConfigError(f"lam must be ≥ 0, got {self.lam}")
-        self._search: _Search | None = None
         self._event: dict[str, Any] = {}
 
     # -- setup ---------------------------------------------------------------------------------------------
@@ -136,7 +135,13 @@ class GREATER(Optimizer):
             ctx.score(init, dev_sample, self.rank_key)
             search.current = init
         state.frontier = [search.current.id]
-        self._search = search
+        state.extra["greater"] = search
+
+    @staticmethod
+    def _state(state: OptimizationState) -> _Search:
+        search = state.extra.get("greater")
+        assert isinstance(search, _Search), "start() was not called"
+        return search
 
     def _prompt(self, ctx: OptimizationContext, ids: list[int]) -> Prompt:
         wb = self._wb(ctx)
@@ -151,14 +156,13 @@ class GREATER(Optimizer):
 
     # -- one position ----------------------------------------------------------------------------------------
     def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
-        s = self._search
-        assert s is not None, "start() was not called"
+        s = self._state(state)
         wb, pos = s.wb, s.pos
         timings: dict[str, float] = {}
         clock = time.monotonic()
 
         prompt = self._prompt(ctx, s.real_ids())
-        seqs = self._sequences(ctx, prompt, s.ids)
+        seqs = self._sequences(ctx, s, prompt, s.ids)
         timings["reasoning_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
@@ -181,7 +185,7 @@ class GREATER(Optimizer):
         for i in order[:self.shortlist]:
             ids = [*s.ids[:pos], basis[i], *s.ids[pos + 1:]]
             trial = self._prompt(ctx, ids)
-            tried.append((basis[i], losses(wb, self._sequences(ctx, trial, ids), batch_size=self.batch_size)))
+            tried.append((basis[i], losses(wb, self._sequences(ctx, s, trial, ids), batch_size=self.batch_size)))
         timings["rescoring_s"] = time.monotonic() - clock
 
         options = ([] if holder else [(s.ids[pos], here)]) + tried  # the current token first: it wins ties
@@ -194,11 +198,14 @@ class GREATER(Optimizer):
         s.ids, s.pos, wrapped = self._advance(wb, s.ids, pos, s.placeholder, cut=changed)
         new: list[Candidate] = []
         if changed:
-            cand = ctx.new_candidate(state, self._prompt(ctx, s.real_ids()), parent=s.current.id, origin="greater",
+            prompt = self._prompt(ctx, s.real_ids())
+            cand = ctx.new_candidate(state, prompt, parent=s.current.id, origin="greater",
                                      data={"position": pos, "token": wb.decode([chosen]),
                                            "loss": chosen_losses.total(self.lam), "tokens": s.real_ids()})
             if cand is not None:
                 new.append(cand)
+            else:  # back to a prompt met before: it is the current one again (already scored)
+                s.current = next(c for c in state.pool.values() if c.prompt.key() == prompt.key())
         self._event = {
             "step": state.step, "position": pos, "placeholder": holder,
             "current_token": None if holder else wb.decode([basis[0]]),
@@ -214,8 +221,7 @@ class GREATER(Optimizer):
         return new
 
     def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
-        s = self._search
-        assert s is not None
+        s = self._state(state)
         for cand in proposals:
             ctx.score(cand, s.dev_sample, self.rank_key)
             s.current = cand
@@ -228,10 +234,9 @@ class GREATER(Optimizer):
             state.done = True
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def _sequences(self, ctx: OptimizationContext, prompt: Prompt, ids: list[int]) -> list[LossSequence]:
-        """Regenerate reasoning under `prompt` for the training examples and build their loss sequences."""
-        s = self._search
-        assert s is not None
+    @staticmethod
+    def _sequences(ctx: OptimizationContext, s: _Search, prompt: Prompt, ids: list[int]) -> list[LossSequence]:
+        """Reasoning under `prompt` for the training examples (metered, cached), and their loss sequences."""
         contexts = ctx.evaluator.answer_contexts(prompt, s.train)
         return [build_sequence(s.wb, prompt, ids, e.input, c.prefill, e.target)
                 for e, c in zip(s.train, contexts, strict=True)]

@@ -1,0 +1,161 @@
+"""GREATER on the embedded model: cost per step, and GREATER vs the seed prompt, APO and APE on several tasks.
+
+    python -m benchmarks.greater                      # 3 tasks, ~1 hour on 2 cores
+    python -m benchmarks.greater --quick              # 1 task, 2 steps, tiny budgets (a smoke run, minutes)
+    python -m benchmarks.greater --tasks gen:arithmetic --steps 20 --out benchmarks/out/greater
+
+For each task: GREATER runs on SmolLM2 in torch (`local-torch`); APO and APE run on the same model in
+llama.cpp (`local`) with call budgets chosen to take about as long; every winner is scored on the test split.
+GREATER's final prompt (the last one it moved to, whether or not the finalization preferred the seed on dev) is
+scored on test on both backends: llama.cpp is the transfer, a backend it was not optimized on. The cost section
+reads GREATER's per-step timings (events.jsonl) and the process's peak RSS, and prints a step's seconds as a ratio
+to one plain evaluation of the seed prompt on the same training examples, measured in the same run. Nothing is
+asserted about time: the exit status is 1 only if a run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import prompthone as ph
+from prompthone.tasks.example import Task
+
+DEFAULT_TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "gen:arithmetic")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each run does."""
+
+    greater: dict[str, Any]
+    baseline_budget: int
+    limit: int | None
+
+
+FULL = Plan(greater={"steps": 12, "n_train": 8, "reasoning_tokens": 48, "shortlist": 3, "dev_samples": 16,
+                     "group_size": 3, "batch_size": 8}, baseline_budget=300, limit=None)
+QUICK = Plan(greater={"steps": 2, "n_train": 4, "reasoning_tokens": 12, "shortlist": 2, "dev_samples": 4,
+                      "group_size": 2, "topq": 2, "batch_size": 4}, baseline_budget=30, limit=24)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _run(task: Task, method: str, model: Any, out: Path, seed: int, **kwargs: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    result = ph.optimize(task, method=method, model=model, seed=seed, run_dir=out / "runs", cache=out / "calls.sqlite",
+                         progress=False, **kwargs)
+    return {"method": method, "wall_s": round(time.monotonic() - started, 1), "seed_dev": result.seed_dev_score,
+            "best_dev": result.best_dev_score, "seed_test": result.seed_test_score, "test": result.test_score,
+            "calls": result.spend["calls"], "final_calls": result.final_spend["calls"],
+            "prompt": result.best_prompt.to_dict(), "run_dir": result.run_dir}
+
+
+def _cost(run_dir: str, seconds_per_eval: float) -> dict[str, Any]:
+    events = [json.loads(line) for line in (Path(run_dir) / "events.jsonl").read_text().splitlines()]
+    keys = ("reasoning_s", "candidates_s", "gradient_s", "rescoring_s")
+    mean = {k: round(sum(e[k] for e in events) / len(events), 2) for k in keys}
+    step = sum(mean.values())
+    return {**mean, "step_s": round(step, 2), "step_over_one_eval": round(step / seconds_per_eval, 1),
+            "changed_steps": sum(e["changed"] for e in events), "steps": len(events),
+            "final_prompt": events[-1]["prompt"] if events else None}
+
+
+def _found_prompt(task: Task, run_dir: str) -> ph.Prompt:
+    """The last prompt GREATER moved to (candidates.jsonl holds every candidate; the highest id is the latest)."""
+    latest: dict[int, dict[str, Any]] = {}
+    for line in (Path(run_dir) / "candidates.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["origin"].startswith("greater"):
+            latest[record["id"]] = record
+    return ph.Prompt.from_dict(latest[max(latest)]["prompt"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=None, help="GREATER steps (default: 12, quick: 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/greater"))
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    options = {**plan.greater, **({"steps": args.steps} if args.steps else {})}
+    tasks = args.tasks[:1] if args.quick else args.tasks
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    torch_model = ph.resolve_model("local-torch")
+    llama = ph.resolve_model("local")
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for name in tasks:
+        task = ph.load_task(name, seed=args.seed, limit=plan.limit)
+        # Baseline for the cost ratio: one plain evaluation of the seed prompt on as many training examples.
+        train = task.train[: options["n_train"]]
+        started = time.monotonic()
+        ph.evaluate(replace(task, dev=train), split="dev", model=torch_model, cache=False)
+        one_eval = time.monotonic() - started
+        row: dict[str, Any] = {"task": name, "sizes": [len(task.train), len(task.dev), len(task.test)]}
+        try:
+            g = _run(task, "greater", torch_model, out, args.seed, options=options)
+            row["greater"] = g
+            row["cost"] = {**_cost(g["run_dir"], one_eval), "one_eval_s": round(one_eval, 2),
+                           "peak_rss_mb": round(_peak_rss_mb())}
+            # The prompt GREATER ended with (the finalization may have kept the seed), on both backends.
+            found = _found_prompt(task, g["run_dir"])
+            calls = out / "calls.sqlite"
+            row["found"] = {"prompt": found.to_dict(),
+                            "test_torch": ph.evaluate(task, found, model=torch_model, split="test", cache=calls).score,
+                            "test_llamacpp": ph.evaluate(task, found, model=llama, split="test", cache=calls).score}
+            row["seed_test_llamacpp"] = ph.evaluate(task, model=llama, split="test", cache=calls).score
+            for method in ("apo", "ape"):
+                row[method] = _run(task, method, llama, out, args.seed, budget=plan.baseline_budget)
+        except Exception as exc:  # a failed run is reported, and the others still run
+            failed = True
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+        (out / "results.json").write_text(json.dumps(rows, indent=2))
+        print(json.dumps({k: v for k, v in row.items() if k not in ("apo", "ape", "greater")}, indent=1), flush=True)
+    (out / "results.md").write_text(table(rows))
+    print(table(rows))
+    return 1 if failed else 0
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The RESULTS.md table: test scores, wall time and calls per method; the transfer column; GREATER's cost."""
+    lines = ["| task | seed (torch / llama.cpp) | GREATER's final prompt (torch / llama.cpp) | GREATER run's winner "
+             "(torch) | APO (llama.cpp) | APE (llama.cpp) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['task']} | failed: {r['error']} | | | | |")
+            continue
+        f = r["found"]
+        g, apo, ape = r["greater"], r["apo"], r["ape"]
+
+        def cell(x: dict[str, Any]) -> str:
+            return f"{x['test']:.3f} ({x['wall_s'] / 60:.1f} min, {x['calls']} calls)"
+
+        lines.append(f"| {r['task']} | {g['seed_test']:.3f} / {r['seed_test_llamacpp']:.3f} | "
+                     f"{f['test_torch']:.3f} / {f['test_llamacpp']:.3f} | {cell(g)} | {cell(apo)} | {cell(ape)} |")
+    lines += ["", "| task | s/step | reasoning | candidates | gradient | re-scoring | step ÷ one eval | peak RSS |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "cost" in r:
+            c = r["cost"]
+            lines.append(f"| {r['task']} | {c['step_s']} | {c['reasoning_s']} | {c['candidates_s']} | "
+                         f"{c['gradient_s']} | {c['rescoring_s']} | {c['step_over_one_eval']}× | "
+                         f"{c['peak_rss_mb']} MB |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
