@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import prompthone as ph
+from benchmarks.results_md import write_section
 from prompthone.tasks.example import Task
 
 DEFAULT_TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "gen:arithmetic")
@@ -86,9 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="GREATER steps (default: 12, quick: 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/greater"))
+    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"),
+                        help="where the full run writes its section (a --quick run writes none)")
+    parser.add_argument("--from-results", action="store_true",
+                        help="run nothing: rebuild the tables and the RESULTS.md section from <out>/results.json")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     options = {**plan.greater, **({"steps": args.steps} if args.steps else {})}
+    command = "python -m benchmarks.greater " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.from_results:
+        _publish(json.loads((args.out / "results.json").read_text()), options, plan,
+                 command.replace(" --from-results", ""), args)
+        return 0
     tasks = args.tasks[:1] if args.quick else args.tasks
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -124,9 +135,29 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         (out / "results.json").write_text(json.dumps(rows, indent=2))
         print(json.dumps({k: v for k, v in row.items() if k not in ("apo", "ape", "greater")}, indent=1), flush=True)
-    (out / "results.md").write_text(table(rows))
-    print(table(rows))
+    _publish(rows, options, plan, command, args)
     return 1 if failed else 0
+
+
+def _publish(rows: list[dict[str, Any]], options: dict[str, Any], plan: Plan, command: str,
+             args: argparse.Namespace) -> None:
+    text = table(rows)
+    (args.out / "results.md").write_text(text)
+    print(text)
+    if args.quick:
+        return
+    import platform
+    from importlib.metadata import version
+
+    setup = (f"Command: `{command.strip()}`\n\n"
+             f"Model: SmolLM2-135M-Instruct (the embedded GGUF): GREATER on `local-torch` (dequantized fp32, CPU), "
+             f"APO and APE on `local` (llama.cpp) with {plan.baseline_budget} calls each. GREATER options: "
+             f"{', '.join(f'{k}={v}' for k, v in options.items())} (other knobs at the paper's defaults). "
+             f"Test scores; wall time and search calls in brackets.\n"
+             f"Versions: prompthone {version('prompthone')}, torch {version('torch')}, transformers "
+             f"{version('transformers')}, llama-cpp-python {version('llama-cpp-python')}; Python "
+             f"{platform.python_version()}, {os.cpu_count()} CPU(s).\n\n")
+    write_section(args.results_md, "greater", "GREATER on the embedded model", setup + text)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from benchmarks.peers.harness import Record, Settings, TaskInfo
 from benchmarks.peers.systems import SEED, SYSTEMS
+from benchmarks.results_md import markers
+from benchmarks.results_md import write_section as results_md_section
 
 CHANCE_MARGIN = 0.05
-SECTION_START = "<!-- peers:start -->"
-SECTION_END = "<!-- peers:end -->"
+SECTION_START, SECTION_END = markers("peers")
 
 
 @dataclass
@@ -237,12 +238,4 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
 
 def write_section(results_md: Path, text: str) -> None:
     """Replace the peers section of RESULTS.md (between the markers), or append it; the rest is left alone."""
-    block = f"{SECTION_START}\n## Side by side with the peers\n\n{text}{SECTION_END}\n"
-    current = results_md.read_text(encoding="utf-8") if results_md.exists() else "# Results\n\n"
-    if SECTION_START in current and SECTION_END in current:
-        before, _, rest = current.partition(SECTION_START)
-        _, _, after = rest.partition(SECTION_END)
-        updated = before + block + after.lstrip("\n")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    results_md.write_text(updated, encoding="utf-8")
+    results_md_section(results_md, "peers", "Side by side with the peers", text)

@@ -47,12 +47,15 @@ def _guard(fn: F) -> F:
     """Run a command, turning our errors into one line on stderr and exit code 2 (no traceback)."""
     import functools
 
+    from rich.markup import escape
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PrompthoneError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # Escaped: messages quote user text and install hints such as prompthone[torch], not markup.
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper  # type: ignore[return-value]
 

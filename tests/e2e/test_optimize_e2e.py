@@ -84,3 +84,6 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "unknown method" in unknown.stderr
     bad_opt = _cli(["optimize", "--task", "gen:arithmetic", "-o", "num_demos=many"], env, tmp_path)
     assert bad_opt.returncode == 2 and "num_demos" in bad_opt.stderr
+    black_box = _cli(["optimize", "--task", "gen:arithmetic", "--method", "greater", "--budget", "5"], env, tmp_path)
+    assert black_box.returncode == 2 and "Traceback" not in black_box.stderr
+    assert "prompthone[torch]" in black_box.stderr.replace("\n", "")  # brackets are text, not console markup

@@ -83,3 +83,17 @@ def test_concurrent_scoring_matches_one_at_a_time(llama_server: str, model: Open
     assert sorted(together) == list(range(len(reviews)))
     for index in range(len(reviews)):
         assert together[index].logprobs == pytest.approx(alone[index].logprobs, abs=1e-3)
+
+
+def test_a_reasoning_prompt_is_evaluated_over_the_chat_api(model: OpenAICompatModel) -> None:
+    """A GREATER-style prompt (reason, then answer after the extractor) runs on a server that cannot continue a
+    partial reply: the extractor goes in a second user turn, and the labels are scored there."""
+    import prompthone as ph
+    from prompthone.prompts.prompt import Prompt
+
+    task = ph.load_task("gen:sentiment_templates", seed=2)
+    prompt = Prompt("Think about the words the reviewer uses.", output_format=task.output_format,
+                    instruction_position="after", reasoning_tokens=16)
+    result = ph.evaluate(task, prompt, model=model, split="dev", cache=False)
+    assert result.n == len(task.dev) and 0.0 <= result.score <= 1.0
+    assert all("\n→ " in r.raw and "positive=" in r.raw for r in result.examples)

@@ -57,7 +57,7 @@ def available_models() -> list[ModelInfo]:
         ModelInfo("gguf:<path>", "any GGUF model file on llama.cpp, with its own chat template",
                   Capabilities(generate=True, score=True, prefill=True)),
         ModelInfo("local-torch", "the same SmolLM2 GGUF dequantized into torch (white-box, for `greater`; "
-                  "needs prompthone[torch])", Capabilities(generate=True, score=True, white_box=True, prefill=True,
+                  "needs the torch extra)", Capabilities(generate=True, score=True, white_box=True, prefill=True,
                                                            max_concurrency=8)),
         ModelInfo("torch:<path>", "any GGUF model file dequantized into torch (white-box)",
                   Capabilities(generate=True, score=True, white_box=True, prefill=True, max_concurrency=8)),
