@@ -5,7 +5,8 @@
     python -m benchmarks.greater --tasks gen:arithmetic --steps 20 --out benchmarks/out/greater
 
 For each task: GREATER runs on SmolLM2 in torch (`local-torch`); APO and APE run on the same model in
-llama.cpp (`local`) with call budgets chosen to take about as long; every winner is scored on the test split.
+llama.cpp (`local`) with call budgets (1500) that take about as long as GREATER on 2 cores; every winner is
+scored on the test split.
 GREATER's final prompt (the last one it moved to, whether or not the finalization preferred the seed on dev) is
 scored on test on both backends: llama.cpp is the transfer, a backend it was not optimized on. The cost section
 reads GREATER's per-step timings (events.jsonl) and the process's peak RSS, and prints a step's seconds as a ratio
@@ -30,6 +31,7 @@ from benchmarks.results_md import write_section
 from prompthone.tasks.example import Task
 
 DEFAULT_TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "gen:arithmetic")
+CACHE = "calls.sqlite"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Plan:
 
 
 FULL = Plan(greater={"steps": 12, "n_train": 8, "reasoning_tokens": 48, "shortlist": 3, "dev_samples": 16,
-                     "group_size": 3, "batch_size": 8}, baseline_budget=300, limit=None)
+                     "group_size": 3, "batch_size": 8}, baseline_budget=1500, limit=None)
 QUICK = Plan(greater={"steps": 2, "n_train": 4, "reasoning_tokens": 12, "shortlist": 2, "dev_samples": 4,
                       "group_size": 2, "topq": 2, "batch_size": 4}, baseline_budget=30, limit=24)
 
@@ -53,7 +55,7 @@ def _peak_rss_mb() -> float:
 
 def _run(task: Task, method: str, model: Any, out: Path, seed: int, **kwargs: Any) -> dict[str, Any]:
     started = time.monotonic()
-    result = ph.optimize(task, method=method, model=model, seed=seed, run_dir=out / "runs", cache=out / "calls.sqlite",
+    result = ph.optimize(task, method=method, model=model, seed=seed, run_dir=out / "runs", cache=out / CACHE,
                          progress=False, **kwargs)
     return {"method": method, "wall_s": round(time.monotonic() - started, 1), "seed_dev": result.seed_dev_score,
             "best_dev": result.best_dev_score, "seed_test": result.seed_test_score, "test": result.test_score,
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks[:1] if args.quick else args.tasks
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # A cold cache every run: GREATER's seconds per step must not count reasoning a previous run already paid for.
+    (out / CACHE).unlink(missing_ok=True)
     torch_model = ph.resolve_model("local-torch")
     llama = ph.resolve_model("local")
     rows: list[dict[str, Any]] = []
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                            "peak_rss_mb": round(_peak_rss_mb())}
             # The prompt GREATER ended with (the finalization may have kept the seed), on both backends.
             found = _found_prompt(task, g["run_dir"])
-            calls = out / "calls.sqlite"
+            calls = out / CACHE
             row["found"] = {"prompt": found.to_dict(),
                             "test_torch": ph.evaluate(task, found, model=torch_model, split="test", cache=calls).score,
                             "test_llamacpp": ph.evaluate(task, found, model=llama, split="test", cache=calls).score}

@@ -210,6 +210,10 @@ class TorchModel:
         first = batch[0]
         prompts = [self.encode(self.render_chat(r.messages, r.prefill)) for r in batch]
         width = max(len(p) for p in prompts)
+        limit = getattr(self.module.config, "max_position_embeddings", None)
+        if limit is not None and width + first.max_tokens > limit:
+            raise BackendError(f"prompt of {width} tokens + {first.max_tokens} to generate exceeds the context "
+                               f"window of {limit} tokens")
         ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, p in enumerate(prompts):
@@ -229,7 +233,7 @@ class TorchModel:
         stops = [*self._stops, *first.stop]
         completions = []
         for row, p in enumerate(prompts):
-            new = [t for t in out[row, width:].tolist()]
+            new = out[row, width:].tolist()
             cut = next((k for k, t in enumerate(new) if t in self._eos_ids), None)
             finish = "stop" if cut is not None else "length"
             new = new[:cut] if cut is not None else new
