@@ -36,7 +36,7 @@ test: lint  ## the whole suite (unit, fault injection, end-to-end on the embedde
 bench: install  ## benchmarks, printed as ratios against baselines measured in the same run
 	$(PY) -m benchmarks.run
 
-bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~1 hour) and its cost per step
+bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min) and its cost per step
 	$(PY) -m benchmarks.greater
 
 peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md

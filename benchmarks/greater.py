@@ -1,7 +1,7 @@
 """GREATER on the embedded model: cost per step, and GREATER vs the seed prompt, APO and APE on several tasks.
 
-    python -m benchmarks.greater                      # 3 tasks, ~1 hour on 2 cores
-    python -m benchmarks.greater --quick              # 1 task, 2 steps, tiny budgets (a smoke run, minutes)
+    python -m benchmarks.greater                      # 3 tasks, ~40 min on 2 cores
+    python -m benchmarks.greater --quick              # 1 task, 2 steps, tiny budgets (a smoke run, ~1.5 min)
     python -m benchmarks.greater --tasks gen:arithmetic --steps 20 --out benchmarks/out/greater
 
 For each task: GREATER runs on SmolLM2 in torch (`local-torch`); APO and APE run on the same model in
