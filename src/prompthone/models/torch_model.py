@@ -88,16 +88,35 @@ def dequantized_copy(gguf: Path, cache_root: Path | None = None) -> Path:
     return target
 
 
-def right_padded(rows: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids padded on the right, and their attention mask (causal: padding never changes earlier logits)."""
+def padded(rows: Sequence[Sequence[int]], pad_id: int = 0, *, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids in one tensor and their attention mask.
+
+    Right padding (the default) for single forward passes: causal attention keeps it from changing any earlier
+    logit. Left padding for generation, so that every row's next token comes at the same column.
+    """
     torch, _ = _import_torch()
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, :len(r)] = 1
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask
+
+
+def next_token_logits(model: Any, rows: Sequence[Sequence[int]], pad_id: int = 0) -> torch.Tensor:
+    """Logits of the token after each row: one batched pass, projected at each row's last position only.
+
+    `model` is anything with `logits(...)` and `embedding_matrix` (a `WhiteBox`).
+    """
+    torch, _ = _import_torch()
+    device = model.embedding_matrix.device
+    ids, mask = padded(rows, pad_id)
+    last = torch.tensor([len(r) - 1 for r in rows], device=device)
+    with torch.no_grad():
+        return model.logits(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            positions=(torch.arange(len(rows), device=device), last))
 
 
 def causal_lm_logits(module: Any, *, input_ids: torch.Tensor | None = None,
@@ -214,11 +233,7 @@ class TorchModel:
         if limit is not None and width + first.max_tokens > limit:
             raise BackendError(f"prompt of {width} tokens + {first.max_tokens} to generate exceeds the context "
                                f"window of {limit} tokens")
-        ids = torch.full((len(batch), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, p in enumerate(prompts):
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
+        ids, mask = padded(prompts, self._pad_id, left=True)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self._pad_id,
                                   "eos_token_id": sorted(self._eos_ids) or None}
         if first.temperature > 0:
@@ -264,13 +279,9 @@ class TorchModel:
                 yield start + j, self._score_variants(request, prompt, first[j])
 
     def _last_logprobs(self, prompts: list[list[int]]) -> torch.Tensor:
-        torch = self._torch
-        ids, mask = right_padded(prompts, self._pad_id)
-        last = torch.tensor([len(p) - 1 for p in prompts])
-        with self._lock, torch.no_grad():
-            logits = self.logits(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                 positions=(torch.arange(len(prompts)), last))
-        return torch.log_softmax(logits.float(), dim=-1).cpu()
+        with self._lock:
+            logits = next_token_logits(self, prompts, self._pad_id)
+        return self._torch.log_softmax(logits.float(), dim=-1).cpu()
 
     def _score_variants(self, request: ScoringRequest, prompt: list[int], first: torch.Tensor) -> ContinuationScores:
         torch = self._torch
@@ -281,7 +292,7 @@ class TorchModel:
         value = {seq: float(first[seq[0]]) for seq in sequences}
         longer = sorted(seq for seq in sequences if len(seq) > 1 and value[seq] >= best_first - _PRUNE_NATS)
         if longer:
-            ids, mask = right_padded([(prompt + list(seq))[:-1] for seq in longer], self._pad_id)
+            ids, mask = padded([(prompt + list(seq))[:-1] for seq in longer], self._pad_id)
             rows = torch.tensor([row for row, seq in enumerate(longer) for _ in seq[1:]])
             cols = torch.tensor([len(prompt) - 1 + k for seq in longer for k in range(1, len(seq))])
             with self._lock, torch.no_grad():

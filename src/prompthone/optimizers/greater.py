@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.models.base import WhiteBox
-from prompthone.models.torch_model import right_padded
+from prompthone.models.torch_model import next_token_logits
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.optimizers.greater_candidates import (
     allowed_token,
@@ -250,17 +250,10 @@ class GREATER(Optimizer):
             s.allowed = [allowed_token(s.wb.tokenizer.decode([t])) for t in range(vocab)]
         mask = torch.tensor(s.allowed, device=s.wb.embedding_matrix.device)
         ranked: list[list[int]] = []
-        with torch.no_grad():
-            for start in range(0, len(prefixes), self.batch_size):
-                chunk = prefixes[start:start + self.batch_size]
-                ids, attn = right_padded(chunk)
-                device = s.wb.embedding_matrix.device
-                last = torch.tensor([len(p) - 1 for p in chunk], device=device)
-                logits = s.wb.logits(input_ids=ids.to(device), attention_mask=attn.to(device),
-                                     positions=(torch.arange(len(chunk), device=device), last)).float()
-                logits = logits.masked_fill(~mask[: logits.shape[-1]], float("-inf"))
-                top = torch.topk(logits, min(self.rank_depth, int(mask.sum())), dim=-1).indices
-                ranked += top.tolist()
+        for start in range(0, len(prefixes), self.batch_size):
+            logits = next_token_logits(s.wb, prefixes[start:start + self.batch_size]).float()
+            logits = logits.masked_fill(~mask[: logits.shape[-1]], float("-inf"))
+            ranked += torch.topk(logits, min(self.rank_depth, int(mask.sum())), dim=-1).indices.tolist()
         return ranked
 
     @staticmethod

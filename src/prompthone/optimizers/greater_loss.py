@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prompthone.models.base import WhiteBox
-from prompthone.models.torch_model import right_padded
+from prompthone.models.torch_model import padded
 from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, render
 
 
@@ -74,7 +74,7 @@ def build_sequence(wb: WhiteBox, prompt: Prompt, prompt_ids: Sequence[int], exam
 def _batch(wb: WhiteBox, seqs: Sequence[LossSequence]) -> tuple[Any, Any, Any]:
     import torch
 
-    ids, mask = right_padded([s.ids for s in seqs])
+    ids, mask = padded([s.ids for s in seqs])
     device = wb.embedding_matrix.device
     ids, mask = ids.to(device), mask.to(device)
     return ids, mask, torch.nn.functional.embedding(ids, wb.embedding_matrix)
