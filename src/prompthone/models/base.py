@@ -179,6 +179,11 @@ class ModelInfo:
     capabilities: Capabilities = field(default_factory=Capabilities)
 
 
+#: A label variant whose first token is this far (in nats) below the best first token adds < e^-12 ≈ 6e-6 of its
+#: probability: backends skip evaluating its remaining tokens (the same rule in every backend that scores).
+PRUNE_NATS = 12.0
+
+
 def surface_variants(text: str) -> tuple[str, ...]:
     """The ways a model may write `text` at the start of a reply: case variants, with and without a leading space.
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from prompthone.errors import BackendError, ConfigError
 from prompthone.models.base import (
+    PRUNE_NATS,
     Capabilities,
     Completion,
     ContinuationScores,
@@ -35,9 +36,6 @@ from prompthone.models.base import (
 # cached prompt moved label log-probs by up to 0.18 vs a fresh evaluation; two or more tokens match exactly.
 _MIN_SUFFIX = 2
 
-# A variant whose first token is this far (in nats) below the best first token adds < e^-12 ≈ 6e-6 of its
-# probability: skip evaluating its remaining tokens.
-_PRUNE_NATS = 12.0
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -176,7 +174,7 @@ class LlamaCppModel:
         total = float(first[seq[0]])
         if len(seq) == 1:
             return total
-        if total < best_first - _PRUNE_NATS:
+        if total < best_first - PRUNE_NATS:
             return None
         self._llm.n_tokens = base
         for k in range(1, len(seq)):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from prompthone.errors import BackendError, ConfigError
 from prompthone.models.base import (
+    PRUNE_NATS,
     Capabilities,
     Completion,
     ContinuationScores,
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-# A variant whose first token is this far (in nats) below the best first token adds < e^-12 of its probability:
-# its remaining tokens are not evaluated (the same rule as the llama.cpp backend's).
-_PRUNE_NATS = 12.0
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -290,7 +287,7 @@ class TorchModel:
         sequences = {seq for seqs in per_continuation for seq in seqs}
         best_first = max((float(first[seq[0]]) for seq in sequences), default=0.0)
         value = {seq: float(first[seq[0]]) for seq in sequences}
-        longer = sorted(seq for seq in sequences if len(seq) > 1 and value[seq] >= best_first - _PRUNE_NATS)
+        longer = sorted(seq for seq in sequences if len(seq) > 1 and value[seq] >= best_first - PRUNE_NATS)
         if longer:
             ids, mask = padded([(prompt + list(seq))[:-1] for seq in longer], self._pad_id)
             rows = torch.tensor([row for row, seq in enumerate(longer) for _ in seq[1:]])

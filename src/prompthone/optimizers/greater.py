@@ -129,8 +129,8 @@ class GREATER(Optimizer):
         seed = state.pool[0]
         ctx.score(seed, dev_sample, self.rank_key)
         search = _Search(backend, ids, 0, placeholder, train, dev_sample, seed)
-        init = ctx.new_candidate(state, self._prompt(ctx, search.real_ids()), parent=seed.id, origin="greater-init",
-                                 data={"tokens": search.real_ids()})
+        init = ctx.new_candidate(state, self._prompt(ctx, search, search.real_ids()), parent=seed.id,
+                                 origin="greater-init", data={"tokens": search.real_ids()})
         if init is not None:
             ctx.score(init, dev_sample, self.rank_key)
             search.current = init
@@ -143,16 +143,10 @@ class GREATER(Optimizer):
         assert isinstance(search, _Search), "start() was not called"
         return search
 
-    def _prompt(self, ctx: OptimizationContext, ids: list[int]) -> Prompt:
-        wb = self._wb(ctx)
-        return replace(ctx.seed_prompt, instruction=wb.decode(ids).strip(), instruction_position="after",
+    def _prompt(self, ctx: OptimizationContext, s: _Search, ids: list[int]) -> Prompt:
+        """The seed prompt with `ids` as its instruction, placed after the input, reasoning before the answer."""
+        return replace(ctx.seed_prompt, instruction=s.wb.decode(ids).strip(), instruction_position="after",
                        reasoning_tokens=self.reasoning_tokens, extractor=self.extractor)
-
-    @staticmethod
-    def _wb(ctx: OptimizationContext) -> WhiteBox:
-        backend = ctx.task_model.model
-        assert isinstance(backend, WhiteBox)
-        return backend
 
     # -- one position ----------------------------------------------------------------------------------------
     def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
@@ -161,7 +155,7 @@ class GREATER(Optimizer):
         timings: dict[str, float] = {}
         clock = time.monotonic()
 
-        prompt = self._prompt(ctx, s.real_ids())
+        prompt = self._prompt(ctx, s, s.real_ids())
         seqs = self._sequences(ctx, s, prompt, s.ids)
         timings["reasoning_s"] = time.monotonic() - clock
 
@@ -184,7 +178,7 @@ class GREATER(Optimizer):
         tried: list[tuple[int, Losses]] = []
         for i in order[:self.shortlist]:
             ids = [*s.ids[:pos], basis[i], *s.ids[pos + 1:]]
-            trial = self._prompt(ctx, ids)
+            trial = self._prompt(ctx, s, ids)
             tried.append((basis[i], losses(wb, self._sequences(ctx, s, trial, ids), batch_size=self.batch_size)))
         timings["rescoring_s"] = time.monotonic() - clock
 
@@ -198,7 +192,7 @@ class GREATER(Optimizer):
         s.ids, s.pos, wrapped = self._advance(wb, s.ids, pos, s.placeholder, cut=changed)
         new: list[Candidate] = []
         if changed:
-            prompt = self._prompt(ctx, s.real_ids())
+            prompt = self._prompt(ctx, s, s.real_ids())
             cand = ctx.new_candidate(state, prompt, parent=s.current.id, origin="greater",
                                      data={"position": pos, "token": wb.decode([chosen]),
                                            "loss": chosen_losses.total(self.lam), "tokens": s.real_ids()})
