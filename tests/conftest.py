@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +21,19 @@ def embedded_model() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def torch_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The per-session cache root of the dequantized torch weights (made once, ~40 s; every torch test reuses it)."""
+    return tmp_path_factory.mktemp("torch-weights")
+
+
+@pytest.fixture(scope="session")
+def torch_model(torch_cache_root: Path) -> Iterator[Any]:
     """SmolLM2-135M-Instruct dequantized into torch (white-box), from a per-session copy of its weights."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from prompthone.models.torch_model import load_embedded_torch
 
-    model = load_embedded_torch(cache_root=tmp_path_factory.mktemp("torch-weights"))
+    model = load_embedded_torch(cache_root=torch_cache_root)
     yield model
     model.close()
 

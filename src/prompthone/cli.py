@@ -251,6 +251,14 @@ def methods() -> None:
         out.print("  " + ", ".join(f"{k}={v}" for k, v in cls.knobs().items()), highlight=False)
 
 
+# PAS commands live in their own module (it imports the option types above, hence the late import).
+from prompthone.cli_pas import augment as _augment  # noqa: E402
+from prompthone.cli_pas import pas_app  # noqa: E402
+
+app.add_typer(pas_app)
+app.command("augment")(_augment)
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

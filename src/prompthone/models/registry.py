@@ -1,8 +1,12 @@
-"""Model specs → backends: 'local' (embedded SmolLM2 on llama.cpp), 'gguf:<path>', 'openai:<url>'."""
+"""Model specs → backends: 'local' (embedded SmolLM2 on llama.cpp), 'gguf:<path>', 'openai:<url>', 'adapter:<dir>'.
+
+`load_adapter_model` (a trained augmenter on its base GGUF) is importable from here too.
+"""
 
 from __future__ import annotations
 
 from prompthone.errors import ConfigError
+from prompthone.models.adapters import load_adapter_model
 from prompthone.models.base import Capabilities, Model, ModelInfo
 
 DEFAULT_MODEL = "local"
@@ -15,6 +19,8 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
     - `gguf:<path>`: any GGUF file on llama.cpp, with its own chat template
     - `local-torch`: the same SmolLM2 GGUF dequantized into torch (white-box: gradients, for `greater`)
     - `torch:<path>`: any GGUF file dequantized into torch
+    - `adapter:<dir>`: a fine-tuned augmenter (`prompthone.augment.train`) on torch, on the base GGUF its
+      metadata names (the embedded model, or the stored path)
     - `openai:<base_url>[/<model>]` or `openai:<base_url>#<model>`: any OpenAI-compatible server;
       the key comes from $PROMPTHONE_API_KEY or $OPENAI_API_KEY
     """
@@ -31,6 +37,8 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
         from prompthone.models.torch_model import TorchModel
 
         return TorchModel(spec.removeprefix("torch:"))
+    if spec.startswith("adapter:"):
+        return load_adapter_model(spec.removeprefix("adapter:"))
     if spec.startswith("gguf:"):
         from prompthone.models.llamacpp import LlamaCppModel
 
@@ -40,7 +48,7 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
 
         return OpenAICompatModel.from_spec(spec)
     raise ConfigError(f"unknown model spec {spec!r}; expected 'local', 'gguf:<path>', "
-                      "'local-torch', 'torch:<path>' or 'openai:<base_url>/<model>'")
+                      "'local-torch', 'torch:<path>', 'adapter:<dir>' or 'openai:<base_url>/<model>'")
 
 
 def available_models() -> list[ModelInfo]:
@@ -60,6 +68,9 @@ def available_models() -> list[ModelInfo]:
                   "needs the torch extra)", Capabilities(generate=True, score=True, white_box=True, prefill=True,
                                                            max_concurrency=8)),
         ModelInfo("torch:<path>", "any GGUF model file dequantized into torch (white-box)",
+                  Capabilities(generate=True, score=True, white_box=True, prefill=True, max_concurrency=8)),
+        ModelInfo("adapter:<dir>", "a fine-tuned prompt augmenter (PAS/BPO; `train_augmenter`) on its base GGUF "
+                  "in torch (needs the torch and pas extras)",
                   Capabilities(generate=True, score=True, white_box=True, prefill=True, max_concurrency=8)),
         ModelInfo("openai:<base_url>/<model>", "any OpenAI-compatible server (vLLM, SGLang, Ollama, "
                   "llama.cpp server, OpenAI); key from $PROMPTHONE_API_KEY or $OPENAI_API_KEY",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prompthone.errors import BackendError, ConfigError
+from prompthone.models.adapters import check_base, merge_lora, read_adapter_info, weights_fingerprint
 from prompthone.models.base import (
     PRUNE_NATS,
     Capabilities,
@@ -143,7 +144,8 @@ class TorchModel:
 
     def __init__(self, gguf_path: str | Path, *, device: str | None = None, dtype: str = "float32",
                  batch_size: int = 8, name: str | None = None, cache_root: Path | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, adapter: str | Path | None = None) -> None:
+        """`adapter`: a directory written by `prompthone.augment.train` (LoRA, merged on load; or full weights)."""
         torch, transformers = _import_torch()
         path = Path(gguf_path)
         if not path.is_file():
@@ -154,13 +156,19 @@ class TorchModel:
             raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
         if threads:
             torch.set_num_threads(threads)
+        self.adapter = read_adapter_info(adapter) if adapter is not None else None
+        if self.adapter is not None:
+            check_base(self.adapter, path)
         self.path = path
-        self.name = name or path.stem
+        self.name = name or (f"{path.stem}+{self.adapter.path.name}" if self.adapter else path.stem)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        checkpoint = dequantized_copy(path, cache_root)
+        full = self.adapter is not None and self.adapter.method == "full"
+        checkpoint = self.adapter.path if full and self.adapter else dequantized_copy(path, cache_root)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(checkpoint))
-        self.module = transformers.AutoModelForCausalLM.from_pretrained(
-            str(checkpoint), dtype=getattr(torch, dtype)).to(self.device).eval()
+        module = transformers.AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=getattr(torch, dtype))
+        if self.adapter is not None and not full:
+            module = merge_lora(module, self.adapter.path)
+        self.module = module.to(self.device).eval()
         self.module.requires_grad_(False)  # gradients flow to inputs (embeddings, one-hot vectors) only
         if not self.tokenizer.chat_template:
             raise ConfigError(f"{path.name} has no chat template in its metadata")
@@ -172,6 +180,8 @@ class TorchModel:
         self._torch = torch
         self.id = (f"torch:{path.name}:{file_fingerprint(path)}:transformers-{transformers.__version__}:"
                    f"{dtype}:{self.device.type}")
+        if self.adapter is not None:  # the call cache must never mix base and adapted replies
+            self.id += f":adapter-{self.adapter.method}-{weights_fingerprint(self.adapter.path)}"
         self.capabilities = Capabilities(generate=True, score=True, white_box=True, prefill=True,
                                          max_concurrency=batch_size)
 

@@ -1,0 +1,65 @@
+"""What an augmenter writes and how it meets the user's prompt: a PAS complement or a BPO rewrite.
+
+PAS (Zheng et al., 2024, §3) appends a short *complementary* prompt (guidance, never the answer) to the user's
+prompt, which stays as written. BPO (Cheng et al., 2023) *replaces* the prompt with a rewritten one. Both are
+trained and served the same way (a chat model given the user's prompt under a fixed system message), so one
+`Design` per method is all the pipeline, the trainer, the augmenter and the evaluation need to tell them apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prompthone.errors import ConfigError
+from prompthone.models.base import Message
+
+
+@dataclass(frozen=True)
+class Design:
+    """One augmentation method: the system message its model is trained and run under, and how its output is used.
+
+    `replaces` is False for PAS (user prompt + "\\n\\n" + complement) and True for BPO (the rewrite alone).
+    """
+
+    name: str
+    system: str
+    replaces: bool
+    max_tokens: int = 96
+
+    def messages(self, prompt: str) -> tuple[Message, ...]:
+        """The chat the augmenting model sees for a user prompt (training and inference alike)."""
+        return (Message("system", self.system), Message("user", prompt.strip()))
+
+    def apply(self, prompt: str, output: str) -> str:
+        """The prompt the target model answers: the user's prompt with the complement, or the rewrite."""
+        output = output.strip()
+        if not output:
+            return prompt
+        return output if self.replaces else f"{prompt.rstrip()}\n\n{output}"
+
+
+PAS = Design(
+    name="pas",
+    system=("You write a short complementary prompt for the user's request: guidance that helps an assistant "
+            "answer it well (what to cover, the steps, the format). Never answer the request itself. "
+            "Use the request's language. At most 40 words."),
+    replaces=False,
+)
+
+BPO = Design(
+    name="bpo",
+    system=("You rewrite the user's request into a clearer, more detailed prompt that keeps its intent and "
+            "language. Do not answer it. Reply with the rewritten prompt only."),
+    replaces=True,
+    max_tokens=128,
+)
+
+DESIGNS = {d.name: d for d in (PAS, BPO)}
+
+
+def get_design(name: str) -> Design:
+    """The design called `name` ('pas' or 'bpo')."""
+    try:
+        return DESIGNS[name.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"unknown augmentation design {name!r}; expected one of {sorted(DESIGNS)}") from None

@@ -1,0 +1,95 @@
+"""Training pairs (prompt → complement or rewrite) and the JSONL files that hold them between stages."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prompthone.errors import InputError
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One curated training pair: a user prompt, what the augmenter should write for it, and its category.
+
+    `design` is 'pas' (output = complement) or 'bpo' (output = rewritten prompt); `meta` carries provenance
+    (source task, quality score, critique rounds).
+    """
+
+    prompt: str
+    output: str
+    category: str = ""
+    design: str = "pas"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records as JSONL atomically (temp file + rename): a crash never leaves half a stage file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object is an InputError."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"not valid JSON ({exc})", path=str(path), line=number) from None
+            if not isinstance(record, dict):
+                raise InputError("expected a JSON object", path=str(path), line=number)
+            yield number, record
+
+
+def _text(record: dict[str, Any], name: str, path: Path, line: int) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("missing or empty (expected a non-empty string)", path=str(path), line=line, field=name)
+    return value
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """Pairs from a JSONL file with `prompt` and `output` (or `complement`) fields."""
+    pairs = []
+    for line, record in read_jsonl(path):
+        output_field = "output" if "output" in record else "complement"
+        pairs.append(Pair(prompt=_text(record, "prompt", path, line), output=_text(record, output_field, path, line),
+                          category=str(record.get("category", "")), design=str(record.get("design", "pas")),
+                          meta=dict(record.get("meta") or {})))
+    if not pairs:
+        raise InputError("no pairs found", path=str(path))
+    return pairs
+
+
+def write_pairs(path: Path, pairs: Iterable[Pair]) -> int:
+    """Write pairs as JSONL (the format `read_pairs` reads)."""
+    return write_jsonl(path, (asdict(p) for p in pairs))
+
+
+def read_prompts(path: Path, field_name: str = "prompt") -> list[str]:
+    """User prompts from a JSONL corpus: the `field_name` field of each line (also accepts `input`, `text`)."""
+    prompts = []
+    for line, record in read_jsonl(path):
+        name = next((n for n in (field_name, "input", "text", "instruction") if n in record), field_name)
+        prompts.append(_text(record, name, path, line))
+    if not prompts:
+        raise InputError("no prompts found", path=str(path))
+    return prompts
