@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 
 DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
 
-.PHONY: install demo test lint bench bench-greater peers peers-quick clean
+.PHONY: install demo test lint bench bench-greater bench-pas peers peers-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: install  ## benchmarks, printed as ratios against baselines measured in t
 
 bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min) and its cost per step
 	$(PY) -m benchmarks.greater
+
+bench-pas: install  ## PAS: curated data, LoRA complement model and BPO rewriter, judged win rates (~1 h)
+	$(PY) -m benchmarks.pas
 
 peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md
 	$(PY) -m benchmarks.peers

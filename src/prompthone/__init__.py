@@ -1,7 +1,8 @@
 """prompthone: find the prompt that makes *your* model do best on *your* task.
 
 Runs offline on an embedded model (SmolLM2-135M-Instruct on llama.cpp) or on any OpenAI-compatible
-server, with published methods (APE, ...) behind one optimizer contract.
+server, with published methods (APE, APO, OPRO, GREATER, ...) behind one optimizer contract, and PAS
+(`prompthone.augment`): a small fine-tuned model that complements any prompt for any model.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from prompthone.api import default_model, evaluate, optimize, resolve_model
+from prompthone.augment.augmenter import Augmenter
 from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputError, PrompthoneError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
@@ -21,7 +23,7 @@ from prompthone.tasks import load_task
 from prompthone.tasks.example import Example, Task
 
 __all__ = [
-    "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
+    "Augmenter", "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
     "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "Task",
     "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model",
 ]
