@@ -202,3 +202,24 @@ def test_reloaded_adapter_prefers_its_training_pairs(trained: TrainResult, torch
     request = GenerationRequest(messages=SHORT.messages(PAIRS[0].prompt), max_tokens=12)
     completion = next(adapted.generate([request]))[1]
     assert completion.completion_tokens >= 1 and isinstance(completion.text, str)
+
+
+@pytest.mark.torch
+@pytest.mark.e2e
+def test_prompthone_augment_wraps_the_trained_adapter_around_the_embedded_model(
+        trained: TrainResult, torch_cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plug-in end to end: the adapter (torch) writes the complement, SmolLM2 on llama.cpp answers."""
+    from typer.testing import CliRunner
+
+    from prompthone.cli import app
+
+    monkeypatch.setenv("PROMPTHONE_CACHE_DIR", str(torch_cache_root))
+    prompt = "Write a haiku about rain."
+    result = CliRunner().invoke(app, ["augment", prompt, "-c", f"adapter:{trained.out_dir}", "--model", "local",
+                                      "--json", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["prompt"] == prompt and record["output"] and record["answer"]
+    assert record["augmented_prompt"] == PAS.apply(prompt, record["output"])  # the adapter's design: appended
+    missing = CliRunner().invoke(app, ["augment", prompt, "-c", f"adapter:{trained.out_dir.parent / 'nope'}"])
+    assert missing.exit_code == 2 and "not found" in missing.output

@@ -10,6 +10,7 @@ import math
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,16 @@ def test_a_reasoning_prompt_is_evaluated_over_the_chat_api(model: OpenAICompatMo
     result = ph.evaluate(task, prompt, model=model, split="dev", cache=False)
     assert result.n == len(task.dev) and 0.0 <= result.score <= 1.0
     assert all("\n→ " in r.raw and "positive=" in r.raw for r in result.examples)
+
+
+def test_augmenter_complements_in_process_and_answers_over_the_chat_api(model: OpenAICompatModel,
+                                                                       embedded_model: Any) -> None:
+    """PAS's plug-in with independent models: complement from llama.cpp in-process, answer from an OpenAI URL."""
+    from prompthone.augment.augmenter import Augmenter
+    from prompthone.augment.designs import PAS
+
+    augmenter = Augmenter(embedded_model, model, design=PAS, answer_tokens=24)
+    [result] = augmenter.answer(["Write a haiku about rain."])
+    assert result.output and result.answer
+    assert result.augmented_prompt == PAS.apply("Write a haiku about rain.", result.output)
+    assert augmenter.target_model.meter.spend.calls == 2  # one complement, one answer
