@@ -130,16 +130,12 @@ def train(
 
 
 def _heldout(path: Path, limit: int | None) -> tuple[list[str], list[str] | None]:
-    from prompthone.augment.pairs import read_jsonl
+    from prompthone.augment.pairs import prompt_text, read_jsonl
 
     path = path / "heldout.jsonl" if path.is_dir() else path
     prompts, references = [], []
     for line, record in read_jsonl(path):
-        value = record.get("prompt", record.get("input"))
-        if not isinstance(value, str) or not value.strip():
-            raise InputError("missing or empty (expected a non-empty string)", path=str(path), line=line,
-                             field="prompt")
-        prompts.append(value)
+        prompts.append(prompt_text(record, path, line))
         references.append(str((record.get("meta") or {}).get("target", record.get("target", "")) or ""))
     if not prompts:
         raise InputError("no prompts found", path=str(path))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompthone.augment.pairs import read_jsonl
+from prompthone.augment.pairs import prompt_text, read_jsonl
 from prompthone.errors import InputError
 
 MAX_PROMPT_CHARS = 2000
@@ -44,12 +44,8 @@ def read_corpus(path: Path, field_name: str = "prompt") -> list[CorpusPrompt]:
     """Prompts from a JSONL file: field `field_name` (or `input`/`text`/`instruction`) of each line."""
     prompts = []
     for line, record in read_jsonl(path):
-        name = next((n for n in (field_name, "input", "text", "instruction") if n in record), field_name)
-        value = record.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise InputError("missing or empty (expected a non-empty string)", path=str(path), line=line,
-                             field=name)
-        prompts.append(CorpusPrompt(f"{path.stem}:{line}", value.strip(), str(path)))
+        text = prompt_text(record, path, line, field_name).strip()
+        prompts.append(CorpusPrompt(f"{path.stem}:{line}", text, str(path), dict(record.get("meta") or {})))
     if not prompts:
         raise InputError("no prompts found", path=str(path))
     return prompts

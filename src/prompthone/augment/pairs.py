@@ -84,12 +84,7 @@ def write_pairs(path: Path, pairs: Iterable[Pair]) -> int:
     return write_jsonl(path, (asdict(p) for p in pairs))
 
 
-def read_prompts(path: Path, field_name: str = "prompt") -> list[str]:
-    """User prompts from a JSONL corpus: the `field_name` field of each line (also accepts `input`, `text`)."""
-    prompts = []
-    for line, record in read_jsonl(path):
-        name = next((n for n in (field_name, "input", "text", "instruction") if n in record), field_name)
-        prompts.append(_text(record, name, path, line))
-    if not prompts:
-        raise InputError("no prompts found", path=str(path))
-    return prompts
+def prompt_text(record: dict[str, Any], path: Path, line: int, field_name: str = "prompt") -> str:
+    """The prompt of one JSONL record: `field_name`, else the first of `input`, `text`, `instruction` present."""
+    name = next((n for n in (field_name, "input", "text", "instruction") if n in record), field_name)
+    return _text(record, name, path, line)
