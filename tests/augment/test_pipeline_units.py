@@ -138,3 +138,19 @@ def test_pairs_round_trip_and_bad_lines_name_file_line_field(tmp_path: Path) -> 
     bad_golden.write_text('{"prompt": "p", "output": "o", "category": "poetry"}\n', encoding="utf-8")
     with pytest.raises(InputError, match="unknown category 'poetry'"):
         load_golden("pas", bad_golden)
+
+
+def test_guidance_cue_separates_guidance_from_statements() -> None:
+    from prompthone.augment.critic import guides
+
+    assert guides(PAS, "Trace the loop one iteration at a time, then give the full output.")
+    assert guides(PAS, "The answer should name the shortest person and justify it.")
+    assert not guides(PAS, "314 divided by 157 equals 2.3333333333333333.")
+    assert not guides(PAS, "The person with dark hair is the answer.")
+    assert guides(BPO, "Which of these numbers is prime: 4, 7 or 9?")  # a rewritten request may be a question
+    assert guides(PAS, "Übersetze den Satz genau und natürlich ins Englische und gib nur die Übersetzung aus.")
+    for design in ("pas", "bpo"):  # our golden pairs pass every rule
+        for pairs in load_golden(design).values():
+            for pair in pairs:
+                assert rule_failures(get_design(design), pair.prompt, pair.output, similarity=0.9,
+                                     config=CriticConfig()) == {}, pair

@@ -31,6 +31,20 @@ FAILURE_MODES: dict[str, str] = {
 }
 _ANSWER_MARKERS = re.compile(r"\b(the (correct |final |right )?answer is|answer\s*:|solution\s*:|the result is|"
                              r"here is the (answer|solution)|the output (is|will be))\b", re.IGNORECASE)
+#: What guidance sounds like: an imperative from the verbs guidance uses, or a phrase that addresses the answerer.
+_GUIDANCE = re.compile(
+    r"(^|[.!?:;,]\s+|\n\s*|\b(and|then|first|finally|please)\s+)(add|address|aim|analy[sz]e|answer|apply|"
+    r"arrange|avoid|begin|break|build|calculate|capture|check|choose|cite|clarify|classify|compare|complete|"
+    r"compose|compute|consider|convert|correct|count|cover|create|decide|define|describe|design|determine|discuss|"
+    r"double-check|draft|edit|emphasi[sz]e|end|ensure|estimate|evaluate|examine|explain|express|extract|fill|find|"
+    r"fix|focus|follow|format|generate|give|group|handle|help|highlight|identify|include|interpret|isolate|"
+    r"justify|keep|label|list|look|match|mention|name|note|offer|order|organi[sz]e|outline|paraphrase|pay|pick|"
+    r"plan|predict|present|propose|provide|rank|rate|read|reason|recall|recommend|reply|respond|restate|return|"
+    r"review|rewrite|scan|select|show|simplify|solve|sort|start|state|structure|suggest|summari[sz]e|tell|think|"
+    r"trace|translate|try|use|verify|walk|weigh|work|write)\b"
+    r"|\b(you should|you must|make sure|be sure|remember to|it is important to|the (answer|response|reply) "
+    r"should|should (be|include|explain|mention|cover|use|give|state|list))\b",
+    re.IGNORECASE)
 _TRIVIAL_TARGETS = {"yes", "no", "true", "false", "valid", "invalid", "a", "b", "c", "d", "e"}
 _ARTIFACT = re.compile(r"<\|im_|(^|\n)\s*(user|assistant|system)\s*:", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"(^|\n)\s*(\d+[.)]|[-*•])\s+")
@@ -89,12 +103,35 @@ def _language(text: str) -> tuple[str, float] | None:
     return str(best.lang), float(best.prob)
 
 
+MIN_LANGUAGE_WORDS = 5
+
+
+def _alphabetic_words(text: str) -> int:
+    return sum(word.isalpha() for word in re.findall(r"\w+", text))
+
+
 def wrong_language(prompt: str, output: str) -> bool:
-    """True when both texts are long enough to identify and are confidently in different languages."""
-    if len(prompt.split()) < 4 or len(output.split()) < 4:
+    """True when both texts are long enough to identify and are confidently in different languages.
+
+    langdetect guesses wildly on a few words ("Solve for x: 5x - 7 = 18" is Danish to it), so each text needs
+    `MIN_LANGUAGE_WORDS` alphabetic words.
+    """
+    if min(_alphabetic_words(prompt), _alphabetic_words(output)) < MIN_LANGUAGE_WORDS:
         return False
     a, b = _language(prompt), _language(output)
     return a is not None and b is not None and min(a[1], b[1]) >= 0.9 and a[0] != b[0]
+
+
+def guides(design: Design, output: str) -> bool:
+    """Whether an output reads as guidance (PAS) or as a request (BPO: guidance cues or a question), in English.
+
+    A small generator's commonest failure is a statement of the answer ("314 divided by 157 equals 2."): it has
+    no imperative and addresses nobody. Outputs identified as another language are not judged by this rule.
+    """
+    if _GUIDANCE.search(output) or (design.replaces and "?" in output):
+        return True
+    language = _language(output) if _alphabetic_words(output) >= MIN_LANGUAGE_WORDS else None
+    return language is not None and language[0] != "en"
 
 
 def repetitive(text: str, min_unique: float = 0.5) -> bool:
@@ -132,6 +169,8 @@ def rule_failures(design: Design, prompt: str, output: str, *, target: str = "",
         found["answers_instead"] = f"repeats the option {option[:40]!r}"
     elif _reveals_target(output, prompt, target):
         found["answers_instead"] = f"contains the reference answer {target!r}"
+    elif "malformed" not in found and not guides(design, output):
+        found["answers_instead"] = "a statement, not guidance: no instruction to the answerer"
     floor = config.min_similarity_rewrite if design.replaces else config.min_similarity
     if similarity < floor:
         found["drifts_from_intent"] = f"similarity to the prompt {similarity:.2f} < {floor}"
