@@ -5,86 +5,45 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from prompthone.errors import InputError, PrompthoneError
+from prompthone.cli_common import (
+    CacheOpt,
+    InputFieldOpt,
+    InstructionOpt,
+    LabelsOpt,
+    LimitOpt,
+    MetaModelOpt,
+    ModelOpt,
+    NoCacheOpt,
+    ScoringOpt,
+    SeedOpt,
+    TargetFieldOpt,
+    TaskOpt,
+    cache_setting,
+    err,
+    guard,
+    load_cli_task,
+    out,
+    parse_options,
+)
+from prompthone.cli_pas import augment as _augment
+from prompthone.cli_pas import pas_app
 
 app = typer.Typer(
     name="prompthone", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
     help="Find the prompt that makes [bold]your[/] model do best on [bold]your[/] task. "
          "Runs offline on the embedded SmolLM2-135M model by default, or on any OpenAI-compatible server.")
-out = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="A .jsonl/.csv file, gen:<name> or bbh:<name> "
-                                      "(see `prompthone tasks`).")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
-                                       "openai:<base_url>/<model> (see `prompthone models`).")]
-MetaModelOpt = Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for splits, sampling and the search; same seed + cache = "
-                                      "same run.")]
-ScoringOpt = Annotated[str, typer.Option(help="auto (label log-probs for classification when the backend "
-                                         "can) | labels | generate.")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Call-cache file (default "
-                                               "$PROMPTHONE_CACHE_DIR/calls.sqlite).")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]
-InputFieldOpt = Annotated[str, typer.Option(help="Field (JSONL key or CSV column) holding the input.")]
-TargetFieldOpt = Annotated[str, typer.Option(help="Field holding the expected output.")]
-LabelsOpt = Annotated[str | None, typer.Option(help="Comma-separated label set (classification); inferred "
-                                               "from the targets when omitted.")]
-InstructionOpt = Annotated[str | None, typer.Option(help="Seed instruction (default: the task's own).")]
-LimitOpt = Annotated[int | None, typer.Option(help="Use at most this many examples.")]
-
-
-def _guard(fn: F) -> F:
-    """Run a command, turning our errors into one line on stderr and exit code 2 (no traceback)."""
-    import functools
-
-    from rich.markup import escape
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PrompthoneError as exc:
-            # Escaped: messages quote user text and install hints such as prompthone[torch], not markup.
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(task: str, seed: int, input_field: str, target_field: str, labels: str | None,
-          instruction: str | None, limit: int | None) -> Any:
-    from prompthone.tasks import load_task
-
-    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
-    return load_task(task, seed=seed, input_field=input_field, target_field=target_field, labels=label_list,
-                     instruction=instruction, limit=limit)
-
-
-def _cache(no_cache: bool, cache: Path | None) -> bool | Path:
-    return False if no_cache else (cache if cache is not None else True)
-
-
-def _parse_options(pairs: list[str]) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"expected KEY=VALUE, got {pair!r}", field="--option")
-        options[key.strip()] = value.strip()
-    return options
+app.add_typer(pas_app)
+app.command("augment")(_augment)
 
 
 @app.command()
-@_guard
+@guard
 def optimize(
     task: TaskOpt,
     method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`).")] = "ape",
@@ -112,10 +71,10 @@ def optimize(
     from prompthone.api import optimize as run
     from prompthone.evaluation.budget import Budget
 
-    task_obj = _load(task, seed, input_field, target_field, labels, instruction, limit)
+    task_obj = load_cli_task(task, seed, input_field, target_field, labels, instruction, limit)
     result = run(task_obj, method=method, model=model, meta_model=meta_model,
                  budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
-                 options=_parse_options(option or []), run_dir=runs_dir, cache=_cache(no_cache, cache),
+                 options=parse_options(option or []), run_dir=runs_dir, cache=cache_setting(no_cache, cache),
                  scoring=scoring,  # type: ignore[arg-type]
                  progress=not quiet and not as_json)
     if as_json:
@@ -137,7 +96,7 @@ def optimize(
 
 
 @app.command()
-@_guard
+@guard
 def compare(
     task: TaskOpt,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="A method, optionally with knobs: "
@@ -162,9 +121,9 @@ def compare(
     from prompthone.compare import DEFAULT_METHODS, summarize
     from prompthone.compare import compare as run
 
-    task_obj = _load(task, split_seed, input_field, target_field, labels, instruction, limit)
+    task_obj = load_cli_task(task, split_seed, input_field, target_field, labels, instruction, limit)
     rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
-                     task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=_cache(no_cache, cache),
+                     task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=cache_setting(no_cache, cache),
                      progress=not quiet)
     table = Table(title=f"{task_obj.name}: {seeds} seeds, {budget} task-model calls each")
     for col in ("method", "test mean ± std", "dev mean ± std", "task calls", "meta calls", "tokens", "wall s"):
@@ -178,7 +137,7 @@ def compare(
 
 
 @app.command("eval")
-@_guard
+@guard
 def eval_(
     task: TaskOpt,
     prompt_file: Annotated[Path | None, typer.Option(help="A prompt: JSON (a Prompt, or a run's result.json) "
@@ -201,9 +160,9 @@ def eval_(
     from prompthone.api import evaluate
     from prompthone.prompts.io import read_prompt_file
 
-    task_obj = _load(task, seed, input_field, target_field, labels, instruction, limit)
+    task_obj = load_cli_task(task, seed, input_field, target_field, labels, instruction, limit)
     prompt = read_prompt_file(prompt_file, task_obj) if prompt_file is not None else None
-    result = evaluate(task_obj, prompt, model, split=split, cache=_cache(no_cache, cache),
+    result = evaluate(task_obj, prompt, model, split=split, cache=cache_setting(no_cache, cache),
                       scoring=scoring, progress=not quiet)  # type: ignore[arg-type]
     out.print(f"{task_obj.name} [{split}, n={result.n}] {task_obj.metric}: [bold]{result.score:.4f}[/]")
     for r in result.examples[:show]:
@@ -212,7 +171,7 @@ def eval_(
 
 
 @app.command()
-@_guard
+@guard
 def tasks() -> None:
     """List built-in tasks and the task sources prompthone can read."""
     from prompthone.tasks import list_tasks
@@ -226,7 +185,7 @@ def tasks() -> None:
 
 
 @app.command()
-@_guard
+@guard
 def models() -> None:
     """List model backends and what each can do."""
     from prompthone.models.registry import available_models
@@ -240,7 +199,7 @@ def models() -> None:
 
 
 @app.command()
-@_guard
+@guard
 def methods() -> None:
     """List optimization methods and their knobs (set with -o KEY=VALUE)."""
     from prompthone.optimizers import METHODS
@@ -249,14 +208,6 @@ def methods() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         out.print(f"[bold]{name}[/]: {doc}")
         out.print("  " + ", ".join(f"{k}={v}" for k, v in cls.knobs().items()), highlight=False)
-
-
-# PAS commands live in their own module (it imports the option types above, hence the late import).
-from prompthone.cli_pas import augment as _augment  # noqa: E402
-from prompthone.cli_pas import pas_app  # noqa: E402
-
-app.add_typer(pas_app)
-app.command("augment")(_augment)
 
 
 def main() -> None:

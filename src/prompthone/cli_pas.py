@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from prompthone.cli import CacheOpt, NoCacheOpt, SeedOpt, _cache, _guard, out
+from prompthone.cli_common import CacheOpt, NoCacheOpt, SeedOpt, cache_setting, guard, out
 from prompthone.errors import InputError
 
 pas_app = typer.Typer(name="pas", no_args_is_help=True, rich_markup_mode="rich",
@@ -33,7 +33,7 @@ def _stage_row(report: Any) -> list[str]:
 
 
 @pas_app.command("build-data")
-@_guard
+@guard
 def build_data(
     out_dir: Annotated[Path, typer.Argument(help="Directory for the stage files and manifest.json (resumable).")],
     corpus: Annotated[Path | None, typer.Option(help="JSONL corpus of prompts (default: BIG-bench task inputs).")]
@@ -76,7 +76,7 @@ def build_data(
                             min_quality=min_quality, classifier=classifier, heldout=heldout,
                             designs=tuple(design or ["pas"]), rounds=rounds, golden=golden_files,
                             critic=CriticConfig(llm_checks=llm_checks), seed=seed)
-    reports = run(out_dir, config, model=model, judge_model=judge_model, cache=_cache(no_cache, cache),
+    reports = run(out_dir, config, model=model, judge_model=judge_model, cache=cache_setting(no_cache, cache),
                   progress=not quiet)
     table = Table(title=f"pas build-data → {out_dir}")
     for col in ("stage", "in", "out", "s", "", "counts"):
@@ -99,7 +99,7 @@ def _pairs_for(data: Path, design: str) -> list[Any]:
 
 
 @pas_app.command("train")
-@_guard
+@guard
 def train(
     data: Annotated[Path, typer.Argument(help="A build-data directory or a pairs JSONL file.")],
     out_dir: Annotated[Path, typer.Argument(help="Where the adapter is written (use as --model adapter:DIR).")],
@@ -144,7 +144,7 @@ def _heldout(path: Path, limit: int | None) -> tuple[list[str], list[str] | None
 
 
 @pas_app.command("eval")
-@_guard
+@guard
 def evaluate(
     prompts: Annotated[Path, typer.Argument(help="Held-out prompts: a build-data directory or a JSONL file.")],
     pas: Annotated[str | None, typer.Option(help="PAS complement model, e.g. adapter:adapters/pas.")] = None,
@@ -168,7 +168,7 @@ def evaluate(
     texts, references = _heldout(prompts, limit)
     target, judge, systems, call_cache = evaluation_systems(model, judge_model, {"pas": pas, "bpo": bpo},
                                                             answer_tokens=answer_tokens,
-                                                            cache=_cache(no_cache, cache))
+                                                            cache=cache_setting(no_cache, cache))
     report = evaluate_augmentation(texts, target_model=target, judge_model=judge, systems=systems,
                                    cache=call_cache, judge_mode=judge_mode,  # type: ignore[arg-type]
                                    seed=seed, progress=not quiet, references=references)
@@ -188,7 +188,7 @@ def evaluate(
     out.print(f"written: {md_path} and {json_path}", highlight=False)
 
 
-@_guard
+@guard
 def augment(
     prompt: Annotated[str, typer.Argument(help="The user prompt to augment and answer.")],
     complement_model: Annotated[str, typer.Option("--complement-model", "-c", help="Model that writes the "
@@ -205,7 +205,7 @@ def augment(
     from prompthone.augment.api import augment as run
 
     result = run([prompt], complement_model=complement_model, target_model=model, design=design,
-                 cache=_cache(no_cache, cache))[0]
+                 cache=cache_setting(no_cache, cache))[0]
     if as_json:
         out.print_json(json.dumps(asdict(result)))
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,14 @@ def test_help_lists_the_pas_commands() -> None:
     assert code == 0 and all(c in output for c in ("build-data", "train", "eval"))
     code, output = _run("--help")
     assert code == 0 and "augment" in output
+
+
+def test_module_entry_point_imports_cleanly() -> None:
+    """`python -m prompthone.cli` runs cli.py as __main__; a command module importing it back must not break it."""
+    proc = subprocess.run([sys.executable, "-m", "prompthone.cli", "pas", "--help"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "build-data" in proc.stdout
 
 
 def test_build_data_names_the_bad_corpus_line(tmp_path: Path) -> None:

@@ -73,7 +73,9 @@ def test_embedding_classifier_puts_clear_prompts_in_their_category(tmp_path: Pat
 
 def test_critic_rejects_a_planted_answer_and_keeps_its_regeneration(tmp_path: Path, embedded_model: Any,
                                                                    embedder: Any) -> None:
-    context = _context(tmp_path, embedded_model, embedder, rounds=3, critic=CriticConfig(llm_checks=False))
+    # 135M regenerations pass the rules about one time in three on this prompt (measured: rounds 1-6 gave two
+    # passes); eight sampled rounds make a run with no passing regeneration very unlikely on any build.
+    context = _context(tmp_path, embedded_model, embedder, rounds=8, critic=CriticConfig(llm_checks=False))
     planted = {"id": "p1", "prompt": "A box holds 12 eggs. How many eggs are in 7 boxes?", "category": "math",
                "design": "pas", "output": "The answer is 84 eggs.", "meta": {"target": "84"}}
     outputs, counts = stages.RUNNERS["critique"](context, [planted])

@@ -218,7 +218,7 @@ def test_prompthone_augment_wraps_the_trained_adapter_around_the_embedded_model(
     result = CliRunner().invoke(app, ["augment", prompt, "-c", f"adapter:{trained.out_dir}", "--model", "local",
                                       "--json", "--no-cache"])
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output)
+    record = json.loads(result.stdout)  # stdout only: transformers draws a weight-loading bar on stderr
     assert record["prompt"] == prompt and record["output"] and record["answer"]
     assert record["augmented_prompt"] == PAS.apply(prompt, record["output"])  # the adapter's design: appended
     missing = CliRunner().invoke(app, ["augment", prompt, "-c", f"adapter:{trained.out_dir.parent / 'nope'}"])
