@@ -15,6 +15,7 @@ from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputE
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
+from prompthone.grid_study import StudyResult, study
 from prompthone.models.base import Model
 from prompthone.models.registry import make_model
 from prompthone.optimizers.driver import OptimizationResult
@@ -24,6 +25,6 @@ from prompthone.tasks.example import Example, Task
 
 __all__ = [
     "Augmenter", "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
-    "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "Task",
-    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model",
+    "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "StudyResult", "Task",
+    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "study",
 ]

@@ -33,6 +33,7 @@ from prompthone.cli_common import (
 )
 from prompthone.cli_pas import augment as _augment
 from prompthone.cli_pas import pas_app
+from prompthone.cli_study import study as _study
 
 app = typer.Typer(
     name="prompthone", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -40,6 +41,7 @@ app = typer.Typer(
          "Runs offline on the embedded SmolLM2-135M model by default, or on any OpenAI-compatible server.")
 app.add_typer(pas_app)
 app.command("augment")(_augment)
+app.command("study")(_study)
 
 
 @app.command()

@@ -6,10 +6,13 @@ from prompthone.errors import ConfigError
 from prompthone.optimizers.ape import APE
 from prompthone.optimizers.apo import APO
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.gepa import GEPA
 from prompthone.optimizers.greater import GREATER
+from prompthone.optimizers.mipro import MIPRO
 from prompthone.optimizers.opro import OPRO
 
-METHODS: dict[str, type[Optimizer]] = {APE.name: APE, APO.name: APO, GREATER.name: GREATER, OPRO.name: OPRO}
+METHODS: dict[str, type[Optimizer]] = {APE.name: APE, APO.name: APO, GEPA.name: GEPA, GREATER.name: GREATER,
+                                       MIPRO.name: MIPRO, OPRO.name: OPRO}
 
 
 def get_method(name: str) -> type[Optimizer]:
@@ -20,5 +23,5 @@ def get_method(name: str) -> type[Optimizer]:
         raise ConfigError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
 
 
-__all__ = ["APE", "APO", "GREATER", "METHODS", "OPRO", "Candidate", "OptimizationContext", "OptimizationState",
-           "Optimizer", "get_method"]
+__all__ = ["APE", "APO", "GEPA", "GREATER", "METHODS", "MIPRO", "OPRO", "Candidate", "OptimizationContext",
+           "OptimizationState", "Optimizer", "get_method"]

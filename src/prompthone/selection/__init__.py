@@ -1,4 +1,4 @@
-"""Best-arm selection over candidate prompts (bandits), as pure functions any optimizer can use."""
+"""Selection over candidate prompts, as pure functions any optimizer can use: best-arm bandits and Pareto fronts."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from prompthone.selection.bandits import (
     ucb_index,
     ucbe_index,
 )
+from prompthone.selection.pareto import (
+    front_counts,
+    instance_fronts,
+    nondominated,
+    remove_dominated,
+    select_from_pareto_front,
+)
 
-__all__ = ["SELECTORS", "ArmStats", "Pull", "SelectionResult", "brute_force", "get_selector", "successive_halving",
+__all__ = ["SELECTORS", "ArmStats", "Pull", "SelectionResult", "brute_force", "front_counts", "get_selector",
+           "instance_fronts", "nondominated", "remove_dominated", "select_from_pareto_front", "successive_halving",
            "successive_rejects", "ucb", "ucb_e", "ucb_index", "ucbe_index"]

@@ -1,0 +1,202 @@
+"""`study`: the eccentric-prompts experiment (Battle & Gollapudi 2024) on any task and model.
+
+1. Score every hand combination (system message = opener × task line × closer, with and without CoT) on the
+   dev split, or run successive halving over dev slices (`halving=True`).
+2. Run one or more optimizers, seeded, at the same budget in model calls as the grid spent (all calls: task
+   and meta model; cache hits count as calls, so a warm cache gives the same budget), sharing the call cache.
+3. Rank each optimized prompt among the hand combos on dev, and score the best hand prompt and each optimized
+   prompt on test. Everything lands in one run directory (table, heat map, summary).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prompthone.api import optimize, resolve_cache, resolve_model
+from prompthone.compare import MethodSpec
+from prompthone.errors import ConfigError
+from prompthone.evaluation.budget import Budget, BudgetMeter
+from prompthone.evaluation.cache import CallCache
+from prompthone.evaluation.evaluator import Evaluator, ScoringMode
+from prompthone.evaluation.metered import MeteredModel
+from prompthone.grid_study.evaluate import GridOutcome, HandRow, evaluate_grid
+from prompthone.grid_study.grid import GridSpec, HandVariant, default_grid, expand_grid, load_grid
+from prompthone.grid_study.heatmap import plot_heatmap
+from prompthone.grid_study.outputs import write_summary, write_table
+from prompthone.grid_study.ranking import Ranking, rank_among
+from prompthone.models.base import Model
+from prompthone.prompts.prompt import Prompt
+from prompthone.store.run_dir import RunDirectory, new_run_id
+from prompthone.tasks import load_task
+from prompthone.tasks.example import Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COT_TOKENS = 64
+
+
+@dataclass
+class OptimizerOutcome:
+    """One optimizer at the grid's budget: its prompt's dev and test scores and its rank among the hand combos."""
+
+    label: str
+    method: str
+    options: dict[str, Any]
+    budget_calls: int
+    dev_score: float
+    test_score: float
+    ranking: Ranking
+    best_prompt: Prompt
+    spend: dict[str, object]
+    final_spend: dict[str, object]
+    stopped_reason: str
+    wall_time_s: float
+    run_dir: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["ranking"] = self.ranking.to_dict()
+        data["best_prompt"] = self.best_prompt.to_dict()
+        return data
+
+
+@dataclass
+class StudyResult:
+    """The scored grid, the best hand prompt's test score, each optimizer's outcome, and the files written."""
+
+    task: str
+    model: str
+    meta_model: str
+    grid: GridSpec
+    cot_tokens: int
+    seed: int
+    grid_outcome: GridOutcome
+    best_hand: HandRow
+    best_hand_test_score: float
+    optimizers: list[OptimizerOutcome]
+    run_dir: str
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[HandRow]:
+        """Every hand combination, best first."""
+        return self.grid_outcome.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "model": self.model, "meta_model": self.meta_model, "grid": self.grid.to_dict(),
+                "cot_tokens": self.cot_tokens, "seed": self.seed, **self.grid_outcome.to_dict(),
+                "best_hand": self.best_hand.to_dict(), "best_hand_test_score": self.best_hand_test_score,
+                "optimizers": [o.to_dict() for o in self.optimizers], "run_dir": self.run_dir,
+                "files": self.files, "notes": self.notes}
+
+
+def resolve_grid(grid: GridSpec | str | Path | None) -> GridSpec:
+    """Our default lists (None), a `GridSpec`, or a YAML file."""
+    if grid is None:
+        return default_grid()
+    return grid if isinstance(grid, GridSpec) else load_grid(grid)
+
+
+def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec | str | Path | None = None,
+          methods: Sequence[str] = ("ape",), meta_model: str | Model | None = None,
+          cot_tokens: int = DEFAULT_COT_TOKENS, halving: bool = False, eta: int = 3, min_slice: int = 10,
+          seed: int = 0, run_dir: str | Path = "runs", cache: bool | str | Path | CallCache | None = True,
+          scoring: ScoringMode = "auto", progress: bool = True) -> StudyResult:
+    """Hand grid vs optimizers at the same budget, after Battle & Gollapudi (2024, arXiv 2402.10949).
+
+    >>> import prompthone as ph                                                        # doctest: +SKIP
+    >>> result = ph.study("gen:sentiment_templates", methods=["ape", "opro"])       # doctest: +SKIP
+    >>> print(result.optimizers[0].ranking.describe())                                # doctest: +SKIP
+
+    `grid`: our default lists (5 openers × 3 task lines × 4 closers), a `GridSpec` or a YAML file. Each
+    combination is scored with and without chain-of-thought (`cot_tokens` of reasoning; 0 leaves CoT out).
+    `halving` scores all variants on a dev slice and keeps the top 1/`eta` per rung, growing the slice until
+    the whole dev split (the first slice holds at least `min_slice` examples). `methods` are specs as in
+    `compare` (`apo:selector=ucb`); each runs with `seed` and a budget of as many model calls as the grid made.
+    """
+    spec = resolve_grid(grid)  # a bad grid file fails before any model loads
+    specs = [MethodSpec.parse(m) for m in methods]
+    if any(s.method == "seed" for s in specs):
+        raise ConfigError("'seed' is not an optimizer here: the seed prompt is the grid's all-none, direct combo")
+    task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
+    variants = expand_grid(spec, cot_tokens=cot_tokens)
+    task_model = resolve_model(model)
+    meta = resolve_model(meta_model) if meta_model is not None else task_model
+    call_cache = resolve_cache(cache)
+    out = RunDirectory(run_dir, new_run_id("study", task_obj.name))
+    out.write_json("config.json", _config(task_obj, spec, specs, task_model, meta, cot_tokens, halving, eta,
+                                          min_slice, seed, scoring))
+    outcome = evaluate_grid(task_obj, variants, task_model, cot_tokens=cot_tokens, cache=call_cache, scoring=scoring,
+                            halving=halving, eta=eta, min_slice=min_slice, rng=random.Random(seed),
+                            progress=progress)
+    files = write_table(out.path, outcome.rows)
+    notes = list(outcome.notes)
+    title = f"{task_obj.name} on {task_model.id}: dev score of {len(variants)} hand prompts"
+    plot_note = plot_heatmap(outcome.rows, spec, out.path / "heatmap.png", title=title)
+    if plot_note is None:
+        files["heatmap"] = str(out.path / "heatmap.png")
+    else:
+        notes.append(plot_note)
+    best_hand = outcome.rows[0]
+    best_test = _test_score(task_obj, variants[best_hand.index].prompt(task_obj, cot_tokens), task_model,
+                            call_cache, scoring)
+    full_dev = [r.dev_score for r in outcome.full_dev_rows]
+    optimizers = []
+    for method in specs:
+        optimizers.append(_run_optimizer(task_obj, method, task_model, meta, outcome.calls, seed, out.path, call_cache,
+                                         scoring, progress, full_dev, len(variants)))
+    result = StudyResult(task=task_obj.name, model=task_model.id, meta_model=meta.id, grid=spec,
+                         cot_tokens=cot_tokens, seed=seed, grid_outcome=outcome, best_hand=best_hand,
+                         best_hand_test_score=best_test, optimizers=optimizers, run_dir=str(out.path), files=files,
+                         notes=notes)
+    files["summary"] = str(write_summary(out.path, result))
+    files["study"] = str(out.path / "study.json")
+    out.write_json("study.json", result.to_dict())
+    return result
+
+
+def _test_score(task: Task, prompt: Prompt, model: Model, cache: CallCache | None, scoring: ScoringMode) -> float:
+    """The best hand prompt on test, counted apart from the grid (like an optimizer's final scoring)."""
+    if not task.test:
+        return math.nan
+    evaluator = Evaluator(task, MeteredModel(model, meter=BudgetMeter(None), cache=cache, role="final"), mode=scoring)
+    return evaluator.evaluate(prompt, task.test).score
+
+
+def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, calls: int, seed: int, root: Path,
+                   cache: CallCache | None, scoring: ScoringMode, progress: bool, full_dev: list[float],
+                   n_combos: int) -> OptimizerOutcome:
+    started = time.monotonic()
+    result = optimize(task, method=method.method, model=model, meta_model=meta, budget=Budget(calls=calls),
+                      seed=seed, options=dict(method.options), run_dir=root / "runs", cache=cache, scoring=scoring,
+                      progress=progress)
+    return OptimizerOutcome(label=method.label, method=method.method, options=result.options, budget_calls=calls,
+                            dev_score=result.best_dev_score, test_score=result.test_score,
+                            ranking=rank_among(result.best_dev_score, full_dev, n_combos),
+                            best_prompt=result.best_prompt, spend=result.spend, final_spend=result.final_spend,
+                            stopped_reason=result.stopped_reason, wall_time_s=round(time.monotonic() - started, 3),
+                            run_dir=result.run_dir)
+
+
+def _config(task: Task, grid: GridSpec, methods: list[MethodSpec], model: Model, meta: Model, cot_tokens: int,
+            halving: bool, eta: int, min_slice: int, seed: int, scoring: str) -> dict[str, Any]:
+    from prompthone import __version__
+
+    return {"task": {"name": task.name, "metric": task.metric, "labels": task.labels,
+                     "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
+            "grid": grid.to_dict(), "cot_tokens": cot_tokens,
+            "halving": {"eta": eta, "min_slice": min_slice} if halving else None,
+            "methods": [m.label for m in methods], "task_model": model.id, "meta_model": meta.id, "seed": seed,
+            "scoring": scoring, "versions": {"prompthone": __version__, "python": platform.python_version()}}
+
+
+__all__ = ["HandVariant", "OptimizerOutcome", "StudyResult", "study"]

@@ -1,0 +1,323 @@
+"""GEPA — reflective prompt evolution with Pareto selection (Agrawal et al., 2025, "GEPA: Reflective Prompt
+Evolution Can Outperform Reinforcement Learning"), for the instruction of one prompt.
+
+Algorithm 1 of the paper, one iteration per driver step:
+1. Every candidate in the pool has a score on each example of a fixed Pareto set (`pareto_set_size` dev
+   examples drawn with the run's seed, 0 = the whole dev split; the training split when a task has no dev).
+   The seed prompt is scored first.
+2. A parent is sampled from the instance-wise Pareto front (§3.2, `selection.pareto`): per example the
+   candidates with the best score, dominated candidates removed, probability ∝ examples (co-)won.
+3. The parent runs on the next `minibatch_size` training examples (epoch-shuffled order, cycling through the
+   training split); each example's input, expected answer, the model's output, the answer read from it and
+   its score become textual feedback.
+4. Reflection (§3.1): one meta-model call shows the current instruction and the feedback records and asks for
+   an improved instruction (GEPA's reflection prompt, `meta_prompts/gepa_reflect.txt`), parsed from
+   <START>…<END> with the shared helpers (code fences and markdown heading lines dropped; one retry when nothing
+   usable comes back); a reply quoting the shown examples is dropped. A parent that is perfect on its minibatch
+   is not reflected on (`skip_perfect_score`).
+5. The child runs on the same minibatch and is accepted only if its summed score is strictly higher than the
+   parent's; accepted children are scored on the whole Pareto set and join the pool.
+6. With `use_merge` (GEPA+Merge, §3.3), after an iteration that found a new candidate and while fewer than
+   `max_merge_invocations` merges were accepted, the next iteration tries a merge instead: two non-dominated
+   candidates of different lineages with a common ancestor that scores no better than either; per component
+   the version that changed from the ancestor is taken (both changed: the higher aggregate). The merge is
+   checked on 5 Pareto examples balanced over where each parent wins, accepted if not worse than the better
+   parent there, then scored on the whole Pareto set.
+
+Candidates are ranked by their aggregate score on the Pareto set (`rank_key='pareto'`); when the Pareto set is
+the whole dev split that score is also stored as 'dev', so finalization does not pay for it twice.
+
+Budget: `max_metric_calls` counts every per-example evaluation (Pareto-set, minibatch and merge-check scores),
+as GEPA does; an iteration starts only when its worst case fits, so the count never exceeds the cap (GEPA
+checks it between iterations and may overshoot by one). The driver's call budget applies as well. With
+`max_metric_calls=0` the call budget is the only stop, so a run needs one of the two.
+
+Only the instruction is evolved (the task's output format, system message and demos stay). With a single
+component GEPA's merge precondition (a component unchanged in one descendant and changed in the other) never
+holds for two distinct candidates, so merges are attempted and recorded but find no pair; the merge machinery
+(`optimizers.gepa_parts`) is written for named components. All search state is JSON in
+`OptimizationState.extra` and `Candidate.data` (per-example Pareto scores, parents) so that a run store can
+resume a run; resuming itself is not implemented here yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from prompthone.errors import ConfigError
+from prompthone.evaluation.evaluator import EvalResult, ExampleResult
+from prompthone.models.base import GenerationRequest, Message
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.gepa_parts import (
+    find_merge_triplet,
+    merge_components,
+    merge_subsample,
+    new_sampler_state,
+    next_minibatch,
+)
+from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags, usable_items
+from prompthone.prompts.prompt import Prompt
+from prompthone.selection.pareto import nondominated, select_from_pareto_front
+from prompthone.tasks.example import Example
+
+PARETO = "pareto"
+#: examples a merged candidate is checked on before its full evaluation (fixed in GEPA's reference code)
+MERGE_CHECK_SIZE = 5
+#: lines of a reply that are layout, not instruction text: code fences (GEPA's own reply format) and markdown
+#: headings (the feedback records are markdown, and small models echo their headings)
+_LAYOUT = re.compile(r"^[ \t]*(?:```[^\n]*|#{1,6}(?:[ \t][^\n]*)?)$", re.MULTILINE)
+
+
+@dataclass
+class GEPA(Optimizer):
+    """Reflective mutation of the instruction on minibatch feedback, parents drawn from a per-example Pareto front."""
+
+    name: ClassVar[str] = "gepa"
+    rank_key: ClassVar[str] = PARETO
+
+    max_metric_calls: int = 0
+    pareto_set_size: int = 0
+    minibatch_size: int = 3
+    skip_perfect_score: bool = True
+    perfect_score: float = 1.0
+    use_merge: bool = False
+    max_merge_invocations: int = 5
+    meta_temperature: float = 1.0
+    meta_max_tokens: int = 300
+
+    def __post_init__(self) -> None:
+        self.require_positive("minibatch_size", "meta_max_tokens")
+        for knob in ("max_metric_calls", "pareto_set_size", "max_merge_invocations"):
+            if getattr(self, knob) < 0:
+                raise ConfigError(f"{knob} must be ≥ 0 (0: {'no limit' if knob == 'max_metric_calls' else 'all'}),"
+                                  f" got {getattr(self, knob)}")
+
+    # -- setup -----------------------------------------------------------------------------------
+    def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:
+        task = ctx.task
+        if not task.train:
+            raise ConfigError(f"GEPA needs training examples for its minibatches; task {task.name!r} has none")
+        split = "dev" if task.dev else "train"
+        pool = task.split(split)
+        size = len(pool) if self.pareto_set_size == 0 else min(self.pareto_set_size, len(pool))
+        budget = ctx.task_model.meter.budget
+        if self.max_metric_calls == 0 and budget.calls is None and budget.tokens is None and budget.task_calls is None:
+            raise ConfigError("GEPA needs a stop condition: set the option max_metric_calls or a call/token budget")
+        if 0 < self.max_metric_calls < size:
+            raise ConfigError(f"max_metric_calls={self.max_metric_calls} cannot pay for scoring the seed on the "
+                              f"{size}-example Pareto set; raise it or lower pareto_set_size")
+        state.extra.update({
+            "pareto_split": split, "pareto_ids": sorted(ctx.rng.sample(range(len(pool)), size)),
+            "metric_calls": 0, "sampler": new_sampler_state(len(task.train)),
+            "merge": {"due": 0, "accepted": 0, "last_found_new": False, "tried": []},
+        })
+        seed = state.pool[0]
+        seed.data["parents"] = []
+        self._score_on_pareto_set(ctx, state, seed)
+        self._update(ctx, state)
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
+        merge = state.extra["merge"]
+        if self.use_merge and merge["due"] > 0 and merge["last_found_new"]:
+            merge["last_found_new"] = False
+            attempted, made = self._merge(ctx, state)
+            if attempted:  # GEPA skips reflection in an iteration that tried a merge
+                return made
+        merge["last_found_new"] = False
+        return self._reflect(ctx, state)
+
+    def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
+        merge = state.extra["merge"]
+        for cand in proposals:
+            self._score_on_pareto_set(ctx, state, cand)
+            if cand.origin == "merge":
+                merge["due"] -= 1
+                merge["accepted"] += 1
+            elif self.use_merge:
+                merge["last_found_new"] = True
+                if merge["accepted"] < self.max_merge_invocations:
+                    merge["due"] += 1
+        self._update(ctx, state)
+
+    def _reflect(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
+        """Reflective mutation: parent from the Pareto front, minibatch feedback, one rewrite, strict acceptance."""
+        event: dict[str, Any] = {"event": "reflection", "iteration": state.step, "outcome": "stopped"}
+        made: list[Candidate] = []
+        try:
+            scores, aggregate = self._pareto_table(state)
+            parent = state.pool[select_from_pareto_front(scores, aggregate, ctx.rng)]
+            ids = next_minibatch(state.extra["sampler"], self.minibatch_size, ctx.rng)
+            minibatch = [ctx.task.train[i] for i in ids]
+            event.update(parent=parent.id, minibatch=ids)
+            before = self._evaluate(ctx, state, parent.prompt, minibatch)
+            event.update(parent_scores=before.per_example(), parent_sum=sum(before.per_example()))
+            if self.skip_perfect_score and all(s >= self.perfect_score for s in before.per_example()):
+                event["outcome"] = "perfect"
+                return made
+            instruction = self._reflection(ctx, parent.prompt, before)
+            event["instruction"] = instruction
+            if instruction is None:
+                event["outcome"] = "no_instruction"
+                return made
+            prompt = replace(parent.prompt, instruction=instruction)
+            if _in_pool(state, prompt):
+                event["outcome"] = "duplicate"
+                return made
+            after = self._evaluate(ctx, state, prompt, minibatch)
+            event.update(child_scores=after.per_example(), child_sum=sum(after.per_example()))
+            if sum(after.per_example()) <= sum(before.per_example()):
+                event["outcome"] = "rejected"
+                return made
+            child = ctx.new_candidate(state, prompt, parent=parent.id, origin="reflection",
+                                      data={"parents": [parent.id], "minibatch": ids,
+                                            "minibatch_scores": {"parent": before.per_example(),
+                                                                 "child": after.per_example()}})
+            if child is not None:
+                made.append(child)
+                event.update(outcome="accepted", child=child.id)
+            return made
+        finally:
+            event.update(accepted=bool(made), metric_calls=state.extra["metric_calls"])
+            ctx.record_event(event)
+
+    def _reflection(self, ctx: OptimizationContext, prompt: Prompt, result: EvalResult) -> str | None:
+        """Ask the meta model for a better instruction given the minibatch feedback (one retry if unusable)."""
+        show_output = ctx.evaluator.mode == "generate" or prompt.reasons
+        text = fill(load_meta_prompt("gepa_reflect"), instruction=prompt.instruction.strip() or "(no instruction)",
+                    feedback=format_feedback(result.examples, show_output=show_output,
+                                             perfect_score=self.perfect_score))
+        forbidden = [t for r in result.examples for t in (r.input, r.target)]
+        for _ in range(2):
+            request = GenerationRequest((Message("user", text),), max_tokens=self.meta_max_tokens,
+                                        temperature=self.meta_temperature, seed=ctx.rng.randrange(2**31))
+            reply = ctx.meta_model.generate([request])[0].text
+            items = usable_items(_LAYOUT.sub("", reply), forbidden, instruction=True)
+            if items:
+                return items[0]
+        return None
+
+    def _merge(self, ctx: OptimizationContext, state: OptimizationState) -> tuple[bool, list[Candidate]]:
+        """GEPA+Merge: returns (whether a merged candidate was checked, the accepted ones)."""
+        event: dict[str, Any] = {"event": "merge", "iteration": state.step, "outcome": "no_pair"}
+        made: list[Candidate] = []
+        checked = False
+        try:
+            scores, aggregate = self._pareto_table(state)
+            components = {cid: _components(state.pool[cid].prompt) for cid in scores}
+            parents = {cid: list(state.pool[cid].data.get("parents", [])) for cid in scores}
+            tried = {(int(i), int(j), int(a)) for i, j, a in state.extra["merge"]["tried"]}
+            if len(scores) < 3:
+                return checked, made
+            triplet = find_merge_triplet(ctx.rng, nondominated(scores, aggregate), parents, aggregate, components,
+                                         tried)
+            if triplet is None:
+                return checked, made
+            i, j, ancestor = triplet
+            state.extra["merge"]["tried"].append([i, j, ancestor])
+            merged, sources = merge_components(components[ancestor], components[i], components[j], aggregate[i],
+                                               aggregate[j], ctx.rng)
+            prompt = _with_components(state.pool[ancestor].prompt, merged)
+            event.update(pair=[i, j], ancestor=ancestor, sources=sources)
+            if _in_pool(state, prompt):
+                event["outcome"] = "duplicate"
+                return checked, made
+            positions = merge_subsample(scores[i], scores[j], MERGE_CHECK_SIZE, ctx.rng)
+            parent_sums = [sum(scores[c][k] for k in positions) for c in (i, j)]
+            checked = True
+            examples = self._pareto_examples(ctx, state)
+            result = self._evaluate(ctx, state, prompt, [examples[k] for k in positions])
+            event.update(positions=positions, parent_sums=parent_sums, merged_scores=result.per_example(),
+                         merged_sum=sum(result.per_example()), outcome="rejected")
+            if sum(result.per_example()) >= max(parent_sums):
+                child = ctx.new_candidate(state, prompt, parent=i, origin="merge",
+                                          data={"parents": [i, j], "ancestor": ancestor})
+                if child is not None:
+                    made.append(child)
+                    event.update(outcome="accepted", child=child.id)
+            return checked, made
+        finally:
+            event.update(accepted=bool(made), metric_calls=state.extra["metric_calls"])
+            ctx.record_event(event)
+
+    # -- scoring and bookkeeping -----------------------------------------------------------------
+    def _evaluate(self, ctx: OptimizationContext, state: OptimizationState, prompt: Prompt,
+                  examples: Sequence[Example]) -> EvalResult:
+        """Score `prompt` on `examples`, counting one metric call per example (before the calls are made)."""
+        state.extra["metric_calls"] += len(examples)
+        return ctx.evaluator.evaluate(prompt, examples)
+
+    def _pareto_examples(self, ctx: OptimizationContext, state: OptimizationState) -> list[Example]:
+        pool = ctx.task.split(state.extra["pareto_split"])
+        return [pool[i] for i in state.extra["pareto_ids"]]
+
+    def _score_on_pareto_set(self, ctx: OptimizationContext, state: OptimizationState, cand: Candidate) -> None:
+        """Full evaluation: per-example scores into `cand.data`, the aggregate under 'pareto' (and 'dev')."""
+        examples = self._pareto_examples(ctx, state)
+        result = self._evaluate(ctx, state, cand.prompt, examples)
+        cand.data["pareto_scores"] = result.per_example()
+        if state.extra["pareto_split"] == "dev" and len(examples) == len(ctx.task.dev):
+            ctx.record_score(cand, "dev", result.score, result.n)
+        ctx.record_score(cand, PARETO, result.score, result.n)
+        ctx.record_event({"event": "pareto_eval", "iteration": state.step, "candidate": cand.id,
+                          "origin": cand.origin, "score": result.score,
+                          "metric_calls": state.extra["metric_calls"]})
+
+    def _pareto_table(self, state: OptimizationState) -> tuple[dict[int, list[float]], dict[int, float]]:
+        """Per-example and aggregate Pareto-set scores of every fully evaluated candidate."""
+        scored = [c for c in state.pool.values() if PARETO in c.scores and "pareto_scores" in c.data]
+        return ({c.id: list(c.data["pareto_scores"]) for c in scored}, {c.id: c.scores[PARETO] for c in scored})
+
+    def _update(self, ctx: OptimizationContext, state: OptimizationState) -> None:
+        """The frontier is the non-dominated set, best first; stop when the next iteration cannot be paid for."""
+        scores, aggregate = self._pareto_table(state)
+        state.frontier = sorted(nondominated(scores, aggregate), key=lambda c: (-aggregate[c], c))
+        state.done = not self._affordable(state)
+
+    def _affordable(self, state: OptimizationState) -> bool:
+        """Whether the next iteration's worst case fits in `max_metric_calls` (always, without a cap)."""
+        if self.max_metric_calls == 0:
+            return True
+        full = len(state.extra["pareto_ids"])
+        need = 2 * self.minibatch_size + full
+        merge = state.extra["merge"]
+        if self.use_merge and merge["due"] > 0 and merge["last_found_new"]:
+            need = max(need, MERGE_CHECK_SIZE + full)
+        return state.extra["metric_calls"] + need <= self.max_metric_calls
+
+
+def format_feedback(results: Sequence[ExampleResult], *, show_output: bool, perfect_score: float = 1.0) -> str:
+    """The reflection's records, GEPA-style: per example its input, the model's output and answer, and feedback.
+
+    Example text is defanged so it cannot fake the reply tags. `show_output` adds the model's raw output (its
+    generation or reasoning); label scoring has none beyond the chosen label.
+    """
+    blocks = []
+    for n, r in enumerate(results, 1):
+        answer = neutralize_tags(r.prediction) if r.prediction is not None else "(no answer could be read)"
+        verdict = "correct" if r.score >= perfect_score else "partly correct" if r.score > 0 else "incorrect"
+        lines = [f"# Example {n}", "## Input", neutralize_tags(r.input)]
+        if show_output:
+            lines += ["## Assistant's output", neutralize_tags(r.raw.strip()[:400]) or "(empty)"]
+        lines += ["## Assistant's answer", answer, "## Feedback",
+                  f"The answer is {verdict} (score {r.score:.2f}). The expected answer is: "
+                  f"{neutralize_tags(r.target)}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _components(prompt: Prompt) -> dict[str, str]:
+    """The prompt's evolvable text components (GEPA's named components): the instruction alone here."""
+    return {"instruction": prompt.instruction}
+
+
+def _with_components(prompt: Prompt, components: dict[str, str]) -> Prompt:
+    return replace(prompt, instruction=components["instruction"])
+
+
+def _in_pool(state: OptimizationState, prompt: Prompt) -> bool:
+    key = prompt.key()
+    return any(c.prompt.key() == key for c in state.pool.values())
