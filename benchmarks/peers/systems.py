@@ -43,6 +43,21 @@ def _apo_options(budget: int, dev_size: int) -> dict[str, Any]:
             "samples_per_eval": 4 if small else 8, "selector": "ucb"}
 
 
+def _mipro_options(budget: int, dev_size: int) -> dict[str, Any]:
+    # DSPy's light mode scores 35-example minibatches and reads up to 10 batches for its data summary: the budget
+    # would be gone before the first trial. Small minibatches, one summary batch and 4 demo sets leave room for
+    # several TPE trials after the seed's full dev evaluation.
+    return {"num_demo_sets": 4, "max_bootstrapped_demos": 3, "max_labeled_demos": 4, "num_instruction_candidates": 3,
+            "num_trials": 10, "minibatch_size": 8, "minibatch_full_eval_steps": 4, "view_data_batch_size": 8,
+            "max_summary_batches": 1, "meta_max_tokens": 120}
+
+
+def _gepa_options(budget: int, dev_size: int) -> dict[str, Any]:
+    # GEPA's defaults (3-example minibatches) with a Pareto set of at most 8 dev examples, so that accepted children
+    # can be scored on it; the call budget is the stop condition.
+    return {"pareto_set_size": min(8, dev_size), "minibatch_size": 3, "meta_max_tokens": 160}
+
+
 def _optimistic(budget: int, dev_size: int) -> dict[str, Any]:
     # Take a step whenever its cheapest useful outcome fits, as prompthone's methods do (they run until the budget
     # stops them); the runners' default ("worst_case") can leave a step's worth of the budget unspent.
@@ -70,6 +85,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
     System("prompthone-ape", "prompthone_runner.py", None, LOGPROB_NOTE, _ape_options),
     System("prompthone-opro", "prompthone_runner.py", None, LOGPROB_NOTE, _opro_options),
     System("prompthone-apo", "prompthone_runner.py", None, LOGPROB_NOTE, _apo_options),
+    System("prompthone-mipro", "prompthone_runner.py", None, LOGPROB_NOTE, _mipro_options),
+    System("prompthone-gepa", "prompthone_runner.py", None, LOGPROB_NOTE, _gepa_options),
     System("dspy-mipro", "dspy_runner.py", "dspy", TEXT_NOTE),
     System("dspy-gepa", "dspy_runner.py", "dspy", TEXT_NOTE),
     System("dspy-copro", "dspy_runner.py", "dspy", TEXT_NOTE),
