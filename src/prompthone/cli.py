@@ -12,24 +12,16 @@ import typer
 from rich.table import Table
 
 from prompthone.cli_common import (
-    CacheOpt,
-    InputFieldOpt,
-    InstructionOpt,
-    LabelsOpt,
-    LimitOpt,
     MetaModelOpt,
     ModelOpt,
-    NoCacheOpt,
     ScoringOpt,
     SeedOpt,
-    TargetFieldOpt,
-    TaskOpt,
-    cache_setting,
+    TaskSource,
     err,
     guard,
-    load_cli_task,
     out,
     parse_options,
+    task_options,
 )
 from prompthone.cli_pas import augment as _augment
 from prompthone.cli_pas import pas_app
@@ -46,8 +38,9 @@ app.command("study")(_study)
 
 @app.command()
 @guard
+@task_options
 def optimize(
-    task: TaskOpt,
+    source: TaskSource,
     method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`).")] = "ape",
     model: ModelOpt = "local",
     meta_model: MetaModelOpt = None,
@@ -59,13 +52,6 @@ def optimize(
     seed: SeedOpt = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories are written.")] = Path("runs"),
     scoring: ScoringOpt = "auto",
-    cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    input_field: InputFieldOpt = "input",
-    target_field: TargetFieldOpt = "target",
-    labels: LabelsOpt = None,
-    instruction: InstructionOpt = None,
-    limit: LimitOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -73,10 +59,10 @@ def optimize(
     from prompthone.api import optimize as run
     from prompthone.evaluation.budget import Budget
 
-    task_obj = load_cli_task(task, seed, input_field, target_field, labels, instruction, limit)
+    task_obj = source.load(seed)
     result = run(task_obj, method=method, model=model, meta_model=meta_model,
                  budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
-                 options=parse_options(option or []), run_dir=runs_dir, cache=cache_setting(no_cache, cache),
+                 options=parse_options(option or []), run_dir=runs_dir, cache=source.cache,
                  scoring=scoring,  # type: ignore[arg-type]
                  progress=not quiet and not as_json)
     if as_json:
@@ -99,8 +85,9 @@ def optimize(
 
 @app.command()
 @guard
+@task_options
 def compare(
-    task: TaskOpt,
+    source: TaskSource,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="A method, optionally with knobs: "
                                                      "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, ape, "
                                                      "opro and apo with each selector.")] = None,
@@ -110,22 +97,15 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Number of seeds (0 .. N-1) per method.")] = 3,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split, the same for every run.")] = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where the comparison directory is written.")] = Path("runs"),
-    cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    input_field: InputFieldOpt = "input",
-    target_field: TargetFieldOpt = "target",
-    labels: LabelsOpt = None,
-    instruction: InstructionOpt = None,
-    limit: LimitOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Compare methods on one task: same model, splits and task-call budget, over several seeds."""
     from prompthone.compare import DEFAULT_METHODS, summarize
     from prompthone.compare import compare as run
 
-    task_obj = load_cli_task(task, split_seed, input_field, target_field, labels, instruction, limit)
+    task_obj = source.load(split_seed)
     rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
-                     task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=cache_setting(no_cache, cache),
+                     task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=source.cache,
                      progress=not quiet)
     table = Table(title=f"{task_obj.name}: {seeds} seeds, {budget} task-model calls each")
     for col in ("method", "test mean ± std", "dev mean ± std", "task calls", "meta calls", "tokens", "wall s"):
@@ -140,21 +120,15 @@ def compare(
 
 @app.command("eval")
 @guard
+@task_options
 def eval_(
-    task: TaskOpt,
+    source: TaskSource,
     prompt_file: Annotated[Path | None, typer.Option(help="A prompt: JSON (a Prompt, or a run's result.json) "
                                                      "or a text file holding the instruction.")] = None,
     model: ModelOpt = "local",
     split: Annotated[str, typer.Option(help="train | dev | test")] = "test",
     seed: SeedOpt = 0,
     scoring: ScoringOpt = "auto",
-    cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    input_field: InputFieldOpt = "input",
-    target_field: TargetFieldOpt = "target",
-    labels: LabelsOpt = None,
-    instruction: InstructionOpt = None,
-    limit: LimitOpt = None,
     show: Annotated[int, typer.Option(help="Print this many per-example results.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -162,9 +136,9 @@ def eval_(
     from prompthone.api import evaluate
     from prompthone.prompts.io import read_prompt_file
 
-    task_obj = load_cli_task(task, seed, input_field, target_field, labels, instruction, limit)
+    task_obj = source.load(seed)
     prompt = read_prompt_file(prompt_file, task_obj) if prompt_file is not None else None
-    result = evaluate(task_obj, prompt, model, split=split, cache=cache_setting(no_cache, cache),
+    result = evaluate(task_obj, prompt, model, split=split, cache=source.cache,
                       scoring=scoring, progress=not quiet)  # type: ignore[arg-type]
     out.print(f"{task_obj.name} [{split}, n={result.n}] {task_obj.metric}: [bold]{result.score:.4f}[/]")
     for r in result.examples[:show]:

@@ -1,4 +1,4 @@
-"""What every `prompthone` command module shares: consoles, option types and the error guard.
+"""What every `prompthone` command module shares: consoles, option types, the task options and the error guard.
 
 Its own module so that command modules (`cli`, `cli_pas`) import it rather than each other: `python -m prompthone.cli`
 runs cli.py as `__main__`, and a command module importing `prompthone.cli` would then load it a second time, half built.
@@ -6,7 +6,10 @@ runs cli.py as `__main__`, and a command module importing `prompthone.cli` would
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -56,19 +59,68 @@ def guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def load_cli_task(task: str, seed: int, input_field: str, target_field: str, labels: str | None,
-                  instruction: str | None, limit: int | None) -> Any:
-    """The task named by the shared task options (`--labels` arrives as one comma-separated string)."""
-    from prompthone.tasks import load_task
+@dataclass(frozen=True)
+class TaskSource:
+    """The options every task command shares: where the task comes from, how to read it, and the call cache.
 
-    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
-    return load_task(task, seed=seed, input_field=input_field, target_field=target_field, labels=label_list,
-                     instruction=instruction, limit=limit)
+    One object instead of eight parameters, so that a new shared option is added here once, not to each command.
+    """
+
+    task: str
+    input_field: str = "input"
+    target_field: str = "target"
+    labels: str | None = None
+    instruction: str | None = None
+    limit: int | None = None
+    cache_file: Path | None = None
+    no_cache: bool = False
+
+    def load(self, seed: int) -> Any:
+        """The task, split with `seed` (`--labels` arrives as one comma-separated string)."""
+        from prompthone.tasks import load_task
+
+        labels = [x.strip() for x in self.labels.split(",") if x.strip()] if self.labels else None
+        return load_task(self.task, seed=seed, input_field=self.input_field, target_field=self.target_field,
+                         labels=labels, instruction=self.instruction, limit=self.limit)
+
+    @property
+    def cache(self) -> bool | Path:
+        """`--no-cache` / `--cache FILE` as the API's `cache` argument (True: the default file)."""
+        return cache_setting(self.no_cache, self.cache_file)
 
 
 def cache_setting(no_cache: bool, cache: Path | None) -> bool | Path:
     """`--no-cache` / `--cache FILE` as the API's `cache` argument (True: the default file)."""
     return False if no_cache else (cache if cache is not None else True)
+
+
+#: the command-line form of each TaskSource field: its option type (the default comes from the dataclass)
+_TASK_OPTION_TYPES: dict[str, Any] = {
+    "task": TaskOpt, "input_field": InputFieldOpt, "target_field": TargetFieldOpt, "labels": LabelsOpt,
+    "instruction": InstructionOpt, "limit": LimitOpt, "cache_file": CacheOpt, "no_cache": NoCacheOpt,
+}
+
+
+def task_options(fn: F) -> F:
+    """Give a command the shared task options; it receives them as one `source: TaskSource` argument.
+
+    Typer reads a command's parameters from its signature, so the wrapper shows the command's own parameters
+    with the shared ones added (`--task` first, the rest after the command's own) and folds them back into a
+    TaskSource when called. Every parameter is keyword-only, which is how Typer calls a command anyway.
+    """
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "source"]
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_TASK_OPTION_TYPES[f.name],
+                                default=inspect.Parameter.empty if f.default is MISSING else f.default)
+              for f in fields(TaskSource)]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        source = TaskSource(**{p.name: kwargs.pop(p.name) for p in shared})
+        return fn(source=source, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([shared[0], *own, *shared[1:]])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:

@@ -10,28 +10,21 @@ import typer
 from rich.table import Table
 
 from prompthone.cli_common import (
-    CacheOpt,
-    InputFieldOpt,
-    InstructionOpt,
-    LabelsOpt,
-    LimitOpt,
     MetaModelOpt,
     ModelOpt,
-    NoCacheOpt,
     ScoringOpt,
     SeedOpt,
-    TargetFieldOpt,
-    TaskOpt,
-    cache_setting,
+    TaskSource,
     guard,
-    load_cli_task,
     out,
+    task_options,
 )
 
 
 @guard
+@task_options
 def study(
-    task: TaskOpt,
+    source: TaskSource,
     grid: Annotated[Path | None, typer.Option(help="YAML file with lists openers / task_lines / closers (null = "
                                               "none); default: our 5 × 3 × 4 grid.")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="Optimizer run at the grid's budget, "
@@ -48,13 +41,6 @@ def study(
     seed: SeedOpt = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where the study directory is written.")] = Path("runs"),
     scoring: ScoringOpt = "auto",
-    cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False,
-    input_field: InputFieldOpt = "input",
-    target_field: TargetFieldOpt = "target",
-    labels: LabelsOpt = None,
-    instruction: InstructionOpt = None,
-    limit: LimitOpt = None,
     top: Annotated[int, typer.Option(help="Hand prompts shown in the table.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
@@ -65,10 +51,10 @@ def study(
     from prompthone.grid_study.runner import resolve_grid
 
     spec = resolve_grid(grid)  # a bad grid file is reported before the task or the model is loaded
-    task_obj = load_cli_task(task, seed, input_field, target_field, labels, instruction, limit)
+    task_obj = source.load(seed)
     result = run(task_obj, model, grid=spec, methods=method or ["ape"], meta_model=meta_model, cot_tokens=cot_tokens,
                  halving=halving, eta=eta, min_slice=min_slice, seed=seed, run_dir=runs_dir,
-                 cache=cache_setting(no_cache, cache), scoring=scoring,  # type: ignore[arg-type]
+                 cache=source.cache, scoring=scoring,  # type: ignore[arg-type]
                  progress=not quiet and not as_json)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))

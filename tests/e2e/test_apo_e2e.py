@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.fakes.run_files import assert_run_files, read_jsonl
 
 import prompthone as ph
 from prompthone.selection import SELECTORS
@@ -32,9 +33,8 @@ def test_apo_one_round_with_each_selector(selector: str, embedded_model, shared_
     assert result.spend["calls"] <= 150
     assert result.best_dev_score >= result.seed_dev_score
     assert result.best_prompt.output_format == task.output_format  # only the instruction is edited
-    for name in ("config.json", "candidates.jsonl", "steps.jsonl", "result.json"):
-        assert (run / name).is_file(), name
-    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    assert_run_files(run, events=False)
+    steps = read_jsonl(run / "steps.jsonl")
     candidates = {}
     for line in (run / "candidates.jsonl").read_text().splitlines():
         record = json.loads(line)

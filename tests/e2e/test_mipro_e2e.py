@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.fakes.run_files import assert_run_files, read_jsonl
 
 import prompthone as ph
 from prompthone.evaluation.budget import BudgetMeter
@@ -29,14 +30,13 @@ def test_mipro_end_to_end(embedded_model, tmp_path: Path) -> None:
     result = ph.optimize(task, method="mipro", model=embedded_model, budget=BUDGET, seed=1, options=TINY,
                          run_dir=tmp_path, cache=tmp_path / "calls.sqlite", progress=False)
     run = Path(result.run_dir or "")
-    for name in ("config.json", "candidates.jsonl", "steps.jsonl", "events.jsonl", "result.json"):
-        assert (run / name).is_file(), name
+    assert_run_files(run)
     assert result.spend["calls"] <= BUDGET
     assert result.stopped_reason == "finished" and result.steps == TINY["num_trials"]
     assert result.best_dev_score >= result.seed_dev_score
     assert result.best_prompt.output_format == task.output_format
 
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    events = read_jsonl(run / "events.jsonl")
     kinds = [e["event"] for e in events]
     assert kinds.count("trial") == TINY["num_trials"] and kinds.count("full_eval") == 2
     assert all({"instruction", "demo_set"} == set(e["params"]) for e in events if e["event"] == "trial")

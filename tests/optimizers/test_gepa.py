@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import prompthone.optimizers.gepa as gepa_module
 from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator, ExampleResult
@@ -30,7 +29,7 @@ from prompthone.models.base import (
 from prompthone.optimizers import METHODS, get_method
 from prompthone.optimizers.base import OptimizationContext, OptimizationState
 from prompthone.optimizers.driver import run_optimization
-from prompthone.optimizers.gepa import GEPA, format_feedback
+from prompthone.optimizers.gepa import GEPA, _with_components, format_feedback
 from prompthone.optimizers.gepa_parts import (
     find_merge_triplet,
     has_desirable_component,
@@ -130,6 +129,7 @@ def test_a_child_is_accepted_only_on_strict_minibatch_improvement() -> None:
     assert list(state.pool) == [0]  # rejected children never join the pool
     optimizer.step(ctx, state)
     second = _reflections(events)[-1]
+    assert first["components"] == ["instruction"] and second["components"] == ["system"]  # round robin
     assert second["outcome"] == "accepted" and second["accepted"] and second["parent"] == 0
     assert second["child_sum"] == 3.0 > second["parent_sum"] and len(second["minibatch"]) == 3
     child = state.pool[second["child"]]
@@ -137,7 +137,9 @@ def test_a_child_is_accepted_only_on_strict_minibatch_improvement() -> None:
     assert child.data["pareto_scores"] == [1.0] * len(ctx.task.dev) and child.scores["pareto"] == 1.0
     assert state.frontier == [child.id]  # the seed is dominated now
     assert optimizer.top(state, 1)[0].id == child.id
-    assert child.prompt.output_format == ctx.seed_prompt.output_format  # only the instruction changes
+    assert child.prompt.system == "Reply ALWAYS-RIGHT to every case."
+    assert child.prompt.instruction == ctx.seed_prompt.instruction  # one component per iteration
+    assert child.prompt.output_format == ctx.seed_prompt.output_format  # never a component
 
 
 def test_a_perfect_minibatch_is_not_reflected_on() -> None:
@@ -157,15 +159,17 @@ def test_the_reflection_prompt_shows_feedback_and_replies_are_parsed_or_dropped(
     quoting = "<START>Say yes for case 2: the weather report for today.<END>"
     optimizer, ctx, state, model, events = _setup([quoting, "Nothing", "```\nReply ALWAYS-RIGHT to each case.\n```"])
     optimizer.step(ctx, state)
-    assert _reflections(events)[-1]["outcome"] == "no_instruction" and model.generate_calls == 2  # one retry
+    assert _reflections(events)[-1]["outcome"] == "no_text" and model.generate_calls == 2  # one retry
     shown = model.meta_prompts[0]
     assert "Answer the question." in shown and "## Feedback" in shown and "The expected answer is" in shown
     assert shown.count("# Example ") == 3 and "incorrect (score 0.00)" in shown
-    optimizer.step(ctx, state)  # a fenced reply (GEPA's own format) is read too
-    assert _reflections(events)[-1]["instruction"] == "Reply ALWAYS-RIGHT to each case."
+    optimizer.step(ctx, state)  # a fenced reply (GEPA's own format) is read too; the system message's turn
+    assert _reflections(events)[-1]["proposed"] == {"system": "Reply ALWAYS-RIGHT to each case."}
+    assert "following system message" in model.meta_prompts[-1] and "(no system message)" in model.meta_prompts[-1]
     optimizer, ctx, state, model, events = _setup(["## Instructions", "## New instruction\n\nReply EVEN-RIGHT here."])
     optimizer.step(ctx, state)  # markdown headings echoed from the feedback are layout, not an instruction
-    assert _reflections(events)[-1]["instruction"] == "Reply EVEN-RIGHT here." and model.generate_calls == 2
+    assert _reflections(events)[-1]["proposed"] == {"instruction": "Reply EVEN-RIGHT here."}
+    assert model.generate_calls == 2
 
 
 def test_format_feedback_defangs_tags_and_shows_output_when_asked() -> None:
@@ -267,12 +271,8 @@ def test_merge_subsample_balances_where_each_parent_wins() -> None:
     assert len(merge_subsample([1.0, 0.0], [0.0, 1.0], 5, random.Random(0))) == 5  # with replacement
 
 
-def test_merge_in_the_loop_combines_two_specialists(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two components (instruction, system) so that a merge can make something new.
-    monkeypatch.setattr(gepa_module, "_components",
-                        lambda p: {"instruction": p.instruction, "system": p.system or ""})
-    monkeypatch.setattr(gepa_module, "_with_components",
-                        lambda p, c: replace(p, instruction=c["instruction"], system=c["system"] or None))
+def test_merge_in_the_loop_combines_two_specialists() -> None:
+    # One lineage rewrote the instruction, the other the system message: the merge takes both.
     optimizer, ctx, state, _, events = _setup(use_merge=True)
     seed = state.pool[0]
     for prompt in (replace(seed.prompt, instruction="EVEN-RIGHT."), replace(seed.prompt, system="ODD-RIGHT.")):
@@ -286,6 +286,7 @@ def test_merge_in_the_loop_combines_two_specialists(monkeypatch: pytest.MonkeyPa
     assert merge["outcome"] == "accepted" and merge["pair"] == [1, 2] and merge["ancestor"] == 0
     assert merge["merged_sum"] >= max(merge["parent_sums"]) and len(merge["positions"]) == 5
     assert len(made) == 1 and made[0].origin == "merge" and made[0].data["parents"] == [1, 2]
+    assert made[0].prompt.instruction == "EVEN-RIGHT." and made[0].prompt.system == "ODD-RIGHT."
     assert not _reflections(events[-1:])  # a merge iteration does no reflection
     optimizer.select(ctx, state, made)
     assert made[0].scores["pareto"] == 1.0 and state.frontier == [made[0].id]
@@ -295,7 +296,7 @@ def test_merge_in_the_loop_combines_two_specialists(monkeypatch: pytest.MonkeyPa
 def test_merge_with_one_component_finds_no_pair_and_reflection_goes_on() -> None:
     script = ["<START>Reply EVEN-RIGHT to every case.<END>", "<START>Reply with ODD-RIGHT now.<END>",
               "<START>A third instruction text.<END>"]
-    optimizer, ctx, state, _, events = _setup(script, use_merge=True)
+    optimizer, ctx, state, _, events = _setup(script, use_merge=True, evolve_system=False)
     for _ in range(3):
         optimizer.step(ctx, state)
     merges = [e for e in events if e["event"] == "merge"]
@@ -317,3 +318,40 @@ def test_driver_run_writes_events_candidates_and_respects_both_budgets(tmp_path:
     records = [json.loads(line) for line in (run / "candidates.jsonl").read_text().splitlines()]
     scored = [r for r in records if "pareto" in r["scores"]]
     assert scored and all(len(r["data"]["pareto_scores"]) == len(task.dev) for r in scored)
+
+
+def test_round_robin_alternates_components_per_parent_and_children_continue_the_turn() -> None:
+    script = ["<START>Reply EVEN-RIGHT to every case.<END>", "<START>Reply ODD-RIGHT to every case.<END>",
+              "<START>Another try at the instruction.<END>"]
+    optimizer, ctx, state, _, events = _setup(script, skip_perfect_score=False, pareto_set_size=6)
+    for _ in range(3):
+        optimizer.step(ctx, state)
+    turns = [(e["parent"], e["components"], e["outcome"]) for e in _reflections(events)]
+    # the seed rewrites its instruction; the child goes on with the system message, the grandchild with the
+    # instruction again (EVEN-RIGHT, then ODD-RIGHT beside it, make every case right; the third try loses)
+    assert turns == [(0, ["instruction"], "accepted"), (1, ["system"], "accepted"), (2, ["instruction"], "rejected")]
+    assert [state.pool[c].data["next_component"] for c in (0, 1, 2)] == [1, 0, 1]
+    best = state.pool[2].prompt
+    assert (best.instruction, best.system) == ("Reply EVEN-RIGHT to every case.", "Reply ODD-RIGHT to every case.")
+
+
+def test_the_all_selector_rewrites_every_component_and_the_system_knob_turns_it_off() -> None:
+    script = ["<START>Reply EVEN-RIGHT to every case.<END>", "<START>Reply ODD-RIGHT to every case.<END>"]
+    optimizer, ctx, state, model, events = _setup(script, component_selector="all")
+    optimizer.step(ctx, state)
+    event = _reflections(events)[-1]
+    assert event["components"] == ["instruction", "system"] and model.generate_calls == 2
+    assert event["proposed"] == {"instruction": "Reply EVEN-RIGHT to every case.",
+                                 "system": "Reply ODD-RIGHT to every case."}
+    assert event["child_sum"] == 3.0 and event["accepted"]  # EVEN-RIGHT and ODD-RIGHT together cover every case
+    optimizer, ctx, state, model, events = _setup(script, evolve_system=False)
+    assert optimizer.components(state.pool[0].prompt) == {"instruction": "Answer the question."}
+    for _ in range(2):
+        optimizer.step(ctx, state)
+    assert all(e["components"] == ["instruction"] for e in _reflections(events))
+    with pytest.raises(ConfigError, match="component_selector"):
+        GEPA(component_selector="random")
+
+
+def test_an_emptied_system_message_renders_as_none() -> None:
+    assert _with_components(Prompt("x", system="s"), {"instruction": "y", "system": "  "}).system is None

@@ -1,5 +1,6 @@
 """GEPA — reflective prompt evolution with Pareto selection (Agrawal et al., 2025, "GEPA: Reflective Prompt
-Evolution Can Outperform Reinforcement Learning"), for the instruction of one prompt.
+Evolution Can Outperform Reinforcement Learning"), over a prompt's text components: the instruction and the
+system message (GEPA's named components; `evolve_system=False` evolves the instruction alone).
 
 Algorithm 1 of the paper, one iteration per driver step:
 1. Every candidate in the pool has a score on each example of a fixed Pareto set (`pareto_set_size` dev
@@ -10,14 +11,17 @@ Algorithm 1 of the paper, one iteration per driver step:
 3. The parent runs on the next `minibatch_size` training examples (epoch-shuffled order, cycling through the
    training split); each example's input, expected answer, the model's output, the answer read from it and
    its score become textual feedback.
-4. Reflection (§3.1): one meta-model call shows the current instruction and the feedback records and asks for
-   an improved instruction (GEPA's reflection prompt, `meta_prompts/gepa_reflect.txt`), parsed from
+4. Component selection: `component_selector='round_robin'` (GEPA's default) takes the parent's next component
+   in turn (instruction, then system message, …; a child continues from its parent's position), 'all' rewrites
+   every component in one iteration.
+5. Reflection (§3.1): per selected component one meta-model call shows its current text and the feedback
+   records and asks for an improved one (GEPA's reflection prompt, `meta_prompts/gepa_reflect.txt`), parsed from
    <START>…<END> with the shared helpers (code fences and markdown heading lines dropped; one retry when nothing
    usable comes back); a reply quoting the shown examples is dropped. A parent that is perfect on its minibatch
    is not reflected on (`skip_perfect_score`).
-5. The child runs on the same minibatch and is accepted only if its summed score is strictly higher than the
+6. The child runs on the same minibatch and is accepted only if its summed score is strictly higher than the
    parent's; accepted children are scored on the whole Pareto set and join the pool.
-6. With `use_merge` (GEPA+Merge, §3.3), after an iteration that found a new candidate and while fewer than
+7. With `use_merge` (GEPA+Merge, §3.3), after an iteration that found a new candidate and while fewer than
    `max_merge_invocations` merges were accepted, the next iteration tries a merge instead: two non-dominated
    candidates of different lineages with a common ancestor that scores no better than either; per component
    the version that changed from the ancestor is taken (both changed: the higher aggregate). The merge is
@@ -32,12 +36,13 @@ as GEPA does; an iteration starts only when its worst case fits, so the count ne
 checks it between iterations and may overshoot by one). The driver's call budget applies as well. With
 `max_metric_calls=0` the call budget is the only stop, so a run needs one of the two.
 
-Only the instruction is evolved (the task's output format, system message and demos stay). With a single
-component GEPA's merge precondition (a component unchanged in one descendant and changed in the other) never
-holds for two distinct candidates, so merges are attempted and recorded but find no pair; the merge machinery
-(`optimizers.gepa_parts`) is written for named components. All search state is JSON in
-`OptimizationState.extra` and `Candidate.data` (per-example Pareto scores, parents) so that a run store can
-resume a run; resuming itself is not implemented here yet.
+The task's output format, the demos and the answering mode stay as the seed has them. An empty system message
+is a component with empty text (the reflection is told there is none) and renders as no system message. With
+two components a merge can combine a lineage that rewrote the instruction with one that rewrote the system
+message; with `evolve_system=False` GEPA's merge precondition (a component unchanged in one descendant and
+changed in the other) never holds, so merges are attempted and recorded as `no_pair`. All search state is JSON
+in `OptimizationState.extra` and `Candidate.data` (per-example Pareto scores, parents, the next component) so
+that a run store can resume a run; resuming itself is not implemented here yet.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ from prompthone.selection.pareto import nondominated, select_from_pareto_front
 from prompthone.tasks.example import Example
 
 PARETO = "pareto"
+SELECTORS = ("round_robin", "all")
+#: how the reflection prompt names each component, and what it shows for an empty one
+_COMPONENT_WORDS = {"instruction": ("instruction", "(no instruction)"),
+                    "system": ("system message", "(no system message)")}
 #: examples a merged candidate is checked on before its full evaluation (fixed in GEPA's reference code)
 MERGE_CHECK_SIZE = 5
 #: lines of a reply that are layout, not instruction text: code fences (GEPA's own reply format) and markdown
@@ -73,7 +82,7 @@ _LAYOUT = re.compile(r"^[ \t]*(?:```[^\n]*|#{1,6}(?:[ \t][^\n]*)?)$", re.MULTILI
 
 @dataclass
 class GEPA(Optimizer):
-    """Reflective mutation of the instruction on minibatch feedback, parents drawn from a per-example Pareto front."""
+    """Reflective mutation of the prompt's components on minibatch feedback, parents from a per-example Pareto front."""
 
     name: ClassVar[str] = "gepa"
     rank_key: ClassVar[str] = PARETO
@@ -85,11 +94,15 @@ class GEPA(Optimizer):
     perfect_score: float = 1.0
     use_merge: bool = False
     max_merge_invocations: int = 5
+    evolve_system: bool = True
+    component_selector: str = "round_robin"
     meta_temperature: float = 1.0
     meta_max_tokens: int = 300
 
     def __post_init__(self) -> None:
         self.require_positive("minibatch_size", "meta_max_tokens")
+        if self.component_selector not in SELECTORS:
+            raise ConfigError(f"component_selector must be one of {SELECTORS}, got {self.component_selector!r}")
         for knob in ("max_metric_calls", "pareto_set_size", "max_merge_invocations"):
             if getattr(self, knob) < 0:
                 raise ConfigError(f"{knob} must be ≥ 0 (0: {'no limit' if knob == 'max_metric_calls' else 'all'}),"
@@ -115,7 +128,7 @@ class GEPA(Optimizer):
             "merge": {"due": 0, "accepted": 0, "last_found_new": False, "tried": []},
         })
         seed = state.pool[0]
-        seed.data["parents"] = []
+        seed.data.update(parents=[], next_component=0)
         self._score_on_pareto_set(ctx, state, seed)
         self._update(ctx, state)
 
@@ -158,12 +171,15 @@ class GEPA(Optimizer):
             if self.skip_perfect_score and all(s >= self.perfect_score for s in before.per_example()):
                 event["outcome"] = "perfect"
                 return made
-            instruction = self._reflection(ctx, parent.prompt, before)
-            event["instruction"] = instruction
-            if instruction is None:
-                event["outcome"] = "no_instruction"
+            names = self._select_components(parent)
+            current = self.components(parent.prompt)
+            texts = {name: self._reflection(ctx, name, current[name], parent.prompt, before) for name in names}
+            event.update(components=names, proposed=texts)
+            written = {name: text for name, text in texts.items() if text is not None}
+            if len(written) < len(names):
+                event["outcome"] = "no_text"
                 return made
-            prompt = replace(parent.prompt, instruction=instruction)
+            prompt = _with_components(parent.prompt, {**current, **written})
             if _in_pool(state, prompt):
                 event["outcome"] = "duplicate"
                 return made
@@ -173,7 +189,8 @@ class GEPA(Optimizer):
                 event["outcome"] = "rejected"
                 return made
             child = ctx.new_candidate(state, prompt, parent=parent.id, origin="reflection",
-                                      data={"parents": [parent.id], "minibatch": ids,
+                                      data={"parents": [parent.id], "minibatch": ids, "components": names,
+                                            "next_component": parent.data.get("next_component", 0),
                                             "minibatch_scores": {"parent": before.per_example(),
                                                                  "child": after.per_example()}})
             if child is not None:
@@ -184,10 +201,28 @@ class GEPA(Optimizer):
             event.update(accepted=bool(made), metric_calls=state.extra["metric_calls"])
             ctx.record_event(event)
 
-    def _reflection(self, ctx: OptimizationContext, prompt: Prompt, result: EvalResult) -> str | None:
-        """Ask the meta model for a better instruction given the minibatch feedback (one retry if unusable)."""
+    def components(self, prompt: Prompt) -> dict[str, str]:
+        """The prompt's evolvable text components (GEPA's named components), in round-robin order."""
+        found = {"instruction": prompt.instruction}
+        if self.evolve_system:
+            found["system"] = prompt.system or ""
+        return found
+
+    def _select_components(self, parent: Candidate) -> list[str]:
+        """GEPA's component selectors: the parent's next component in turn (advancing it), or all of them."""
+        names = list(self.components(parent.prompt))
+        if self.component_selector == "all":
+            return names
+        position = int(parent.data.get("next_component", 0)) % len(names)
+        parent.data["next_component"] = (position + 1) % len(names)
+        return [names[position]]
+
+    def _reflection(self, ctx: OptimizationContext, name: str, current: str, prompt: Prompt,
+                    result: EvalResult) -> str | None:
+        """Ask the meta model for a better text of component `name` given the minibatch feedback (one retry)."""
         show_output = ctx.evaluator.mode == "generate" or prompt.reasons
-        text = fill(load_meta_prompt("gepa_reflect"), instruction=prompt.instruction.strip() or "(no instruction)",
+        word, empty = _COMPONENT_WORDS[name]
+        text = fill(load_meta_prompt("gepa_reflect"), component=word, text=current.strip() or empty,
                     feedback=format_feedback(result.examples, show_output=show_output,
                                              perfect_score=self.perfect_score))
         forbidden = [t for r in result.examples for t in (r.input, r.target)]
@@ -207,7 +242,7 @@ class GEPA(Optimizer):
         checked = False
         try:
             scores, aggregate = self._pareto_table(state)
-            components = {cid: _components(state.pool[cid].prompt) for cid in scores}
+            components = {cid: self.components(state.pool[cid].prompt) for cid in scores}
             parents = {cid: list(state.pool[cid].data.get("parents", [])) for cid in scores}
             tried = {(int(i), int(j), int(a)) for i, j, a in state.extra["merge"]["tried"]}
             if len(scores) < 3:
@@ -233,8 +268,9 @@ class GEPA(Optimizer):
             event.update(positions=positions, parent_sums=parent_sums, merged_scores=result.per_example(),
                          merged_sum=sum(result.per_example()), outcome="rejected")
             if sum(result.per_example()) >= max(parent_sums):
+                turn = max(int(state.pool[c].data.get("next_component", 0)) for c in (i, j))
                 child = ctx.new_candidate(state, prompt, parent=i, origin="merge",
-                                          data={"parents": [i, j], "ancestor": ancestor})
+                                          data={"parents": [i, j], "ancestor": ancestor, "next_component": turn})
                 if child is not None:
                     made.append(child)
                     event.update(outcome="accepted", child=child.id)
@@ -309,12 +345,10 @@ def format_feedback(results: Sequence[ExampleResult], *, show_output: bool, perf
     return "\n\n".join(blocks)
 
 
-def _components(prompt: Prompt) -> dict[str, str]:
-    """The prompt's evolvable text components (GEPA's named components): the instruction alone here."""
-    return {"instruction": prompt.instruction}
-
-
 def _with_components(prompt: Prompt, components: dict[str, str]) -> Prompt:
+    """`prompt` with the given component texts; an empty system message becomes no system message."""
+    if "system" in components:
+        prompt = replace(prompt, system=components["system"].strip() or None)
     return replace(prompt, instruction=components["instruction"])
 
 
