@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import pytest
 from tests.fakes.fake_model import CountingModel
+from tests.fakes.run_files import read_jsonl
 
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.optimizers.driver import run_optimization
@@ -56,3 +57,23 @@ def test_with_a_test_split_the_seed_and_the_winner_are_scored_on_it() -> None:
                               progress=False, final_top_k=1)
     assert result.test_score == result.test_score and result.seed_test_score == result.seed_test_score
     assert result.final_spend["calls"] in (8 + 4, 8 + 8)  # dev for both; test for the seed and (if it won) the other
+
+
+def test_the_run_directory_keeps_every_example_and_the_per_example_outcomes_of_full_scorings(tmp_path) -> None:
+    task = _task(with_test=True)
+    result = run_optimization(task, OneProposal(), task_model=CountingModel(), run_root=tmp_path, progress=False,
+                              final_top_k=1)
+    run = tmp_path / str(result.run_dir).rsplit("/", 1)[-1]
+    examples = read_jsonl(run / "examples.jsonl")
+    assert [(e["split"], e["index"]) for e in examples] == [(s, i) for s, n in (("train", 4), ("dev", 4), ("test", 4))
+                                                            for i in range(n)]
+    by_key = {e["hash"]: e for e in examples}
+    assert len(by_key) == 12 and all(by_key[ex.key]["input"] == ex.input for ex in task.dev)
+    evaluations = read_jsonl(run / "evaluations.jsonl")
+    seed_dev = [e for e in evaluations if e["candidate"] == 0 and e["key"] == "dev"]
+    assert sorted(by_key[e["hash"]]["index"] for e in seed_dev) == [0, 1, 2, 3]
+    assert all(by_key[e["hash"]]["split"] == "dev" for e in seed_dev)
+    assert sum(e["score"] for e in seed_dev) / 4 == result.seed_dev_score
+    seed_test = [e for e in evaluations if e["candidate"] == 0 and e["key"] == "test"]
+    assert len(seed_test) == 4 and sum(e["score"] for e in seed_test) / 4 == result.seed_test_score
+    assert all(set(e) == {"candidate", "key", "hash", "prediction", "score"} for e in evaluations)

@@ -64,7 +64,8 @@ class OptimizationContext:
 
     def __init__(self, task: Task, evaluator: Evaluator, meta_model: MeteredModel, rng: random.Random,
                  seed_prompt: Prompt, on_candidate: Callable[[Candidate], None],
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 on_evaluation: Callable[[Candidate, str, EvalResult], None] | None = None) -> None:
         self.task = task
         self.evaluator = evaluator
         self.task_model = evaluator.model
@@ -73,6 +74,7 @@ class OptimizationContext:
         self.seed_prompt = seed_prompt
         self._on_candidate = on_candidate
         self._on_event = on_event
+        self._on_evaluation = on_evaluation
         self._next_id = 0
 
     def record_event(self, event: dict[str, Any]) -> None:
@@ -96,7 +98,13 @@ class OptimizationContext:
         """Evaluate `cand` on `examples`, store the aggregate under `key`, and record it."""
         result = self.evaluator.evaluate(cand.prompt, examples)
         self.record_score(cand, key, result.score, result.n)
+        self.record_evaluation(cand, key, result)
         return result
+
+    def record_evaluation(self, cand: Candidate, key: str, result: EvalResult) -> None:
+        """Keep the per-example outcomes behind `cand.scores[key]` (the report's wins and losses read them)."""
+        if self._on_evaluation is not None:
+            self._on_evaluation(cand, key, result)
 
     def record_score(self, cand: Candidate, key: str, score: float, n: int) -> None:
         """Store a score a method computed itself (bandit means, likelihoods) and record it."""

@@ -21,14 +21,14 @@ from typing import Any
 from prompthone.errors import BudgetExhausted
 from prompthone.evaluation.budget import Budget, BudgetMeter, Spend
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.evaluator import Evaluator, ScoringMode
+from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
 from prompthone.store.run_dir import RunDirectory, new_run_id
-from prompthone.tasks.example import Task
+from prompthone.tasks.example import Task, example_key
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,14 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
         if run is not None:
             run.append("events.jsonl", {"method": optimizer.name, **event, "calls_so_far": meter.spend.calls})
 
+    def record_evaluation(cand: Candidate, key: str, result: EvalResult) -> None:
+        if run is not None:
+            run.append_many("evaluations.jsonl", [
+                {"candidate": cand.id, "key": key, "hash": example_key(r.input, r.target), "prediction": r.prediction,
+                 "score": r.score} for r in result.examples])
+
     ctx = OptimizationContext(task, evaluator, meta_metered, random.Random(seed), seed_prompt, record_candidate,
-                              record_event)
+                              record_event, record_evaluation)
     state = OptimizationState()
     seed_cand = ctx.new_candidate(state, seed_prompt, parent=None, origin="seed")
     assert seed_cand is not None
@@ -107,6 +113,9 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     if run is not None:
         run.write_json("config.json", _config(task, optimizer, task_metered, meta_metered, budget, seed, scoring,
                                               evaluator.mode))
+        run.append_many("examples.jsonl", [
+            {"hash": ex.key, "split": split, "index": i, "input": ex.input, "target": ex.target}
+            for split in ("train", "dev", "test") for i, ex in enumerate(task.split(split))])
     stopped = "finished"
     with ui:
         ui.phase("search")
@@ -152,7 +161,8 @@ def _finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Opt
     evaluator = Evaluator(ctx.task, MeteredModel(task_model, meter=final_meter, cache=cache, role="final",
                                                  on_result=ui.tick),
                           mode=ctx.evaluator.mode, max_tokens=ctx.evaluator.max_tokens)
-    final_ctx = OptimizationContext(ctx.task, evaluator, ctx.meta_model, ctx.rng, ctx.seed_prompt, ctx._on_candidate)
+    final_ctx = OptimizationContext(ctx.task, evaluator, ctx.meta_model, ctx.rng, ctx.seed_prompt, ctx._on_candidate,
+                                    on_evaluation=ctx._on_evaluation)
     if top_k == 0:
         best = (optimizer.top(state, 1) or [seed_cand])[0]
     else:

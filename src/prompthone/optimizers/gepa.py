@@ -298,6 +298,7 @@ class GEPA(Optimizer):
         if state.extra["pareto_split"] == "dev" and len(examples) == len(ctx.task.dev):
             ctx.record_score(cand, "dev", result.score, result.n)
         ctx.record_score(cand, PARETO, result.score, result.n)
+        ctx.record_evaluation(cand, PARETO, result)
         ctx.record_event({"event": "pareto_eval", "iteration": state.step, "candidate": cand.id,
                           "origin": cand.origin, "score": result.score,
                           "metric_calls": state.extra["metric_calls"]})

@@ -1,7 +1,9 @@
 """The run directory: every candidate, step and result of a run, written as JSON the moment it exists.
 
 Files: `config.json` (what was asked, with versions), `candidates.jsonl` (one line per candidate update,
-last line per id wins), `steps.jsonl` (one line per optimizer step), `result.json` (written atomically at
+last line per id wins), `steps.jsonl` (one line per optimizer step), `events.jsonl` (a method's decisions),
+`examples.jsonl` (the task's examples with their content keys), `evaluations.jsonl` (per-example outcomes of
+full scorings: candidate, score key, example key, prediction, score), `result.json` (written atomically at
 the end). A crash loses nothing that was recorded; model calls themselves live in the call cache.
 """
 
@@ -47,8 +49,15 @@ class RunDirectory:
         return target
 
     def append(self, name: str, record: dict[str, Any]) -> None:
+        self.append_many(name, [record])
+
+    def append_many(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Append JSON lines in one write, flushed, so a crash leaves whole lines behind."""
+        if not records:
+            return
+        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
         with (self.path / name).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            f.write(text)
             f.flush()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,17 @@ class Example:
     input: str
     target: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """A stable id from the content (what a run records per-example scores under; see `example_key`)."""
+        return example_key(self.input, self.target)
+
+
+def example_key(input_text: str, target: str) -> str:
+    """16 hex digits of SHA-1 over input and target: the same example gets the same key in every run and store,
+    and an evaluation result (which carries input and target, not an index) maps back to its example."""
+    return hashlib.sha1(f"{input_text}\x00{target}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
