@@ -34,3 +34,7 @@ class BackendError(PrompthoneError):
 
 class BudgetExhausted(PrompthoneError):
     """The run's budget of model calls or tokens is spent; the driver stops cleanly with the best so far."""
+
+
+class StoreError(PrompthoneError):
+    """The run store cannot be used: unreachable, a newer schema, an unknown run, a damaged checkpoint."""

@@ -77,6 +77,15 @@ class OptimizationContext:
         self._on_evaluation = on_evaluation
         self._next_id = 0
 
+    @property
+    def next_id(self) -> int:
+        """The id the next new candidate gets (saved and restored with a checkpoint)."""
+        return self._next_id
+
+    @next_id.setter
+    def next_id(self, value: int) -> None:
+        self._next_id = value
+
     def record_event(self, event: dict[str, Any]) -> None:
         """Keep a method-specific record (a step's decision and its reasons) in the run directory's events.jsonl."""
         if self._on_event is not None:
@@ -137,6 +146,14 @@ class Optimizer(ABC):
     @abstractmethod
     def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
         """Score what needs scoring and update `state.frontier`; set `state.done` when finished."""
+
+    def pack_extra(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """`state.extra` as it goes into a checkpoint (pickled): take out what must not travel, such as a model."""
+        return extra
+
+    def unpack_extra(self, extra: dict[str, Any], ctx: OptimizationContext) -> dict[str, Any]:
+        """Undo `pack_extra` on resume, putting back what it took out (from `ctx`)."""
+        return extra
 
     def top(self, state: OptimizationState, k: int) -> list[Candidate]:
         """The method's current best `k` candidates, best first."""

@@ -24,6 +24,7 @@ from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
+from prompthone.optimizers import checkpoint
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
@@ -78,8 +79,15 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                      budget: Budget | None = None, cache: CallCache | None = None, seed: int = 0,
                      run_root: str | Path | None = "runs", scoring: ScoringMode = "auto",
                      final_top_k: int = 3, progress: bool = True,
-                     callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> OptimizationResult:
-    """Run `optimizer` on `task` until it finishes or the budget is spent, then finalize and record."""
+                     callbacks: Sequence[Callable[[StepRecord], None]] = (),
+                     on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+                     resume: dict[str, Any] | None = None) -> OptimizationResult:
+    """Run `optimizer` on `task` until it finishes or the budget is spent, then finalize and record.
+
+    `on_checkpoint(step, checkpoint)` receives a resume point after every finished step; `resume` continues
+    from one (`optimizers.checkpoint`): the same task, method, options, seed and cache then give the result
+    the run would have had without the stop, with the calls it had finished answered by the cache.
+    """
     started = time.monotonic()
     meter = BudgetMeter(budget)
     run = RunDirectory(run_root, new_run_id(optimizer.name, task.name)) if run_root is not None else None
@@ -110,6 +118,9 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     seed_cand = ctx.new_candidate(state, seed_prompt, parent=None, origin="seed")
     assert seed_cand is not None
     state.frontier = [seed_cand.id]
+    if resume is not None:
+        state = checkpoint.restore(resume, ctx, meter, optimizer)
+        seed_cand = state.pool[0]
     if run is not None:
         run.write_json("config.json", _config(task, optimizer, task_metered, meta_metered, budget, seed, scoring,
                                               evaluator.mode))
@@ -120,13 +131,16 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     with ui:
         ui.phase("search")
         try:
-            optimizer.start(ctx, state)
+            if resume is None:
+                optimizer.start(ctx, state)
             while not state.done:
                 state = optimizer.step(ctx, state)
                 record = _step_record(optimizer, state, meter, started)
                 ui.update_best(record.best_score)
                 if run is not None:
                     run.append("steps.jsonl", record.__dict__)
+                if on_checkpoint is not None:
+                    on_checkpoint(state.step, checkpoint.capture(state, ctx, meter, optimizer))
                 for callback in callbacks:
                     callback(record)
         except BudgetExhausted as exc:

@@ -137,6 +137,17 @@ class GREATER(Optimizer):
         state.frontier = [search.current.id]
         state.extra["greater"] = search
 
+    def pack_extra(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """The white box is the task model itself: a checkpoint keeps the search without it."""
+        if isinstance(extra.get("greater"), _Search):
+            extra["greater"] = replace(extra["greater"], wb=None)
+        return extra
+
+    def unpack_extra(self, extra: dict[str, Any], ctx: OptimizationContext) -> dict[str, Any]:
+        if isinstance(extra.get("greater"), _Search):
+            extra["greater"] = replace(extra["greater"], wb=ctx.task_model.model)
+        return extra
+
     @staticmethod
     def _state(state: OptimizationState) -> _Search:
         search = state.extra.get("greater")
