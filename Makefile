@@ -12,13 +12,13 @@ TORCH_VERSION ?= 2.13.0
 
 DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
 
-.PHONY: install demo test lint bench bench-greater bench-pas peers peers-quick clean
+.PHONY: install demo test lint system-deps bench bench-greater bench-pas peers peers-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[local,torch,pas,dev,bench,plot]"
+	$(PY) -m pip install --quiet -e ".[local,torch,pas,dev,bench,plot,report]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,7 +30,22 @@ lint: install
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m mypy
 
-test: lint  ## the whole suite (unit, fault injection, end-to-end on the embedded model, real llama.cpp server)
+# Debian packages the tests use for real: a PostgreSQL server (the run store's tests start a throwaway cluster) and
+# Chromium (the HTML report and the dashboard are rendered and clicked through headless). Installed when missing.
+
+system-deps:  ## Debian packages the tests need (PostgreSQL server, Chromium); apt-get as root or with sudo
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt=""; elif command -v sudo >/dev/null 2>&1; then apt="sudo"; \
+	  else echo "the tests need the Debian packages:$$missing (apt-get install$$missing, as root)" >&2; exit 1; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$apt env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$apt env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: lint system-deps  ## the whole suite (unit, fault injection, end-to-end on the embedded model, real llama.cpp server, PostgreSQL, Chromium)
 	$(PY) -m pytest
 
 bench: install  ## benchmarks, printed as ratios against baselines measured in the same run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from prompthone.api import default_model, evaluate, optimize, resolve_model
+from prompthone.api import default_model, evaluate, optimize, resolve_model, resume
 from prompthone.augment.augmenter import Augmenter
 from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputError, PrompthoneError
 from prompthone.evaluation.budget import Budget
@@ -26,5 +26,6 @@ from prompthone.tasks.example import Example, Task
 __all__ = [
     "Augmenter", "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
     "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "StudyResult", "Task",
-    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "study",
+    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "resume",
+    "study",
 ]

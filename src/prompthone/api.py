@@ -16,6 +16,7 @@ from prompthone.optimizers import get_method
 from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
 from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
+from prompthone.store.db import RunStore
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
 
@@ -52,6 +53,7 @@ def resolve_cache(cache: bool | str | Path | CallCache | None) -> CallCache | No
 def optimize(task: Task | str, method: str = "ape", model: str | Model | None = None, *,
              meta_model: str | Model | None = None, budget: Budget | int | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, run_dir: str | Path | None = "runs",
+             store: str | Path | RunStore | None = None,
              cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
              progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
              final_top_k: int = 3) -> OptimizationResult:
@@ -65,6 +67,10 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     seed and best prompts on dev/test is reported apart in `final_spend`. `meta_model` proposes prompts and
     defaults to `model`. `options` sets the method's knobs (see `prompthone methods`). The seed and the method's
     `final_top_k` best are re-scored on the full dev split to pick the winner (0: trust the method's own ranking).
+
+    The run is recorded as it goes in `store` (a SQLite path or a `postgresql://` URL; default
+    `<run_dir>/prompthone.sqlite`) with a resume point after every step, and exported to `<run_dir>/<run id>/`
+    when it ends; a run that was killed continues with `resume(run_id)`.
     """
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     optimizer = get_method(method).from_options(options or {})
@@ -72,9 +78,38 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     meta = resolve_model(meta_model) if meta_model is not None else task_model
     if isinstance(budget, int):
         budget = Budget(calls=budget)
+    call_cache = resolve_cache(cache)
+    provenance = {"model": DEFAULT_MODEL if model is None else model if isinstance(model, str) else None,
+                  "meta_model": meta_model if isinstance(meta_model, str) else None,
+                  "meta_is_task_model": meta_model is None,
+                  "cache": str(getattr(call_cache, "path", "")) or None}
     return run_optimization(task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget,
-                            cache=resolve_cache(cache), seed=seed, run_root=run_dir, scoring=scoring,
-                            progress=progress, callbacks=callbacks, final_top_k=final_top_k)
+                            cache=call_cache, seed=seed, run_root=run_dir, store=store, scoring=scoring,
+                            progress=progress, callbacks=callbacks, final_top_k=final_top_k,
+                            provenance=provenance)
+
+
+def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: str | Path = "runs",
+           model: str | Model | None = None, meta_model: str | Model | None = None,
+           cache: bool | str | Path | CallCache | None = None, progress: bool = True,
+           callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> OptimizationResult:
+    """Continue run `run_id` of `store` (default `<run_dir>/prompthone.sqlite`) from its last finished step.
+
+    Everything comes from the store: the task (its examples, splits and fields), the method and its options,
+    the seed, the budget, the scoring mode, the model specs and the call cache file. With the same models and
+    cache the result is the one the run would have had without the stop, and every call the stopped process
+    had finished is answered by the cache. A model passed as an object (not a spec) must be passed again.
+    """
+    from prompthone.resume import reopen
+
+    plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)
+    try:
+        return run_optimization(plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model,
+                                budget=plan.budget, cache=plan.cache, seed=plan.seed, scoring=plan.scoring,
+                                final_top_k=plan.final_top_k, progress=progress, callbacks=callbacks,
+                                resume=plan.checkpoint, recorder=plan.recorder)
+    finally:
+        plan.close()
 
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,

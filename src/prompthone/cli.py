@@ -16,6 +16,7 @@ from prompthone.cli_common import (
     ModelOpt,
     ScoringOpt,
     SeedOpt,
+    StoreOpt,
     TaskSource,
     err,
     guard,
@@ -26,6 +27,7 @@ from prompthone.cli_common import (
 from prompthone.cli_pas import augment as _augment
 from prompthone.cli_pas import pas_app
 from prompthone.cli_study import study as _study
+from prompthone.errors import InputError
 
 app = typer.Typer(
     name="prompthone", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -42,8 +44,14 @@ app.command("study")(_study)
 def optimize(
     source: TaskSource,
     method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`).")] = "ape",
-    model: ModelOpt = "local",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
+                                              "openai:<base_url>/<model> (see `prompthone models`). Default: local; "
+                                              "with --resume, the run's own.", show_default=False)] = None,
     meta_model: MetaModelOpt = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this run (an id from `prompthone runs`) from its last "
+                                               "finished step, with its own task, method, options, budget and "
+                                               "seed.")] = None,
+    store: StoreOpt = None,
     budget: Annotated[int | None, typer.Option(help="Most model calls the search may make (cache hits are "
                                                "free).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Most tokens the search may use.")] = None,
@@ -55,16 +63,30 @@ def optimize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Optimize the prompt for a task and print the seed and best prompts' scores."""
+    """Optimize the prompt for a task and print the seed and best prompts' scores.
+
+    Every step is recorded in the run store as it happens; a run stopped at any moment (Ctrl-C, a crash, a kill)
+    continues with `--resume <run id>`.
+    """
     from prompthone.api import optimize as run
+    from prompthone.api import resume as continue_run
     from prompthone.evaluation.budget import Budget
 
-    task_obj = source.load(seed)
-    result = run(task_obj, method=method, model=model, meta_model=meta_model,
-                 budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
-                 options=parse_options(option or []), run_dir=runs_dir, cache=source.cache,
-                 scoring=scoring,  # type: ignore[arg-type]
-                 progress=not quiet and not as_json)
+    if resume is not None:
+        given = [flag for flag, value in (("--task", source.task), ("--option", option), ("--budget", budget),
+                                          ("--budget-tokens", budget_tokens)) if value]
+        if given:
+            raise InputError(f"--resume continues run {resume!r} with its own task, method, options, budget and "
+                             f"seed; leave out {', '.join(given)}", field="--resume")
+        explicit_cache = source.cache if source.no_cache or source.cache_file is not None else None
+        result = continue_run(resume, store=store, run_dir=runs_dir, model=model, meta_model=meta_model,
+                              cache=explicit_cache, progress=not quiet and not as_json)
+    else:
+        result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
+                     budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
+                     options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
+                     scoring=scoring,  # type: ignore[arg-type]
+                     progress=not quiet and not as_json)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return
@@ -81,6 +103,34 @@ def optimize(
               f"{spend['tokens']} tokens ({result.stopped_reason}); final scoring: {final['calls']} calls "
               f"({final['new_calls']} new); {result.wall_time_s:.1f}s", highlight=False)
     out.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+@guard
+def runs(
+    store: StoreOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the default store lives.")] = Path("runs"),
+    limit: Annotated[int, typer.Option(help="Show this many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only runs in this state: running | finished | failed | "
+                                               "interrupted.")] = None,
+) -> None:
+    """List the runs of a store (newest first), with the ids `optimize --resume` and `report` take."""
+    from prompthone.optimizers.driver import open_store
+
+    with open_store(store, runs_dir) as db:
+        found = db.list_runs(limit=limit, status=status)
+        table = Table(title=f"runs in {db.url}")
+        for col in ("id", "method", "task", "status", "seed", "best dev", "test", "created"):
+            table.add_column(col, justify="right" if col in ("seed", "best dev", "test") else "left", overflow="fold")
+        for r in found:
+            result = r.result or {}
+            table.add_row(r.id, r.method, r.task, r.status, str(r.seed), _fmt(result.get("best_dev_score")),
+                          _fmt(result.get("test_score")), f"{r.created_at:%Y-%m-%d %H:%M:%S}")
+    out.print(table if found else f"no runs in {db.url}", highlight=False)
+
+
+def _fmt(score: object) -> str:
+    return f"{score:.3f}" if isinstance(score, float) else "–"
 
 
 @app.command()

@@ -22,8 +22,8 @@ out = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="A .jsonl/.csv file, gen:<name> or bbh:<name> "
-                                      "(see `prompthone tasks`).")]
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="A .jsonl/.csv file, gen:<name> or bbh:<name> "
+                                             "(see `prompthone tasks`). Required.", show_default=False)]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
                                        "openai:<base_url>/<model> (see `prompthone models`).")]
 MetaModelOpt = Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")]
@@ -40,6 +40,8 @@ LabelsOpt = Annotated[str | None, typer.Option(help="Comma-separated label set (
                                                "from the targets when omitted.")]
 InstructionOpt = Annotated[str | None, typer.Option(help="Seed instruction (default: the task's own).")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use at most this many examples.")]
+StoreOpt = Annotated[str | None, typer.Option(help="Run store: a SQLite file or a postgresql:// URL (default: "
+                                              "<runs-dir>/prompthone.sqlite). Passwords are never written out.")]
 
 
 def guard(fn: F) -> F:
@@ -64,9 +66,10 @@ class TaskSource:
     """The options every task command shares: where the task comes from, how to read it, and the call cache.
 
     One object instead of eight parameters, so that a new shared option is added here once, not to each command.
+    `--task` is checked when the task is loaded, not by the parser, because `optimize --resume` needs none.
     """
 
-    task: str
+    task: str | None = None
     input_field: str = "input"
     target_field: str = "target"
     labels: str | None = None
@@ -79,6 +82,8 @@ class TaskSource:
         """The task, split with `seed` (`--labels` arrives as one comma-separated string)."""
         from prompthone.tasks import load_task
 
+        if self.task is None:
+            raise InputError("missing option: say which task with --task (see `prompthone tasks`)", field="--task")
         labels = [x.strip() for x in self.labels.split(",") if x.strip()] if self.labels else None
         return load_task(self.task, seed=seed, input_field=self.input_field, target_field=self.target_field,
                          labels=labels, instruction=self.instruction, limit=self.limit)

@@ -69,3 +69,23 @@ def test_greater_refuses_a_black_box_model(embedded_model: Any, tmp_path: Path) 
     with pytest.raises(ConfigError, match="white-box"):
         ph.optimize(_tiny_task(), method="greater", model=embedded_model, options=TINY, run_dir=tmp_path,
                     cache=False, progress=False)
+
+
+def test_greater_resumes_from_a_checkpoint_without_its_model_inside(torch_model: Any) -> None:
+    from prompthone.optimizers import get_method
+    from prompthone.optimizers.driver import run_optimization
+
+    task = _tiny_task()
+    points: list[tuple[int, dict[str, Any]]] = []
+
+    def run(resume: dict[str, Any] | None = None) -> Any:
+        return run_optimization(task, get_method("greater").from_options(TINY), task_model=torch_model, seed=1,
+                                run_root=None, progress=False, final_top_k=1, resume=resume,
+                                on_checkpoint=lambda step, point: points.append((step, point)))
+
+    whole = run()
+    assert [step for step, _ in points] == [1, 2]
+    assert len(points[0][1]["data"]) < 200_000  # the torch model stays out of the checkpoint
+    resumed = run(resume=points[0][1])  # step 2 again, from the state after step 1
+    assert resumed.best_prompt == whole.best_prompt and resumed.steps == whole.steps == 2
+    assert (resumed.best_dev_score, resumed.test_score) == (whole.best_dev_score, whole.test_score)

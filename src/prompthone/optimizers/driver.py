@@ -26,10 +26,12 @@ from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
 from prompthone.optimizers import checkpoint
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.recorder import RunRecorder
 from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
-from prompthone.store.run_dir import RunDirectory, new_run_id
-from prompthone.tasks.example import Task, example_key
+from prompthone.store.db import RunStore
+from prompthone.store.run_dir import new_run_id
+from prompthone.tasks.example import Task
 
 log = logging.getLogger(__name__)
 
@@ -77,40 +79,50 @@ class OptimizationResult:
 
 def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, meta_model: Model | None = None,
                      budget: Budget | None = None, cache: CallCache | None = None, seed: int = 0,
-                     run_root: str | Path | None = "runs", scoring: ScoringMode = "auto",
-                     final_top_k: int = 3, progress: bool = True,
+                     run_root: str | Path | None = "runs", store: RunStore | str | Path | None = None,
+                     scoring: ScoringMode = "auto", final_top_k: int = 3, progress: bool = True,
                      callbacks: Sequence[Callable[[StepRecord], None]] = (),
                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
-                     resume: dict[str, Any] | None = None) -> OptimizationResult:
+                     resume: dict[str, Any] | None = None, recorder: RunRecorder | None = None,
+                     provenance: dict[str, Any] | None = None) -> OptimizationResult:
     """Run `optimizer` on `task` until it finishes or the budget is spent, then finalize and record.
 
-    `on_checkpoint(step, checkpoint)` receives a resume point after every finished step; `resume` continues
-    from one (`optimizers.checkpoint`): the same task, method, options, seed and cache then give the result
-    the run would have had without the stop, with the calls it had finished answered by the cache.
+    Records go to a run store (`store`, default `<run_root>/prompthone.sqlite`) as they happen, with a resume
+    point after every step; the run directory `<run_root>/<run id>` is exported from it when the run ends.
+    `run_root=None` records nothing. `recorder` continues an existing run of the store instead (see
+    `api.resume`). `on_checkpoint(step, checkpoint)` also receives each resume point; `resume` continues from
+    one (`optimizers.checkpoint`): the same task, method, options, seed and cache then give the result the run
+    would have had without the stop, the calls it had finished answered by the cache. `provenance` (how to
+    rebuild the task and models) goes into the run's config for `resume`.
     """
     started = time.monotonic()
     meter = BudgetMeter(budget)
-    run = RunDirectory(run_root, new_run_id(optimizer.name, task.name)) if run_root is not None else None
     ui = RunProgress(meter, enabled=progress, label=f"{optimizer.name} on {task.name}")
     task_metered = MeteredModel(task_model, meter=meter, cache=cache, role="task", on_result=ui.tick)
     meta_metered = MeteredModel(meta_model or task_model, meter=meter, cache=cache, role="meta",
                                 on_result=ui.tick)
     evaluator = Evaluator(task, task_metered, mode=scoring)
     seed_prompt = Prompt(task.instruction, output_format=task.output_format)
+    owned: RunStore | None = None
+    if recorder is None and run_root is not None:
+        owned = open_store(store, run_root)
+        config = _config(task, optimizer, task_metered, meta_metered, budget, seed, scoring, evaluator.mode,
+                         final_top_k, provenance)
+        recorder = RunRecorder.create(owned, new_run_id(optimizer.name, task.name), task=task, method=optimizer.name,
+                                      seed=seed, config=config, export_root=Path(run_root))
+    rec = recorder
 
     def record_candidate(cand: Candidate) -> None:
-        if run is not None:
-            run.append("candidates.jsonl", {**cand.to_dict(), "calls_so_far": meter.spend.calls})
+        if rec is not None:
+            rec.candidate({**cand.to_dict(), "calls_so_far": meter.spend.calls})
 
     def record_event(event: dict[str, Any]) -> None:
-        if run is not None:
-            run.append("events.jsonl", {"method": optimizer.name, **event, "calls_so_far": meter.spend.calls})
+        if rec is not None:
+            rec.event({"method": optimizer.name, **event, "calls_so_far": meter.spend.calls})
 
     def record_evaluation(cand: Candidate, key: str, result: EvalResult) -> None:
-        if run is not None:
-            run.append_many("evaluations.jsonl", [
-                {"candidate": cand.id, "key": key, "hash": example_key(r.input, r.target), "prediction": r.prediction,
-                 "score": r.score} for r in result.examples])
+        if rec is not None:
+            rec.evaluations(cand.id, key, result)
 
     ctx = OptimizationContext(task, evaluator, meta_metered, random.Random(seed), seed_prompt, record_candidate,
                               record_event, record_evaluation)
@@ -121,43 +133,50 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     if resume is not None:
         state = checkpoint.restore(resume, ctx, meter, optimizer)
         seed_cand = state.pool[0]
-    if run is not None:
-        run.write_json("config.json", _config(task, optimizer, task_metered, meta_metered, budget, seed, scoring,
-                                              evaluator.mode))
-        run.append_many("examples.jsonl", [
-            {"hash": ex.key, "split": split, "index": i, "input": ex.input, "target": ex.target}
-            for split in ("train", "dev", "test") for i, ex in enumerate(task.split(split))])
-    stopped = "finished"
-    with ui:
-        ui.phase("search")
-        try:
-            if resume is None:
-                optimizer.start(ctx, state)
-            while not state.done:
-                state = optimizer.step(ctx, state)
-                record = _step_record(optimizer, state, meter, started)
-                ui.update_best(record.best_score)
-                if run is not None:
-                    run.append("steps.jsonl", record.__dict__)
-                if on_checkpoint is not None:
-                    on_checkpoint(state.step, checkpoint.capture(state, ctx, meter, optimizer))
-                for callback in callbacks:
-                    callback(record)
-        except BudgetExhausted as exc:
-            stopped = "budget"
-            log.info("stopping: %s", exc)
-        except KeyboardInterrupt:
-            stopped = "interrupted"
-            log.warning("interrupted: finalizing with the candidates scored so far")
-        result = _finalize(ctx, state, optimizer, seed_cand, task_model, cache, final_top_k, ui,
-                           skip_calls=stopped == "interrupted")
-    out = OptimizationResult(
-        method=optimizer.name, task=task.name, seed_prompt=seed_prompt, stopped_reason=stopped,
-        steps=state.step, n_candidates=len(state.pool), spend=meter.spend.to_dict(),
-        wall_time_s=round(time.monotonic() - started, 3), run_dir=str(run.path) if run else None,
-        options={k: getattr(optimizer, k) for k in optimizer.knobs()}, **result)
-    if run is not None:
-        run.write_json("result.json", out.to_dict())
+        if rec is not None:
+            rec.rewind(state.step, ctx.next_id)
+    stopped, status = "finished", "failed"
+    result_data: dict[str, Any] | None = None
+    try:
+        with ui:
+            ui.phase("search")
+            try:
+                if resume is None:
+                    optimizer.start(ctx, state)
+                while not state.done:
+                    state = optimizer.step(ctx, state)
+                    record = _step_record(optimizer, state, meter, started)
+                    ui.update_best(record.best_score)
+                    point = None
+                    if rec is not None or on_checkpoint is not None:
+                        point = checkpoint.capture(state, ctx, meter, optimizer)
+                    if rec is not None:
+                        rec.step(record.__dict__, point)
+                    if on_checkpoint is not None and point is not None:
+                        on_checkpoint(state.step, point)
+                    for callback in callbacks:
+                        callback(record)
+            except BudgetExhausted as exc:
+                stopped = "budget"
+                log.info("stopping: %s", exc)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+                log.warning("interrupted: finalizing with the candidates scored so far")
+            result = _finalize(ctx, state, optimizer, seed_cand, task_model, cache, final_top_k, ui,
+                               skip_calls=stopped == "interrupted")
+        out = OptimizationResult(
+            method=optimizer.name, task=task.name, seed_prompt=seed_prompt, stopped_reason=stopped,
+            steps=state.step, n_candidates=len(state.pool), spend=meter.spend.to_dict(),
+            wall_time_s=round(time.monotonic() - started, 3),
+            run_dir=str(rec.path) if rec is not None and rec.path is not None else None,
+            options={k: getattr(optimizer, k) for k in optimizer.knobs()}, **result)
+        result_data = out.to_dict()
+        status = "interrupted" if stopped == "interrupted" else "finished"
+    finally:
+        if rec is not None:
+            rec.finish(status, result_data)
+        if owned is not None:
+            owned.close()
     if stopped == "interrupted":
         raise KeyboardInterrupt
     return out
@@ -211,16 +230,30 @@ def _step_record(optimizer: Optimizer, state: OptimizationState, meter: BudgetMe
                       frontier=list(state.frontier))
 
 
+def open_store(store: RunStore | str | Path | None, run_root: str | Path) -> RunStore:
+    """The store a run records into: the one given (an open store, a URL or a path) or the default one."""
+    if isinstance(store, RunStore):
+        return store
+    return RunStore(store) if store is not None else RunStore.default(Path(run_root))
+
+
 def _config(task: Task, optimizer: Optimizer, task_model: MeteredModel, meta_model: MeteredModel,
-            budget: Budget | None, seed: int, scoring: str, mode: str) -> dict[str, Any]:
+            budget: Budget | None, seed: int, scoring: str, mode: str, final_top_k: int,
+            provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """What was asked, with versions; with the task's own fields, so that a resume can rebuild the task from the
+    store's examples alone, and `provenance` (model specs, cache file) for rebuilding the rest."""
     from prompthone import __version__
 
     return {"method": optimizer.name, "options": {k: getattr(optimizer, k) for k in optimizer.knobs()},
             "task": {"name": task.name, "metric": task.metric, "labels": task.labels,
+                     "instruction": task.instruction, "output_format": task.output_format,
+                     "description": task.description,
                      "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
             "task_model": task_model.id, "meta_model": meta_model.id,
-            "budget": {"calls": budget.calls if budget else None, "tokens": budget.tokens if budget else None},
-            "seed": seed, "scoring": scoring, "scoring_mode": mode,
+            "budget": {"calls": budget.calls if budget else None, "tokens": budget.tokens if budget else None,
+                       "task_calls": budget.task_calls if budget else None},
+            "seed": seed, "scoring": scoring, "scoring_mode": mode, "final_top_k": final_top_k,
+            "provenance": provenance or {},
             "versions": {"prompthone": __version__, "python": platform.python_version()}}
 
 

@@ -1,0 +1,71 @@
+"""Where a run's records go while it runs: the run store, the source of truth; the run directory is its export.
+
+Every candidate, event, per-example score and step (with its resume point) is written to the store the moment it
+exists, each in its own committed transaction, so a killed process loses nothing it had finished. When the run
+ends for any reason (finished, budget, interrupted, an exception) the store's records are exported as the JSON
+run directory (`runs/<id>/`), which tools and people read; `prompthone export` writes it again from the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prompthone.evaluation.evaluator import EvalResult
+from prompthone.store.db import RunStore
+from prompthone.tasks.example import Task, example_key
+
+
+class RunRecorder:
+    """One run's writer into a `RunStore`, exporting the run directory under `export_root` when the run ends."""
+
+    def __init__(self, store: RunStore, run_id: str, export_root: Path | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.export_root = export_root
+
+    @classmethod
+    def create(cls, store: RunStore, run_id: str, *, task: Task, method: str, seed: int, config: dict[str, Any],
+               export_root: Path | None) -> RunRecorder:
+        """A new run in `store` (a taken id gets a suffix), with every task example under its content key."""
+        run_id = store.create_run(run_id, method=method, task=task.name, seed=seed, config=config)
+        store.record_examples(run_id, [
+            {"hash": ex.key, "split": split, "index": i, "input": ex.input, "target": ex.target}
+            for split in ("train", "dev", "test") for i, ex in enumerate(task.split(split))])
+        return cls(store, run_id, export_root)
+
+    @property
+    def path(self) -> Path | None:
+        """The run directory the export goes to."""
+        return None if self.export_root is None else Path(self.export_root) / self.run_id
+
+    def candidate(self, record: dict[str, Any]) -> None:
+        self.store.record_candidate(self.run_id, record)
+
+    def event(self, record: dict[str, Any]) -> None:
+        self.store.record_event(self.run_id, record)
+
+    def evaluations(self, cand_id: int, key: str, result: EvalResult) -> None:
+        self.store.record_evaluations(self.run_id, cand_id, key, [
+            {"hash": example_key(r.input, r.target), "prediction": r.prediction, "score": r.score}
+            for r in result.examples])
+
+    def step(self, record: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+        self.store.record_step(self.run_id, record, checkpoint)
+
+    def rewind(self, step: int, next_id: int) -> None:
+        """Before a resume from the checkpoint of `step`: drop what the stopped process recorded after it."""
+        self.store.delete_steps_after(self.run_id, step)
+        self.store.delete_candidates_from(self.run_id, next_id)
+        self.store.claim_run(self.run_id)
+
+    def finish(self, status: str, result: dict[str, Any] | None) -> Path | None:
+        """Mark the run ended and export its directory (returned)."""
+        self.store.finish_run(self.run_id, status, result)
+        return self.export()
+
+    def export(self) -> Path | None:
+        path = self.path
+        if path is not None:
+            self.store.export_run_dir(self.run_id, path)
+        return path

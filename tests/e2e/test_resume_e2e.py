@@ -1,0 +1,106 @@
+"""Killed with SIGKILL in the middle of a run, resumed with `optimize --resume`: the same result as a run never
+stopped, no finished model call paid for twice, and only the step in flight done again (embedded model, CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prompthone.store.db import RunStore
+
+pytestmark = pytest.mark.e2e
+
+ARGS = ["--task", "gen:sentiment_templates", "--limit", "40", "--method", "opro", "-o", "steps=6",
+        "-o", "num_generated_instructions=2", "-o", "score_examples=8", "-o", "meta_max_tokens=48",
+        "--budget", "200", "--seed", "3", "--quiet"]
+SAME = ("best_prompt", "seed_prompt", "best_dev_score", "seed_dev_score", "test_score", "seed_test_score",
+        "best_candidate_id", "steps", "n_candidates", "stopped_reason", "options")
+
+
+def _cli(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "prompthone.cli", "optimize", *map(str, args)]
+
+
+def _keys(cache: Path) -> set[str]:
+    with sqlite3.connect(cache) as db:
+        return {row[0] for row in db.execute("SELECT key FROM calls")}
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = _json(subprocess.run(_cli(*ARGS, "--runs-dir", tmp_path / "a", "--cache", tmp_path / "a.sqlite",
+                                      "--json"), capture_output=True, text=True, env=env, timeout=600))
+    assert whole["steps"] == 6
+
+    runs, cache = tmp_path / "b", tmp_path / "b.sqlite"
+    proc = subprocess.Popen(_cli(*ARGS, "--runs-dir", runs, "--cache", cache), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    store_file = runs / "prompthone.sqlite"
+    deadline = time.monotonic() + 300
+    run_id, done = None, 0
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it once 3 of its 6 steps are recorded
+        if store_file.exists():
+            with RunStore(store_file) as store:
+                found = store.list_runs()
+                if found:
+                    run_id = found[0].id
+                    done = len(store.steps(run_id))
+        if done >= 3:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the next step, so that some of its calls finish before the kill
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert run_id is not None and done >= 3
+    at_kill = _keys(cache)
+    with RunStore(store_file) as store:
+        assert store.get_run(run_id).status == "running"  # nobody could mark it: it was killed
+        steps = store.steps(run_id)
+        point = store.last_checkpoint(run_id)
+    assert point is not None and point[0] == steps[-1]["step"] == len(steps) < 6  # only the step in flight is lost
+    paid_before = steps[-1]["spend"]["new_calls"]
+
+    resumed = _json(subprocess.run(_cli("--resume", run_id, "--runs-dir", runs, "--json", "--quiet"),
+                                   capture_output=True, text=True, env=env, timeout=600))
+    assert {k: resumed[k] for k in SAME} == {k: whole[k] for k in SAME}
+    assert resumed["spend"]["calls"] == whole["spend"]["calls"]
+    assert resumed["spend"]["tokens"] == whole["spend"]["tokens"]
+    # the killed and the resumed process together asked the model exactly what the uninterrupted run asked
+    assert _keys(cache) == _keys(tmp_path / "a.sqlite")
+    # and the resumed process paid only for what the cache did not have at the kill
+    paid_after = resumed["spend"]["new_calls"] - paid_before + resumed["final_spend"]["new_calls"]
+    assert paid_after == len(_keys(cache) - at_kill)
+
+    with RunStore(store_file) as store:
+        run = store.get_run(run_id)
+        assert run.status == "finished" and run.result is not None
+        assert [s["step"] for s in store.steps(run_id)] == list(range(1, 7))
+        assert max(store.candidates(run_id)) + 1 == whole["n_candidates"]
+    export = Path(resumed["run_dir"])
+    assert export == runs / run_id and (export / "result.json").is_file()
+    assert json.loads((export / "result.json").read_text())["best_prompt"] == whole["best_prompt"]
+
+
+def test_resume_refuses_a_finished_run_and_an_unknown_id(tmp_path: Path) -> None:
+    env = {**os.environ}
+    runs = tmp_path / "runs"
+    unknown = subprocess.run(_cli("--resume", "nope", "--runs-dir", runs), capture_output=True, text=True, env=env)
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+    mixed = subprocess.run(_cli("--resume", "x", "--task", "gen:sentiment_templates", "--runs-dir", runs),
+                           capture_output=True, text=True, env=env)
+    assert mixed.returncode == 2 and "leave out --task" in mixed.stderr
