@@ -3,6 +3,7 @@ write lands, reads never see a step missing, and the latest candidate state wins
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,26 @@ def test_a_killed_writer_loses_at_most_the_write_in_flight(tmp_path: Path) -> No
         store.record_step(run_id, {"step": len(steps) + 1})
         store.finish_run(run_id, "interrupted", None)
         assert store.get_run(run_id).status == "interrupted"
+
+
+def test_two_optimizations_record_into_one_store_at_once(store_url: str, tmp_path: Path) -> None:
+    script = Path(__file__).with_name("optimize_writer.py")
+    procs = [subprocess.Popen([sys.executable, str(script), store_url, str(tmp_path / f"export{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    results = [json.loads(out) for out, _ in outputs]
+    run_ids = [Path(r["run_dir"]).name for r in results]
+    assert len(set(run_ids)) == 2  # same second, same method and task: the second id got a suffix
+    with RunStore(store_url) as store:
+        for result, run_id in zip(results, run_ids, strict=True):
+            run = store.get_run(run_id)
+            assert run.status == "finished" and run.result is not None
+            assert run.result["best_prompt"] == result["best_prompt"]
+            assert len(store.candidates(run_id)) == result["n_candidates"]
+            assert [s["step"] for s in store.steps(run_id)] == list(range(1, result["steps"] + 1))
+            evaluations = store.evaluations(run_id)
+            assert {e["cand_id"] for e in evaluations} <= set(store.candidates(run_id))
+    # the same seed and model: the two concurrent runs found the same thing, as a run alone would
+    assert results[0]["best_prompt"] == results[1]["best_prompt"] and results[0]["steps"] == results[1]["steps"]
