@@ -95,12 +95,3 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Path
     assert export == runs / run_id and (export / "result.json").is_file()
     assert json.loads((export / "result.json").read_text())["best_prompt"] == whole["best_prompt"]
 
-
-def test_resume_refuses_a_finished_run_and_an_unknown_id(tmp_path: Path) -> None:
-    env = {**os.environ}
-    runs = tmp_path / "runs"
-    unknown = subprocess.run(_cli("--resume", "nope", "--runs-dir", runs), capture_output=True, text=True, env=env)
-    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
-    mixed = subprocess.run(_cli("--resume", "x", "--task", "gen:sentiment_templates", "--runs-dir", runs),
-                           capture_output=True, text=True, env=env)
-    assert mixed.returncode == 2 and "leave out --task" in mixed.stderr
