@@ -56,7 +56,8 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
              store: str | Path | RunStore | None = None,
              cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
              progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
-             final_top_k: int = 3) -> OptimizationResult:
+             final_top_k: int = 3, mlflow: str | None = None, mlflow_experiment: str = "prompthone",
+             ) -> OptimizationResult:
     """Search for the prompt that makes `model` do best on `task`.
 
     >>> import prompthone as ph                                                       # doctest: +SKIP
@@ -70,8 +71,10 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
 
     The run is recorded as it goes in `store` (a SQLite path or a `postgresql://` URL; default
     `<run_dir>/prompthone.sqlite`) with a resume point after every step, and exported to `<run_dir>/<run id>/`
-    when it ends; a run that was killed continues with `resume(run_id)`.
+    when it ends; a run that was killed continues with `resume(run_id)`. `mlflow` (a tracking URI, extra
+    `mlflow`) also logs the run's params, metrics per step and best prompt to MLflow.
     """
+    tracker = _tracker(mlflow, mlflow_experiment)  # a bad tracking URI fails before any model is loaded
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     optimizer = get_method(method).from_options(options or {})
     task_model = resolve_model(model)
@@ -83,16 +86,36 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
                   "meta_model": meta_model if isinstance(meta_model, str) else None,
                   "meta_is_task_model": meta_model is None,
                   "cache": str(getattr(call_cache, "path", "")) or None}
-    return run_optimization(task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget,
-                            cache=call_cache, seed=seed, run_root=run_dir, store=store, scoring=scoring,
-                            progress=progress, callbacks=callbacks, final_top_k=final_top_k,
-                            provenance=provenance)
+    return _tracked(tracker, lambda extra, on_start: run_optimization(
+        task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
+        run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
+        final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+
+
+def _tracker(uri: str | None, experiment: str) -> Any:
+    if uri is None:
+        return None
+    from prompthone.tracking import MlflowTracker
+
+    return MlflowTracker(uri, experiment)
+
+
+def _tracked(tracker: Any, run: Callable[[list[Callable[[StepRecord], None]], Any], OptimizationResult],
+             ) -> OptimizationResult:
+    """Run `run(extra_callbacks, on_start)`, logging to `tracker` when there is one (it ends FAILED on errors)."""
+    if tracker is None:
+        return run([], None)
+    with tracker:
+        result = run([tracker.on_step], tracker.start)
+        tracker.finish(result, result.stopped_reason)
+    return result
 
 
 def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: str | Path = "runs",
            model: str | Model | None = None, meta_model: str | Model | None = None,
            cache: bool | str | Path | CallCache | None = None, progress: bool = True,
-           callbacks: Sequence[Callable[[StepRecord], None]] = ()) -> OptimizationResult:
+           callbacks: Sequence[Callable[[StepRecord], None]] = (), mlflow: str | None = None,
+           mlflow_experiment: str = "prompthone") -> OptimizationResult:
     """Continue run `run_id` of `store` (default `<run_dir>/prompthone.sqlite`) from its last finished step.
 
     Everything comes from the store: the task (its examples, splits and fields), the method and its options,
@@ -102,12 +125,14 @@ def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: 
     """
     from prompthone.resume import reopen
 
+    tracker = _tracker(mlflow, mlflow_experiment)
     plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)
     try:
-        return run_optimization(plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model,
-                                budget=plan.budget, cache=plan.cache, seed=plan.seed, scoring=plan.scoring,
-                                final_top_k=plan.final_top_k, progress=progress, callbacks=callbacks,
-                                resume=plan.checkpoint, recorder=plan.recorder)
+        return _tracked(tracker, lambda extra, on_start: run_optimization(
+            plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model, budget=plan.budget,
+            cache=plan.cache, seed=plan.seed, scoring=plan.scoring, final_top_k=plan.final_top_k,
+            progress=progress, callbacks=[*callbacks, *extra], resume=plan.checkpoint, recorder=plan.recorder,
+            on_start=on_start))
     finally:
         plan.close()
 

@@ -52,6 +52,11 @@ def optimize(
                                                "finished step, with its own task, method, options, budget and "
                                                "seed.")] = None,
     store: StoreOpt = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="TRACKING_URI", help="Also log the run to "
+                                               "MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000, "
+                                               "file:///path/mlruns): params, metrics per step, the best prompt. "
+                                               "Needs the mlflow extra.")] = None,
+    mlflow_experiment: Annotated[str, typer.Option(help="The MLflow experiment runs are logged to.")] = "prompthone",
     budget: Annotated[int | None, typer.Option(help="Most model calls the search may make (cache hits are "
                                                "free).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Most tokens the search may use.")] = None,
@@ -80,13 +85,14 @@ def optimize(
                              f"seed; leave out {', '.join(given)}", field="--resume")
         explicit_cache = source.cache if source.no_cache or source.cache_file is not None else None
         result = continue_run(resume, store=store, run_dir=runs_dir, model=model, meta_model=meta_model,
-                              cache=explicit_cache, progress=not quiet and not as_json)
+                              cache=explicit_cache, progress=not quiet and not as_json, mlflow=mlflow,
+                              mlflow_experiment=mlflow_experiment)
     else:
         result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
                      budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
                      scoring=scoring,  # type: ignore[arg-type]
-                     progress=not quiet and not as_json)
+                     progress=not quiet and not as_json, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return

@@ -84,7 +84,8 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                      callbacks: Sequence[Callable[[StepRecord], None]] = (),
                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
                      resume: dict[str, Any] | None = None, recorder: RunRecorder | None = None,
-                     provenance: dict[str, Any] | None = None) -> OptimizationResult:
+                     provenance: dict[str, Any] | None = None,
+                     on_start: Callable[[str, dict[str, Any]], None] | None = None) -> OptimizationResult:
     """Run `optimizer` on `task` until it finishes or the budget is spent, then finalize and record.
 
     Records go to a run store (`store`, default `<run_root>/prompthone.sqlite`) as they happen, with a resume
@@ -93,7 +94,8 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     `api.resume`). `on_checkpoint(step, checkpoint)` also receives each resume point; `resume` continues from
     one (`optimizers.checkpoint`): the same task, method, options, seed and cache then give the result the run
     would have had without the stop, the calls it had finished answered by the cache. `provenance` (how to
-    rebuild the task and models) goes into the run's config for `resume`.
+    rebuild the task and models) goes into the run's config for `resume`. `on_start(run_id, config)` is told the
+    run's id and config before the first step (trackers such as MLflow name their run after it).
     """
     started = time.monotonic()
     meter = BudgetMeter(budget)
@@ -111,6 +113,8 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
         recorder = RunRecorder.create(owned, new_run_id(optimizer.name, task.name), task=task, method=optimizer.name,
                                       seed=seed, config=config, export_root=Path(run_root))
     rec = recorder
+    if on_start is not None and rec is not None:
+        on_start(rec.run_id, rec.store.get_run(rec.run_id).config)
 
     def record_candidate(cand: Candidate) -> None:
         if rec is not None:
