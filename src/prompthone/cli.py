@@ -135,6 +135,48 @@ def runs(
     out.print(table if found else f"no runs in {db.url}", highlight=False)
 
 
+@app.command()
+@guard
+def report(
+    run: Annotated[str, typer.Argument(help="A run directory, or a run id of the store (see `prompthone runs`).")],
+    store: StoreOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the default store lives.")] = Path("runs"),
+    out_file: Annotated[Path | None, typer.Option("--out", help="Where to write the HTML file (default: "
+                                                  "report.html in the run directory).")] = None,
+) -> None:
+    """Write one self-contained HTML report of a run: scores per step, lineage, best vs seed, per-example wins and
+    losses, spend, and the method's own panels. Needs the report extra."""
+    from prompthone.report import RunData, write_report
+
+    if Path(run).is_dir():
+        data = RunData.from_run_dir(run)
+    else:
+        from prompthone.optimizers.driver import open_store
+        from prompthone.report.from_store import run_data_from_store
+
+        with open_store(store, runs_dir) as db:
+            data = run_data_from_store(db, run)
+        if out_file is None:
+            out_file = runs_dir / data.run_id / "report.html"
+    path = write_report(data, out_file)
+    out.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+@guard
+def dashboard(
+    store: StoreOpt = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where the default store lives.")] = Path("runs"),
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 serves this machine only.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8765,
+) -> None:
+    """Browse a run store in a web browser (read-only): runs, live runs, scores per step, candidates, wins and
+    losses, comparisons. Needs the dashboard extra."""
+    from prompthone.dashboard import serve
+
+    serve(store if store is not None else str(runs_dir / "prompthone.sqlite"), host, port)
+
+
 def _fmt(score: object) -> str:
     return f"{score:.3f}" if isinstance(score, float) else "–"
 

@@ -1,0 +1,20 @@
+"""A `RunData` from the run store, the report's second source beside a run directory.
+
+The store is the source of truth while a run goes and after a crash (the run directory is exported only when a
+run ends), so `prompthone report <run id>` reads it: a killed or still running run gets a report too.
+"""
+
+from __future__ import annotations
+
+from prompthone.report.data import RunData
+from prompthone.store.db import RunStore
+
+
+def run_data_from_store(store: RunStore, run_id: str) -> RunData:
+    """Everything the report reads about `run_id` (raises StoreError for an unknown id)."""
+    record = store.get_run(run_id)
+    evaluations = [{"candidate": e["cand_id"], "key": e["key"], "hash": e["hash"], "prediction": e["prediction"],
+                    "score": e["score"]} for e in store.evaluations(run_id)]
+    return RunData(run_id=record.id, status=record.status, config=record.config, candidates=store.candidates(run_id),
+                   steps=store.steps(run_id), events=store.events(run_id), examples=store.examples(run_id),
+                   evaluations=evaluations, result=record.result, path=None)
