@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +127,38 @@ def test_a_checkpoint_of_another_format_or_method_or_damaged_is_refused() -> Non
         _run("ape", resume=point)
     with pytest.raises(StoreError, match="damaged"):
         _run("opro", resume={**point, "data": point["data"][:40]})
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_a_crashed_run_resumed_from_its_store_records_what_the_uninterrupted_run_records(tmp_path) -> None:
+    import prompthone as ph
+    from prompthone.store import RunStore
+
+    def run(root: str, callbacks: Sequence[Any] = ()) -> OptimizationResult:
+        return ph.optimize(_task(), method="gepa", model=InstructionModel(), options=SMALL["gepa"], seed=3,
+                           budget=150, run_dir=tmp_path / root, cache=False, progress=False, callbacks=callbacks)
+
+    def crash(record: Any) -> None:
+        if record.step == 4:
+            raise _Crash("the machine went down")
+
+    whole = run("a")
+    with pytest.raises(_Crash):
+        run("b", callbacks=[crash])
+    with RunStore.default(tmp_path / "b") as store:
+        (crashed,) = store.list_runs()
+        assert crashed.status == "failed" and store.last_checkpoint(crashed.id)[0] == 4  # type: ignore[index]
+    resumed = ph.resume(crashed.id, run_dir=tmp_path / "b", model=InstructionModel(), progress=False)
+    assert _outcome(resumed) == _outcome(whole)
+
+    def recorded(root: str, run_id: str) -> tuple[Any, ...]:
+        with RunStore.default(tmp_path / root) as store:
+            cands = {i: {k: v for k, v in c.items() if k != "calls_so_far"}
+                     for i, c in store.candidates(run_id).items()}
+            evals = sorted((e["cand_id"], e["key"], e["hash"], e["score"]) for e in store.evaluations(run_id))
+            return cands, [s["step"] for s in store.steps(run_id)], evals, store.get_run(run_id).status
+
+    assert recorded("b", crashed.id) == recorded("a", Path(whole.run_dir or "").name)

@@ -137,8 +137,10 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     if resume is not None:
         state = checkpoint.restore(resume, ctx, meter, optimizer)
         seed_cand = state.pool[0]
-        if rec is not None:
+        if rec is not None:  # the store back to the resume point: later records go, restored candidates return
             rec.rewind(state.step, ctx.next_id)
+            for cand in state.pool.values():
+                record_candidate(cand)
     stopped, status = "finished", "failed"
     result_data: dict[str, Any] | None = None
     try:
