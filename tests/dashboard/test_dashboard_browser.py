@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from tests.dashboard.conftest import DashStore, add_step, build_store, example_counts, serving, start_running_run
-from tests.report.chromium import PLOTS_DRAWN, PageLog, chromium, png_size, require
+from tests.report.chromium import PLOTS_DRAWN, PageLog, chromium, logged_page, png_size, require
 
 from prompthone.store import RunStore
 
@@ -36,13 +36,7 @@ def browser() -> Iterator[Any]:
 @contextmanager
 def open_page(browser: Any, base: str) -> Iterator[tuple[Any, PageLog]]:
     """A new page whose requests, failures, console errors and dialogs are logged."""
-    page = require(browser).new_page(viewport={"width": 1280, "height": 900})
-    log = PageLog(base)
-    page.on("request", lambda r: log.requests.append(r.url))
-    page.on("requestfailed", lambda r: log.failed.append(f"{r.url}: {r.failure}"))
-    page.on("console", lambda m: log.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: log.errors.append(f"page error: {e}"))
-    page.on("dialog", lambda d: (log.dialogs.append(d.message), d.dismiss()))
+    page, log = logged_page(require(browser), base)
     try:
         yield page, log
     finally:

@@ -74,16 +74,22 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-@contextmanager
-def open_report(browser: Any, report: Path) -> Iterator[tuple[Any, PageLog]]:
-    """The report loaded in a new page, every plot drawn; the log of its requests, errors and dialogs."""
+def logged_page(browser: Any, url: str) -> tuple[Any, PageLog]:
+    """A new page whose requests, failed requests, console errors, page errors and dialogs go into a PageLog."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    log = PageLog(report.resolve().as_uri())
+    log = PageLog(url)
     page.on("request", lambda r: log.requests.append(r.url))
     page.on("requestfailed", lambda r: log.failed.append(f"{r.url}: {r.failure}"))
     page.on("console", lambda m: log.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: log.errors.append(f"page error: {e}"))
     page.on("dialog", lambda d: (log.dialogs.append(d.message), d.dismiss()))
+    return page, log
+
+
+@contextmanager
+def open_report(browser: Any, report: Path) -> Iterator[tuple[Any, PageLog]]:
+    """The report loaded in a new page, every plot drawn; the log of its requests, errors and dialogs."""
+    page, log = logged_page(browser, report.resolve().as_uri())
     try:
         page.goto(log.url, wait_until="load")
         page.wait_for_selector(".plotly .main-svg", timeout=30_000)
