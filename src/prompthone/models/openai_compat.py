@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -53,6 +54,24 @@ _Result = TypeVar("_Result")
 _Json = dict[str, Any]
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`url` without a `user:password@` part, and that part as HTTP basic auth.
+
+    A URL with credentials is shown in model ids, run configs, cache keys, messages and logs; taking them out here,
+    once, keeps them in memory only, like the API key.
+    """
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, None
+    clean = str(parsed.copy_with(username=None, password=None))
+    return clean.rstrip("/"), (parsed.username, parsed.password)
+
+
+def mask_credentials(spec: str) -> str:
+    """A model spec with any `user:password@` in its URL replaced by `***@` (for what prompthone writes down)."""
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", spec)
+
+
 class _TransientError(Exception):
     """One failed attempt that is worth retrying; `retry_after` is the server's hint in seconds."""
 
@@ -83,7 +102,7 @@ class OpenAICompatModel:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url, credentials = split_credentials(base_url.rstrip("/"))
         self.api_key_env = api_key_env
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
@@ -99,7 +118,7 @@ class OpenAICompatModel:
         self._secret = os.environ.get(KEY_ENV_OVERRIDE) or os.environ.get(api_key_env) or ""
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(timeout),
+            headers=headers, auth=credentials, timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=2 * max_concurrency,
                                 max_keepalive_connections=max_concurrency))
         try:
