@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from prompthone.report.data import RunData
 from prompthone.store.db import RunStore
+from prompthone.store.export import evaluation_record
 
 
 def run_data_from_store(store: RunStore, run_id: str) -> RunData:
     """Everything the report reads about `run_id` (raises StoreError for an unknown id)."""
     record = store.get_run(run_id)
-    evaluations = [{"candidate": e["cand_id"], "key": e["key"], "hash": e["hash"], "prediction": e["prediction"],
-                    "score": e["score"]} for e in store.evaluations(run_id)]
+    evaluations = [evaluation_record(e) for e in store.evaluations(run_id)]
     return RunData(run_id=record.id, status=record.status, config=record.config, candidates=store.candidates(run_id),
                    steps=store.steps(run_id), events=store.events(run_id), examples=store.examples(run_id),
                    evaluations=evaluations, result=record.result, path=None)

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from prompthone.store.db import RunStore
 
 
+def evaluation_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored evaluation in the driver's line format (the candidate is named `candidate`, not `cand_id`)."""
+    return {"candidate": row["cand_id"], "key": row["key"], "hash": row["hash"], "prediction": row["prediction"],
+            "score": row["score"]}
+
+
 def export_run_dir(store: RunStore, run_id: str, path: Path) -> Path:
     """Write `run_id` to the directory `path`, all at once: readers see the old export or the new one.
 
@@ -42,9 +48,7 @@ def export_run_dir(store: RunStore, run_id: str, path: Path) -> Path:
         _write_lines(tmp / "steps.jsonl", store.steps(run_id))
         _write_lines(tmp / "events.jsonl", store.events(run_id))
         _write_lines(tmp / "examples.jsonl", store.examples(run_id))
-        _write_lines(tmp / "evaluations.jsonl", ({"candidate": e["cand_id"], "key": e["key"], "hash": e["hash"],
-                                                  "prediction": e["prediction"], "score": e["score"]}
-                                                 for e in store.evaluations(run_id)))
+        _write_lines(tmp / "evaluations.jsonl", map(evaluation_record, store.evaluations(run_id)))
         if run.result is not None:
             _write_json(tmp / "result.json", run.result)
         tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be read

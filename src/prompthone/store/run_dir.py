@@ -1,4 +1,4 @@
-"""The run directory: every candidate, step and result of a run, written as JSON the moment it exists.
+"""The run directory: a run's records as JSON files, exported from the run store (`store.export`) when a run ends.
 
 Files: `config.json` (what was asked, with versions), `candidates.jsonl` (one line per candidate update,
 last line per id wins), `steps.jsonl` (one line per optimizer step), `events.jsonl` (a method's decisions),
@@ -47,18 +47,6 @@ class RunDirectory:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, target)
         return target
-
-    def append(self, name: str, record: dict[str, Any]) -> None:
-        self.append_many(name, [record])
-
-    def append_many(self, name: str, records: list[dict[str, Any]]) -> None:
-        """Append JSON lines in one write, flushed, so a crash leaves whole lines behind."""
-        if not records:
-            return
-        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
-        with (self.path / name).open("a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
 
 
 def read_candidates(run_path: str | Path) -> dict[int, dict[str, Any]]:
