@@ -133,7 +133,7 @@ def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: 
     cache the result is the one the run would have had without the stop, and every call the stopped process
     had finished is answered by the cache. A model passed as an object (not a spec) must be passed again.
     """
-    from prompthone.resume import reopen
+    from prompthone.reopen import reopen
 
     tracker = _tracker(mlflow, mlflow_experiment)
     plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)

@@ -162,3 +162,12 @@ def test_a_crashed_run_resumed_from_its_store_records_what_the_uninterrupted_run
             return cands, [s["step"] for s in store.steps(run_id)], evals, store.get_run(run_id).status
 
     assert recorded("b", crashed.id) == recorded("a", Path(whole.run_dir or "").name)
+
+
+def test_ph_resume_stays_the_function_after_its_helpers_are_imported() -> None:
+    import importlib
+
+    import prompthone as ph
+
+    importlib.import_module("prompthone.reopen")  # what api.resume imports on its first call
+    assert callable(ph.resume) and ph.resume.__module__ == "prompthone.api"
