@@ -44,7 +44,10 @@ def open_page(browser: Any, base: str) -> Iterator[tuple[Any, PageLog]]:
 
 
 def check_clean(log: PageLog) -> None:
-    assert log.errors == [] and log.failed == [] and log.dialogs == []
+    """No console error, dialog or failed request, except a live poll of /api/ that Chromium aborted because the
+    test clicked away while it was in flight (the page polls every 0.4 s while a run is running)."""
+    failed = [f for f in log.failed if not (f.startswith(f"{log.url}api/") and f.endswith(": net::ERR_ABORTED"))]
+    assert log.errors == [] and failed == [] and log.dialogs == []
     assert log.requests and [u for u in log.requests if not u.startswith(log.url)] == []
 
 
