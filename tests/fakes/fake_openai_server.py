@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
 
 
 @dataclass
@@ -121,7 +123,7 @@ class FakeOpenAIServer:
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="fake-openai", daemon=True)
@@ -175,6 +177,10 @@ class FakeOpenAIServer:
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(self.reply_text.split()),
                           "total_tokens": prompt_tokens + len(self.reply_text.split())}}
         return 200, json.dumps(data).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 resets connections when 64 arrive at once
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,7 +13,8 @@ from tests.fakes.fake_openai_server import FakeOpenAIServer, Fault
 
 from prompthone.errors import BackendError, ConfigError
 from prompthone.models.base import GenerationRequest, Message, Model, ScoringRequest
-from prompthone.models.openai_compat import OpenAICompatModel, label_logprobs, parse_spec
+from prompthone.models.openai_compat import OpenAICompatModel, estimated_tokens, label_logprobs, parse_spec
+from prompthone.models.openai_wire import generation_body, split_spec_options
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 ASK = (Message("user", "Is this great? Answer yes or no."),)
@@ -416,3 +417,82 @@ def test_close_is_idempotent_and_a_closed_model_refuses_work(
     model.close()
     with pytest.raises(BackendError, match="closed"):
         list(model.generate(_requests(1)))
+
+
+# -- many in flight, rate limits, Retry-After for everyone ---------------------------------------------------
+
+def test_64_requests_are_kept_in_flight_on_one_thread(open_models: list[OpenAICompatModel]) -> None:
+    server = FakeOpenAIServer(delay=0.3).start()
+    try:
+        model = fast_model(server.base_url, open_models, max_concurrency=64, timeout=10.0)
+        threads_before = threading.active_count()
+        indexes = sorted(index for index, _ in model.generate(_requests(192)))
+        assert indexes == list(range(192))
+        assert server.max_in_flight == 64
+        assert threading.active_count() <= threads_before + 1  # the event loop's thread, not one per request
+    finally:
+        server.stop()
+
+
+def _most_in_any_window(times: list[float], seconds: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t - start < seconds) for i, start in enumerate(times))
+
+
+def test_requests_per_second_limits_what_reaches_the_server(open_models: list[OpenAICompatModel]) -> None:
+    server = FakeOpenAIServer().start()
+    try:
+        model = fast_model(server.base_url, open_models, max_concurrency=16, requests_per_second=20.0)
+        assert len(list(model.generate(_requests(50)))) == 50
+        arrivals = [r.at for r in server.requests]
+        # evenly spaced, one every 50 ms: no burst
+        assert _most_in_any_window(arrivals, 1.0) <= 21
+        assert max(arrivals) - min(arrivals) >= 49 * 0.05 * 0.9
+    finally:
+        server.stop()
+
+
+def test_tokens_per_minute_takes_the_estimate_of_each_request(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
+    model = fast_model(fake_openai.base_url, open_models, tokens_per_minute=600.0)  # a bucket of 100, 10/s
+    request = GenerationRequest(messages=(Message("user", "x" * 200),), max_tokens=9)
+    assert estimated_tokens(generation_body("m", request)) == 200 // 4 + 9 + 1
+    one_completion(model, request)
+    limiter = model._token_limit
+    assert limiter is not None and limiter.has_capacity(30) and not limiter.has_capacity(45)
+
+
+def test_a_retry_after_pauses_every_request_of_the_model(open_models: list[OpenAICompatModel]) -> None:
+    server = FakeOpenAIServer(delay=0.02).start()
+    try:
+        server.script(Fault.rate_limited(retry_after="0.5"))
+        model = fast_model(server.base_url, open_models, max_concurrency=1, backoff_max=2.0)
+        assert len(list(model.generate(_requests(4)))) == 4
+        [limited, *rest] = server.requests
+        assert len(rest) == 4 and min(r.at for r in rest) - limited.at >= 0.45
+        assert model.stats["http_429"] == 1 and model.stats["retries"] == 1
+    finally:
+        server.stop()
+
+
+def test_spec_options_set_how_requests_are_sent_but_not_the_id(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
+    spec = f"openai:{fake_openai.base_url}#fake-model?max_in_flight=3&requests_per_second=50&timeout=2.5"
+    model = OpenAICompatModel.from_spec(spec)
+    open_models.append(model)
+    assert model.id == f"openai:{fake_openai.base_url}#fake-model"
+    assert (model.capabilities.max_concurrency, model.requests_per_second, model.timeout) == (3, 50.0, 2.5)
+    assert "requests_per_second=50" in repr(model)
+    assert split_spec_options("openai:http://h/v1#m?max_retries=0") == ("openai:http://h/v1#m", {"max_retries": 0})
+
+
+@pytest.mark.parametrize("query, message", [
+    ("speed=fast", "not one of max_in_flight=<int>"),
+    ("max_in_flight", "not one of"),
+    ("max_in_flight=many", "max_in_flight='many' is not a valid int"),
+    ("requests_per_second=0", "must be positive"),
+    ("max_retries=-1", "must be positive"),
+])
+def test_bad_spec_options_are_clear_errors(query: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        OpenAICompatModel.from_spec(f"openai:http://127.0.0.1:9/v1#m?{query}")

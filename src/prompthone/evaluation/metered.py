@@ -1,9 +1,13 @@
 """A model seen through the call cache and the budget meter: what optimizers and the evaluator call.
 
 Cache hits never reach the backend. Requests are reserved on the meter in order (hits included, so a
-seeded run takes the same path with a warm or a cold cache), misses are sent in chunks no larger than the
-backend's concurrency, and each result is cached the moment it arrives, so a crash or a spent budget
-never loses a call that was paid for.
+seeded run takes the same path with a warm or a cold cache) and each result is cached the moment it arrives,
+so a crash or a spent budget never loses a call that was paid for.
+
+Misses go to the backend as one batch (as many as the call budget grants), so a server backend keeps all of its
+slots busy until the last request instead of draining at the end of every chunk (at 64 in flight, chunks of 64
+would idle it for a tail per chunk). Only a token budget, which is known to be spent only after the replies
+arrive, sends chunks of the backend's concurrency, so the overshoot is at most one chunk.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class MeteredModel:
     def _run(self, requests: Sequence[Req], call: Callable[[Sequence[Req]], Iterator[tuple[int, Res]]],
              kind: type[Res]) -> list[Res]:
         results: list[Res | None] = [None] * len(requests)
-        chunk = max(1, self.model.capabilities.max_concurrency)
+        chunk = (max(1, self.model.capabilities.max_concurrency) if self.meter.budget.tokens is not None
+                 else len(requests))
         start = 0
         while start < len(requests):
             # Every request is reserved in order, cached or not, so the budget stops a run at the same

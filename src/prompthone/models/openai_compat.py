@@ -1,8 +1,11 @@
 """A `Model` backend for any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp server, OpenAI).
 
-Requests go through one shared, thread-safe `httpx.Client`; transient faults (429, 5xx, connection errors,
-timeouts, malformed 200 replies) are retried by `tenacity` with exponential backoff and jitter, honouring
-`Retry-After`. Batches run on a bounded thread pool and yield results as they complete.
+Requests run on one private asyncio loop through one `httpx.AsyncClient`: up to `max_concurrency` of them in
+flight over every batch of the model together (`async_runner.fan_out`), so a vLLM cluster can be kept busy with
+64 at once while callers stay synchronous. Optional client-side rate limits (requests per second, tokens per
+minute; `aiolimiter`) keep a paid API under its quota. Transient faults (429, 5xx, connection errors, timeouts,
+truncated or malformed 200 replies) are retried by `tenacity` with exponential backoff and jitter; a
+`Retry-After` delays that request and pauses new requests of every batch until it has passed.
 
 The API key is read from the environment once, kept in memory only and sent only as an `Authorization`
 header: it never appears in `id`, `repr`, log lines or exception messages.
@@ -10,19 +13,22 @@ header: it never appears in `id`, `repr`, log lines or exception messages.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import random
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from prompthone.errors import BackendError, ConfigError
+from prompthone.models.async_runner import LoopThread, fan_out
 from prompthone.models.base import (
     Capabilities,
     Completion,
@@ -33,13 +39,15 @@ from prompthone.models.base import (
 from prompthone.models.openai_wire import (
     SPEC_PREFIX,
     first_position_top,
+    generation_body,
     has_choices,
     has_model_list,
     label_logprobs,
-    messages_json,
     parse_retry_after,
     parse_spec,
+    scoring_body,
     server_message,
+    split_spec_options,
     usage_tokens,
 )
 
@@ -67,6 +75,15 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean.rstrip("/"), (parsed.username, parsed.password)
 
 
+def estimated_tokens(body: _Json | None) -> float:
+    """Tokens a request will use, guessed before it is sent (for the tokens-per-minute limit): about four
+    characters a token for the prompt, plus the most it may generate."""
+    if not body:
+        return 1.0
+    prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()) if isinstance(m, dict))
+    return float(prompt // 4 + int(body.get("max_tokens") or 0) + 1)
+
+
 def mask_credentials(spec: str) -> str:
     """A model spec with any `user:password@` in its URL replaced by `***@` (for what prompthone writes down)."""
     return re.sub(r"(://)[^/@\s]+@", r"\1***@", spec)
@@ -83,11 +100,17 @@ class _TransientError(Exception):
 class OpenAICompatModel:
     """A model served over the OpenAI chat-completions API: generation, plus label scoring from logprobs.
 
-    >>> model = OpenAICompatModel.from_spec("openai:http://127.0.0.1:8000/v1/qwen2.5-7b")  # doctest: +SKIP
+    >>> spec = "openai:http://127.0.0.1:8000/v1/qwen2.5-7b?max_in_flight=64&requests_per_second=50"
+    >>> model = OpenAICompatModel.from_spec(spec)  # doctest: +SKIP
 
     Scoring reads the top logprobs of the first generated token only (see `label_logprobs`): labels whose
     first tokens coincide cannot be separated by this backend. Pass `logprobs=False` (on the CLI:
     `--scoring generate`) for servers that do not return logprobs; `capabilities.score` is then false.
+
+    `max_concurrency` bounds the requests in flight; `requests_per_second` and `tokens_per_minute` (None: no
+    limit) are client-side rate limits. The token limit counts an estimate made before sending (prompt characters
+    / 4 + `max_tokens`), since the true count is only known from the reply; one request counts at most ten
+    seconds' worth of the limit.
 
     `stats` counts, for run summaries: `requests` (HTTP attempts), `retries`, `failures` (calls that ran out
     of retries), `backoff_ms` (time spent waiting), `timeouts`, `connection_errors`, `malformed` (unusable
@@ -97,46 +120,66 @@ class OpenAICompatModel:
     def __init__(self, base_url: str, model: str | None = None, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
                  backoff_max: float = 20.0, max_concurrency: int = 8, logprobs: bool = True,
-                 top_logprobs: int = 20) -> None:
+                 top_logprobs: int = 20, requests_per_second: float | None = None,
+                 tokens_per_minute: float | None = None) -> None:
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
+        for name, limit in (("requests_per_second", requests_per_second), ("tokens_per_minute", tokens_per_minute)):
+            if limit is not None and limit <= 0:
+                raise ConfigError(f"{name} must be positive, got {limit}")
         self.base_url, credentials = split_credentials(base_url.rstrip("/"))
         self.api_key_env = api_key_env
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.max_concurrency, self.logprobs, self.top_logprobs = max_concurrency, logprobs, top_logprobs
+        self.requests_per_second, self.tokens_per_minute = requests_per_second, tokens_per_minute
         self.capabilities = Capabilities(generate=True, score=logprobs, white_box=False,
                                          max_concurrency=max_concurrency)
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0, "backoff_ms": 0}
         self._stats_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
         self._jitter = random.Random()
         self._closed = False
+        self._close_lock = threading.Lock()
         self._secret = os.environ.get(KEY_ENV_OVERRIDE) or os.environ.get(api_key_env) or ""
+        self._runner = LoopThread(f"prompthone-openai-{self.base_url}")
+        # Created on the loop thread: an asyncio primitive belongs to the loop it first runs on.
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._paused_until = 0.0  # loop time before which no new request is sent (a server's Retry-After)
+        # Leaky buckets: requests are spaced evenly (no burst); tokens may burst by ten seconds' worth, so one
+        # long prompt is not held back by its own size. Over any minute the server sees at most the limit plus
+        # that burst.
+        self._request_limit = AsyncLimiter(1, 1.0 / requests_per_second) if requests_per_second else None
+        self._token_limit = AsyncLimiter(tokens_per_minute / 6.0, 10.0) if tokens_per_minute else None
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
-        self._client = httpx.Client(
+        self._client = httpx.AsyncClient(
             headers=headers, auth=credentials, timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=2 * max_concurrency,
-                                max_keepalive_connections=max_concurrency))
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency))
         try:
-            self.model = model or self._discover_model()
+            self.model = model or self._runner.run(self._discover_model())
         except BaseException:
-            self._client.close()
+            self.close()
             raise
         self.id = f"{SPEC_PREFIX}{self.base_url}#{self.model}"
 
     @classmethod
     def from_spec(cls, spec: str, **options: Any) -> OpenAICompatModel:
-        """Build from `openai:<url>[/<model>|#<model>]` (see `parse_spec`); options go to the constructor."""
+        """Build from `openai:<url>[/<model>|#<model>][?option=value&...]` (see `parse_spec` and
+        `split_spec_options`: max_in_flight, requests_per_second, tokens_per_minute, timeout, max_retries);
+        keyword options go to the constructor and win over the spec's."""
+        spec, from_spec = split_spec_options(spec)
+        if "max_in_flight" in from_spec:
+            from_spec["max_concurrency"] = from_spec.pop("max_in_flight")
         base_url, model = parse_spec(spec)
-        return cls(base_url, model, **options)
+        return cls(base_url, model, **{**from_spec, **options})
 
     def __repr__(self) -> str:
+        limits = "".join(f", {name}={value:g}" for name, value in (
+            ("requests_per_second", self.requests_per_second), ("tokens_per_minute", self.tokens_per_minute))
+            if value is not None)
         return (f"OpenAICompatModel(base_url={self.base_url!r}, model={self.model!r}, "
-                f"max_concurrency={self.max_concurrency}, logprobs={self.logprobs})")
+                f"max_concurrency={self.max_concurrency}, logprobs={self.logprobs}{limits})")
 
     __str__ = __repr__
 
@@ -168,24 +211,17 @@ class OpenAICompatModel:
                               "check capabilities.prefill before sending one")
 
     def close(self) -> None:
-        """Cancel queued requests, wait for running ones and close the HTTP connections."""
-        with self._executor_lock:
-            executor, self._executor, self._closed = self._executor, None, True
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        self._client.close()
+        """Cancel running and queued requests, close the HTTP connections and stop the loop (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._runner.stop(closing=self._client.aclose)
 
     # -- one request each ----------------------------------------------------------------------------------
 
-    def _generate_one(self, request: GenerationRequest) -> Completion:
-        body: _Json = {"model": self.model, "messages": messages_json(request.messages),
-                       "max_tokens": request.max_tokens, "temperature": request.temperature,
-                       "top_p": request.top_p}
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.seed is not None:
-            body["seed"] = request.seed
-        data = self._request("POST", "chat/completions", body, has_choices)
+    async def _generate_one(self, request: GenerationRequest) -> Completion:
+        data = await self._request("POST", "chat/completions", generation_body(self.model, request), has_choices)
         choice = data["choices"][0]
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else choice.get("text")
@@ -193,10 +229,9 @@ class OpenAICompatModel:
                           completion_tokens=usage_tokens(data, "completion_tokens"),
                           finish_reason=choice.get("finish_reason"))
 
-    def _score_one(self, request: ScoringRequest) -> ContinuationScores:
-        body: _Json = {"model": self.model, "messages": messages_json(request.messages), "max_tokens": 1,
-                       "temperature": 0.0, "logprobs": True, "top_logprobs": self.top_logprobs}
-        data = self._request("POST", "chat/completions", body, has_choices)
+    async def _score_one(self, request: ScoringRequest) -> ContinuationScores:
+        body = scoring_body(self.model, request, self.top_logprobs)
+        data = await self._request("POST", "chat/completions", body, has_choices)
         top = first_position_top(data["choices"][0])
         if top is None:
             raise BackendError(
@@ -205,8 +240,8 @@ class OpenAICompatModel:
         return ContinuationScores(logprobs=label_logprobs(top, request.continuations),
                                   prompt_tokens=usage_tokens(data, "prompt_tokens"))
 
-    def _discover_model(self) -> str:
-        data = self._request("GET", "models", None, has_model_list)
+    async def _discover_model(self) -> str:
+        data = await self._request("GET", "models", None, has_model_list)
         for entry in data["data"]:
             if isinstance(entry, dict) and entry.get("id"):
                 return str(entry["id"])
@@ -215,55 +250,53 @@ class OpenAICompatModel:
 
     # -- concurrency ---------------------------------------------------------------------------------------
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._executor_lock:
-            if self._closed:
-                raise BackendError(f"{self.id} is closed")
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.max_concurrency,
-                                                    thread_name_prefix="prompthone-openai")
-            return self._executor
-
-    def _run_all(self, call: Callable[[_Item], _Result],
+    def _run_all(self, call: Callable[[_Item], Awaitable[_Result]],
                  items: Sequence[_Item]) -> Iterator[tuple[int, _Result]]:
-        """Run `call` over `items` on the shared pool; yield (index, result) as each completes.
+        """Run `call` over `items` on the model's loop; yield (index, result) as each completes.
 
-        The pool is shared by every batch of this model, so `max_concurrency` bounds all of them together.
-        Closing the generator early cancels the requests that have not started.
+        The semaphore is shared by every batch of this model, so `max_concurrency` bounds all of them together.
+        Closing the generator early cancels the requests still running or not yet started.
         """
-        if not items:
-            return
-        pool = self._pool()
-        futures: dict[Future[_Result], int] = {pool.submit(call, item): i for i, item in enumerate(items)}
+        if self._closed:
+            raise BackendError(f"{self.id} is closed")
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+            yield from fan_out(self._runner, call, items, self._slots, self.max_concurrency)
+        except concurrent.futures.CancelledError:
+            raise BackendError(f"{self.id} was closed while its requests were running") from None
 
     # -- HTTP with retries ---------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: _Json | None,
-                 check: Callable[[Any], str | None]) -> _Json:
+    async def _request(self, method: str, path: str, body: _Json | None,
+                       check: Callable[[Any], str | None]) -> _Json:
         """One API call, retried on transient faults; BackendError names the URL, last fault and attempts."""
         url = f"{self.base_url}/{path}"
-        retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._backoff,
-                            retry=retry_if_exception_type(_TransientError), before_sleep=self._log_retry,
-                            reraise=True)
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._backoff,
+                                 retry=retry_if_exception_type(_TransientError), before_sleep=self._log_retry,
+                                 reraise=True)
         try:
-            result: _Json = retrying(self._attempt, method, url, body, check)
+            result: _Json = await retrying(self._attempt, method, url, body, check)
         except _TransientError as exc:
             self._count("failures")
             raise BackendError(f"{method} {url} failed after {self.max_retries + 1} attempts; "
                                f"last error: {exc}") from exc
         return result
 
-    def _attempt(self, method: str, url: str, body: _Json | None,
-                 check: Callable[[Any], str | None]) -> _Json:
+    async def _admit(self, body: _Json | None) -> None:
+        """Wait out a server's Retry-After pause and the client-side rate limits before one attempt."""
+        loop = asyncio.get_running_loop()
+        while (wait := self._paused_until - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        if self._request_limit is not None:
+            await self._request_limit.acquire()
+        if self._token_limit is not None:
+            await self._token_limit.acquire(min(estimated_tokens(body), self._token_limit.max_rate))
+
+    async def _attempt(self, method: str, url: str, body: _Json | None,
+                       check: Callable[[Any], str | None]) -> _Json:
+        await self._admit(body)
         self._count("requests")
         try:
-            response = self._client.request(method, url, json=body)
+            response = await self._client.request(method, url, json=body)
         except httpx.TimeoutException as exc:
             self._count("timeouts")
             raise _TransientError(f"no reply within {self.timeout:g} s ({type(exc).__name__})") from exc
@@ -280,7 +313,10 @@ class OpenAICompatModel:
             message = self._redact(server_message(response))
             if status in RETRY_STATUSES:
                 hint = response.headers.get("retry-after") if status in RETRY_AFTER_STATUSES else None
-                raise _TransientError(f"HTTP {status}: {message}", retry_after=parse_retry_after(hint))
+                retry_after = parse_retry_after(hint)
+                if retry_after:
+                    self._pause(min(retry_after, self.backoff_max))
+                raise _TransientError(f"HTTP {status}: {message}", retry_after=retry_after)
             raise BackendError(f"{method} {url} failed with HTTP {status}: {message}{self._hint(status)}")
         try:
             data = response.json()
@@ -292,6 +328,11 @@ class OpenAICompatModel:
             self._count("malformed")
             raise _TransientError(f"HTTP 200 but {problem}")
         return cast(_Json, data)
+
+    def _pause(self, seconds: float) -> None:
+        """Hold every new request of this model for `seconds`: the server asked for room, not one request."""
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
 
     def _backoff(self, state: RetryCallState) -> float:
         """Seconds before the next attempt: the server's Retry-After, else exponential with equal jitter."""

@@ -14,10 +14,43 @@ from typing import Any
 import httpx
 
 from prompthone.errors import ConfigError
-from prompthone.models.base import Message
+from prompthone.models.base import GenerationRequest, Message, ScoringRequest
 
 SPEC_PREFIX = "openai:"
 _Json = dict[str, Any]
+
+
+#: Settings a spec may carry after `?` (they change how requests are sent, never what comes back, so they stay out
+#: of the model id and the cache keys), with the type each value is read as.
+SPEC_OPTIONS: dict[str, type] = {"max_in_flight": int, "requests_per_second": float, "tokens_per_minute": float,
+                                 "timeout": float, "max_retries": int}
+
+
+def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:
+    """`openai:<url>[#model]?max_in_flight=64&requests_per_second=20` -> (the spec without `?...`, its options).
+
+    Options ride in the spec so that every place a model is rebuilt from its spec (a resumed run, a Ray worker,
+    a study's arms) sends requests the same way without extra plumbing. Unknown names and bad values are a
+    ConfigError that lists the known ones.
+    """
+    if "?" not in spec:
+        return spec, {}
+    base, query = spec.rsplit("?", 1)
+    options: dict[str, Any] = {}
+    for part in filter(None, query.split("&")):
+        name, sep, raw = part.partition("=")
+        kind = SPEC_OPTIONS.get(name.strip())
+        if kind is None or not sep:
+            raise ConfigError(f"model spec option {part!r} is not one of "
+                              f"{', '.join(f'{n}=<{t.__name__}>' for n, t in SPEC_OPTIONS.items())}")
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise ConfigError(f"model spec option {name.strip()}={raw!r} is not a valid {kind.__name__}") from None
+        if value < 0 or (value == 0 and name.strip() != "max_retries"):
+            raise ConfigError(f"model spec option {name.strip()} must be positive, got {raw!r}")
+        options[name.strip()] = value
+    return base, options
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -151,6 +184,23 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def generation_body(model: str, request: GenerationRequest) -> _Json:
+    """The chat-completions request body for one generation."""
+    body: _Json = {"model": model, "messages": messages_json(request.messages), "max_tokens": request.max_tokens,
+                   "temperature": request.temperature, "top_p": request.top_p}
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    return body
+
+
+def scoring_body(model: str, request: ScoringRequest, top_logprobs: int) -> _Json:
+    """The request body that scores labels: one greedy token with its `top_logprobs` alternatives."""
+    return {"model": model, "messages": messages_json(request.messages), "max_tokens": 1, "temperature": 0.0,
+            "logprobs": True, "top_logprobs": top_logprobs}
 
 
 def messages_json(messages: Sequence[Message]) -> list[dict[str, str]]:
