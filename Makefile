@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 
 DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
 
-.PHONY: install demo test lint system-deps bench bench-greater bench-pas peers peers-quick clean
+.PHONY: install demo test lint system-deps bench bench-throughput bench-greater bench-pas peers peers-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ test: lint system-deps  ## the whole suite (unit, fault injection, end-to-end on
 
 bench: install  ## benchmarks, printed as ratios against baselines measured in the same run
 	$(PY) -m benchmarks.run
+
+bench-throughput: install  ## server throughput at 64 in flight vs a plain load generator, peak RSS at 1k/10k (~3 min)
+	$(PY) -m benchmarks.throughput
 
 bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min) and its cost per step
 	$(PY) -m benchmarks.greater

@@ -429,7 +429,8 @@ def test_64_requests_are_kept_in_flight_on_one_thread(open_models: list[OpenAICo
         indexes = sorted(index for index, _ in model.generate(_requests(192)))
         assert indexes == list(range(192))
         assert server.max_in_flight == 64
-        assert threading.active_count() <= threads_before + 1  # the event loop's thread, not one per request
+        # the event loop's thread and a few of the resolver's, not one per request in flight
+        assert threading.active_count() < threads_before + 16
     finally:
         server.stop()
 

@@ -1,6 +1,6 @@
 """A `Model` backend for any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp server, OpenAI).
 
-Requests run on one private asyncio loop through one `httpx.AsyncClient`: up to `max_concurrency` of them in
+Requests run on one private asyncio loop through one `aiohttp` session: up to `max_concurrency` of them in
 flight over every batch of the model together (`async_runner.fan_out`), so a vLLM cluster can be kept busy with
 64 at once while callers stay synchronous. Optional client-side rate limits (requests per second, tokens per
 minute; `aiolimiter`) keep a paid API under its quota. Transient faults (429, 5xx, connection errors, timeouts,
@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import os
 import random
 import re
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
+import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -82,6 +86,14 @@ def estimated_tokens(body: _Json | None) -> float:
         return 1.0
     prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()) if isinstance(m, dict))
     return float(prompt // 4 + int(body.get("max_tokens") or 0) + 1)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` ($HTTP(S)_PROXY, minus $NO_PROXY), read once per session."""
+    scheme, host = urllib.parse.urlsplit(url).scheme, urllib.parse.urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies_environment().get(scheme)
 
 
 def mask_credentials(spec: str) -> str:
@@ -152,10 +164,9 @@ class OpenAICompatModel:
         # that burst.
         self._request_limit = AsyncLimiter(1, 1.0 / requests_per_second) if requests_per_second else None
         self._token_limit = AsyncLimiter(tokens_per_minute / 6.0, 10.0) if tokens_per_minute else None
-        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
-        self._client = httpx.AsyncClient(
-            headers=headers, auth=credentials, timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency))
+        self._auth = aiohttp.BasicAuth(credentials[0], credentials[1]) if credentials else None
+        self._session: aiohttp.ClientSession | None = None  # opened on the loop, at the first request
+        self._proxy: str | None = None
         try:
             self.model = model or self._runner.run(self._discover_model())
         except BaseException:
@@ -216,7 +227,11 @@ class OpenAICompatModel:
             if self._closed:
                 return
             self._closed = True
-        self._runner.stop(closing=self._client.aclose)
+        self._runner.stop(closing=self._close_session)
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     # -- one request each ----------------------------------------------------------------------------------
 
@@ -270,7 +285,18 @@ class OpenAICompatModel:
                        check: Callable[[Any], str | None]) -> _Json:
         """One API call, retried on transient faults; BackendError names the URL, last fault and attempts."""
         url = f"{self.base_url}/{path}"
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._backoff,
+        try:
+            # The first attempt runs without tenacity (whose per-call setup costs more CPU than the request itself
+            # at hundreds of requests a second); a transient fault hands over to the retry loop.
+            return await self._attempt(method, url, body, check)
+        except _TransientError as first:
+            if self.max_retries == 0:
+                self._count("failures")
+                raise BackendError(f"{method} {url} failed after 1 attempt; last error: {first}") from first
+            delay = self._backoff_after(1, first)
+            self._note_retry(1, first, delay)
+            await asyncio.sleep(delay)
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries), wait=self._backoff,
                                  retry=retry_if_exception_type(_TransientError), before_sleep=self._log_retry,
                                  reraise=True)
         try:
@@ -295,31 +321,33 @@ class OpenAICompatModel:
                        check: Callable[[Any], str | None]) -> _Json:
         await self._admit(body)
         self._count("requests")
+        session = self._open_session()
         try:
-            response = await self._client.request(method, url, json=body)
-        except httpx.TimeoutException as exc:
+            async with session.request(method, url, json=body, proxy=self._proxy) as response:
+                status, reason, raw = response.status, response.reason or "", await response.read()
+                retry_hint = response.headers.get("Retry-After")
+        except TimeoutError as exc:
             self._count("timeouts")
             raise _TransientError(f"no reply within {self.timeout:g} s ({type(exc).__name__})") from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # refused, reset, closed mid-reply, or a body shorter than its Content-Length (a truncated stream)
             self._count("connection_errors")
             detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
             raise _TransientError(f"connection error ({detail})") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
             raise BackendError(f"{method} {url} failed: {detail}") from exc
-        status = response.status_code
         if not 200 <= status < 300:
             self._count(f"http_{status}")
-            message = self._redact(server_message(response))
+            message = self._redact(server_message(raw, reason))
             if status in RETRY_STATUSES:
-                hint = response.headers.get("retry-after") if status in RETRY_AFTER_STATUSES else None
-                retry_after = parse_retry_after(hint)
+                retry_after = parse_retry_after(retry_hint if status in RETRY_AFTER_STATUSES else None)
                 if retry_after:
                     self._pause(min(retry_after, self.backoff_max))
                 raise _TransientError(f"HTTP {status}: {message}", retry_after=retry_after)
             raise BackendError(f"{method} {url} failed with HTTP {status}: {message}{self._hint(status)}")
         try:
-            data = response.json()
+            data = json.loads(raw)
         except ValueError as exc:
             self._count("malformed")
             raise _TransientError("HTTP 200 with a body that is not valid JSON") from exc
@@ -329,26 +357,47 @@ class OpenAICompatModel:
             raise _TransientError(f"HTTP 200 but {problem}")
         return cast(_Json, data)
 
+    def _open_session(self) -> aiohttp.ClientSession:
+        """The model's one session (connection pool), created on the loop the first time it is needed."""
+        if self._session is None:
+            headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+            # The proxy settings of the environment are read once here: aiohttp's trust_env reads every environment
+            # variable and ~/.netrc on every request (most of the client's CPU at 1,000 requests/s).
+            self._proxy = environment_proxy(self.base_url)
+            self._session = aiohttp.ClientSession(
+                headers=headers, auth=self._auth, timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency))
+        return self._session
+
     def _pause(self, seconds: float) -> None:
         """Hold every new request of this model for `seconds`: the server asked for room, not one request."""
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
 
+    # tenacity runs attempts 2, 3, ... (the first ran on the fast path), so its attempt numbers are one behind.
+
     def _backoff(self, state: RetryCallState) -> float:
-        """Seconds before the next attempt: the server's Retry-After, else exponential with equal jitter."""
         exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.backoff_max)
-        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (state.attempt_number - 1))
-        return ceiling / 2.0 + self._jitter.uniform(0.0, ceiling / 2.0)
+        return self._backoff_after(state.attempt_number + 1, exc)
 
     def _log_retry(self, state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         exc = state.outcome.exception() if state.outcome is not None else None
+        self._note_retry(state.attempt_number + 1, exc, wait)
+
+    def _backoff_after(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds before the attempt after `attempt`: the server's Retry-After, else exponential with equal
+        jitter."""
+        if isinstance(exc, _TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
+        return ceiling / 2.0 + self._jitter.uniform(0.0, ceiling / 2.0)
+
+    def _note_retry(self, attempt: int, exc: BaseException | None, wait: float) -> None:
         self._count("retries")
         self._count("backoff_ms", round(wait * 1000))
         logger.warning("%s: attempt %d/%d failed (%s); retrying in %.2f s", self.base_url,
-                       state.attempt_number, self.max_retries + 1, exc, wait)
+                       attempt, self.max_retries + 1, exc, wait)
 
     def _count(self, key: str, amount: int = 1) -> None:
         with self._stats_lock:

@@ -6,12 +6,11 @@ Kept apart from `openai_compat` (transport, retries, concurrency) so each has on
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import httpx
 
 from prompthone.errors import ConfigError
 from prompthone.models.base import GenerationRequest, Message, ScoringRequest
@@ -151,10 +150,10 @@ def has_model_list(data: Any) -> str | None:
     return None
 
 
-def server_message(response: httpx.Response) -> str:
+def server_message(body: bytes, reason: str = "") -> str:
     """The server's own error message (OpenAI `{"error": {"message"}}`, FastAPI `detail`, or the text)."""
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -167,8 +166,8 @@ def server_message(response: httpx.Response) -> str:
             return str(data["detail"])
         if data.get("message"):
             return str(data["message"])
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase or "no message"
+    text = body.decode("utf-8", errors="replace").strip()
+    return text[:300] if text else reason or "no message"
 
 
 def parse_retry_after(value: str | None) -> float | None:
