@@ -360,7 +360,8 @@ class OpenAICompatModel:
     def _open_session(self) -> aiohttp.ClientSession:
         """The model's one session (connection pool), created on the loop the first time it is needed."""
         if self._session is None:
-            headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+            # One Authorization header: credentials in the URL (basic auth) win over an API key (bearer).
+            headers = {"Authorization": f"Bearer {self._secret}"} if self._secret and self._auth is None else {}
             # The proxy settings of the environment are read once here: aiohttp's trust_env reads every environment
             # variable and ~/.netrc on every request (most of the client's CPU at 1,000 requests/s).
             self._proxy = environment_proxy(self.base_url)
