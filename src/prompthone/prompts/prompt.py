@@ -2,6 +2,12 @@
 
 Optimizers edit `Prompt` objects with `dataclasses.replace`, never raw strings with magic markers, so an
 edit to the instruction can never touch the output-format line or the demos by accident.
+
+Every part is text, never a template: rendering joins the parts and never calls `str.format`, so braces
+(`{input}`, `{}`, `{0}`, `{{`, a lone `{`) in an instruction, a system message, a demo or an example are kept
+as they are, and no user text is ever substituted into another. Example text that looks like the prompt's
+own structure ('Input:', 'Answer:', chat-template tokens, "ignore previous instructions") is data too: it
+goes into the user turn only, and the real answer cue always comes after it.
 """
 
 from __future__ import annotations
@@ -83,7 +89,8 @@ def render_user_message(prompt: Prompt, example_input: str) -> str:
     """The text of the user turn: instruction, output format, demos, then the example to answer.
 
     With `instruction_position="after"` the instruction sits on its own line between the example's input and
-    the answer cue instead of first.
+    the answer cue instead of first. Every part is inserted literally (see the module docstring); the example's
+    input is last but for the answer cue, so an 'Answer:' inside it can never be the cue the model answers.
     """
     instruction = prompt.instruction.strip()
     before = prompt.instruction_position == "before"
@@ -100,7 +107,11 @@ def render_user_message(prompt: Prompt, example_input: str) -> str:
 
 
 def render(prompt: Prompt, example_input: str) -> tuple[Message, ...]:
-    """Chat messages for one example. The model's own chat template turns them into tokens."""
+    """Chat messages for one example: the system message (if any), then one user turn holding everything else.
+
+    The model's own chat template turns them into tokens; the example's text is in the user turn only, however
+    it is worded (a backend must keep template tokens inside message text as plain text: see the backends).
+    """
     messages: list[Message] = []
     if prompt.system:
         messages.append(Message("system", prompt.system))

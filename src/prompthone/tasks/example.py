@@ -25,7 +25,11 @@ class Example:
 
 def example_key(input_text: str, target: str) -> str:
     """16 hex digits of SHA-1 over input and target: the same example gets the same key in every run and store,
-    and an evaluation result (which carries input and target, not an index) maps back to its example."""
+    and an evaluation result (which carries input and target, not an index) maps back to its example.
+
+    Copies (the same input and target twice in a file) share a key, on purpose: the run store keeps each copy
+    in its own row (by split and position) and their scores, which depend only on the content, in one row per
+    candidate, so copies never overwrite or corrupt each other's records. An `id` in `meta` plays no part."""
     return hashlib.sha1(f"{input_text}\x00{target}".encode()).hexdigest()[:16]
 
 

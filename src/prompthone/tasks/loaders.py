@@ -3,21 +3,55 @@
 Every error is an `InputError` that names the file, the 1-based line and the field, so a user can open
 the file at that spot and fix it. `meta` of each example records the source line and file plus any other
 fields of the record (an `id`, for instance).
+
+Hostile input is decided here, once for every format (issue 9):
+
+- Encoding: UTF-8 only, never guessed and never replaced. The first byte that is not UTF-8 stops the load
+  with its line, its column (in characters, as an editor counts), its byte offset in the file and, where
+  the record still parses, its field; the fix asked for is re-saving the file as UTF-8. A UTF-16 file (its
+  byte-order mark) and NUL bytes (UTF-16 without a mark, or a binary file) are named as such.
+- A UTF-8 byte-order mark is dropped where a file starts and, in JSONL, where any line starts (files
+  joined with `cat`); a BOM inside a value is data and kept.
+- Size: one line may hold at most `max_line_bytes` (1 MiB unless `PROMPTHONE_MAX_LINE_BYTES` or
+  `max_line_bytes=` say otherwise), and one CSV row (which may span lines) as much. Files are read a line
+  at a time and an over-long line is measured in 1 MiB chunks, so memory stays bounded whatever the file
+  holds. A limit, not a bigger buffer: an example is rendered into every prompt an optimizer tries, and
+  1 MiB is ~250k tokens, past nearly every model's context window (the embedded model's is 4k tokens), so
+  such a line is a mistake (a lost newline, a minified dump, an unclosed CSV quote) that would otherwise
+  fail much later, slowly, inside a model call.
+- Ids: an `id` field is optional; where present it must be unique (the error names both lines). Records
+  with the same input and target are kept, each in its own place (the run store keys examples by split and
+  position, so copies never overwrite each other), and a warning names the first copy.
+- Text is data: braces, quotes, chat-template tokens and 'Input:'/'Answer:' markers are loaded verbatim.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
+import logging
+import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from prompthone.errors import InputError
+from prompthone.errors import ConfigError, InputError
 from prompthone.tasks.example import Example
 
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+MAX_LINE_BYTES_ENV = "PROMPTHONE_MAX_LINE_BYTES"
+_CHUNK = 1 << 20
+_BOM = codecs.BOM_UTF8
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_SAVE_AS_UTF8 = "re-save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8); prompthone never guesses encodings"
+_SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the 'surrogateescape' handler
+_LINE_BREAK = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # \n, \r\n or a lone \r (old Mac CSV files)
 _FIELD_HINT = "use --input-field/--target-field (input_field=/target_field=) to name the right columns"
 _JSON_TYPE_NAMES = {dict: "an object", list: "an array", type(None): "null"}
 
@@ -69,81 +103,211 @@ def record_to_example(record: Mapping[str, Any], *, path: str, line: int | None,
     return Example(input=text, target=target, meta=meta)
 
 
-def _read_bytes(path: str | Path) -> tuple[str, bytes]:
-    """The file's display name and bytes; a missing or unreadable file raises InputError."""
-    name = str(path)
-    try:
-        return name, Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=name) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a task file", path=name) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror}", path=name) from None
+def line_limit(value: int | None = None) -> int:
+    """The per-line limit: `value`, else $PROMPTHONE_MAX_LINE_BYTES, else 1 MiB (see the module docstring)."""
+    if value is None:
+        raw = os.environ.get(MAX_LINE_BYTES_ENV, "").strip()
+        if not raw:
+            return DEFAULT_MAX_LINE_BYTES
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{MAX_LINE_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
+    if value < 1:
+        raise ConfigError(f"the line size limit must be at least 1 byte, got {value}")
+    return value
 
 
-def _decode(data: bytes, *, path: str) -> str:
-    """Decode UTF-8 (a leading BOM is dropped); bad bytes raise InputError naming their line."""
+def _raise_hint(limit: int) -> str:
+    return (f"the limit is {limit:,} bytes: if the line is meant to be this long, raise it with "
+            f"{MAX_LINE_BYTES_ENV}=<bytes> (max_line_bytes= in Python)")
+
+
+@dataclass(frozen=True)
+class _BadBytes:
+    """Where the first byte that is not UTF-8 sits: line, character column, byte offset in the file."""
+
+    line: int
+    column: int
+    offset: int
+    byte: int
+    utf16: bool
+
+    def error(self, path: str, field: str | None = None) -> InputError:
+        """The error; `field` (when the record still parses) is named in the text, as bytes are decoded before
+        fields exist (`InputError.field` stays None, as for every error found while reading bytes)."""
+        hint = ("the file is UTF-16 (it starts with a UTF-16 byte-order mark): re-save it as UTF-8"
+                if self.utf16 else _SAVE_AS_UTF8)
+        where = f" in field {field!r}" if field is not None else ""
+        return InputError(f"not valid UTF-8 (byte 0x{self.byte:02x} at column {self.column}){where} at byte offset "
+                          f"{self.offset} of the file; {hint}", path=path, line=self.line)
+
+
+def _decode_line(raw: bytes, *, path: str, line: int, offset: int, utf16: bool) -> tuple[str, _BadBytes | None]:
+    """One line as text, and where its first undecodable byte is (the text then holds surrogate escapes).
+
+    A NUL byte is valid UTF-8 but no text file holds one: it fails here, naming the likely cause.
+    """
     try:
-        return data.decode("utf-8-sig")
+        text, problem = raw.decode("utf-8"), None
     except UnicodeDecodeError as error:
-        line = 1 + data.count(b"\n", 0, error.start)
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise InputError(f"not valid UTF-8 (byte 0x{data[error.start]:02x} at column {column}); "
-                         "re-save the file as UTF-8", path=path, line=line) from None
+        text = raw.decode("utf-8", "surrogateescape")
+        column = 1 + len(raw[: error.start].decode("utf-8"))
+        problem = _BadBytes(line, column, offset + error.start, raw[error.start], utf16)
+    if problem is None and "\x00" in text:
+        raise InputError(f"NUL byte at column {text.index(chr(0)) + 1}: this is not UTF-8 text (UTF-16 without a "
+                         "byte-order mark, or a binary file?); re-save the file as UTF-8", path=path, line=line)
+    return text, problem
 
 
-def _jsonl_records(data: bytes, *, path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def decode_utf8(data: bytes, *, path: str) -> str:
+    """A whole file's text (a leading BOM dropped); a bad byte raises InputError naming its line and column."""
+    skip = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        at = skip + error.start
+        start = data.rfind(b"\n", 0, at) + 1
+        start += skip if start == 0 else 0
+        column = 1 + len(data[start:at].decode("utf-8"))
+        bad = _BadBytes(1 + data.count(b"\n", 0, at), column, at, data[at], data.startswith(_UTF16_BOMS))
+        raise bad.error(path) from None
+
+
+def _open(path: str | Path) -> BinaryIO:
+    """The file opened for reading bytes; a missing or unreadable file raises InputError."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError("file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a task file", path=str(path)) from None
+    except OSError as error:
+        raise InputError(f"cannot read the file: {error.strerror}", path=str(path)) from None
+
+
+def _read_bytes(path: str | Path) -> tuple[str, bytes]:
+    """The file's display name and bytes (for JSON documents, which are parsed whole)."""
+    with _open(path) as handle:
+        return str(path), handle.read()
+
+
+def _physical_lines(path: str | Path, limit: int) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, bytes with the line end) of each line, reading at most `limit` + 2 bytes at a time.
+
+    A longer line is measured in chunks and refused with its size, never held in memory.
+    """
+    with _open(path) as handle:
+        number = offset = 0
+        while raw := handle.readline(limit + 2):
+            number += 1
+            if len(raw) > limit and len(raw.rstrip(b"\r\n")) > limit:
+                size = len(raw.rstrip(b"\r\n"))
+                if not raw.endswith(b"\n") and len(raw) == limit + 2:
+                    while chunk := handle.readline(_CHUNK):
+                        size += len(chunk)
+                        if chunk.endswith(b"\n"):
+                            size -= len(chunk) - len(chunk.rstrip(b"\r\n"))
+                            break
+                lone_cr = (" (its lines seem to end with a lone \\r: convert them to \\n)"
+                           if b"\r" in raw.rstrip(b"\r\n") else "")
+                raise InputError(f"the line is {size:,} bytes, too long for one example{lone_cr}; "
+                                 f"{_raise_hint(limit)}", path=str(path), line=number)
+            yield number, offset, raw
+            offset += len(raw)
+
+
+def _jsonl_records(path: str, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; bad bytes, bad JSON and non-objects fail."""
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        text = _decode_line(raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw, path, number)
+    utf16 = False
+    for number, offset, raw in _physical_lines(path, limit):
+        utf16 = utf16 or (number == 1 and raw.startswith(_UTF16_BOMS))
+        skip = len(_BOM) if raw.startswith(_BOM) else 0
+        text, problem = _decode_line(raw[skip:].rstrip(b"\r\n"), path=path, line=number, offset=offset + skip,
+                                     utf16=utf16)
+        if problem is not None:
+            raise problem.error(path, field=_field_with_bad_bytes(text))
         if not text.strip():
             continue
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            raise InputError(f"invalid JSON: {error.msg} (column {error.colno})",
-                             path=path, line=number) from None
+            raise InputError(f"invalid JSON: {error.msg} (column {error.colno})", path=path, line=number) from None
         if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object per line, got {_type_name(record)}",
-                             path=path, line=number)
+            raise InputError(f"expected a JSON object per line, got {_type_name(record)}", path=path, line=number)
         yield number, record
 
 
-def _decode_line(raw: bytes, path: str, number: int) -> str:
-    """Decode one JSONL line (no BOM handling after line 1)."""
+def _field_with_bad_bytes(text: str) -> str | None:
+    """The field of a JSON line whose value holds the undecodable byte, when the line still parses."""
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
-                         "re-save the file as UTF-8", path=path, line=number) from None
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if isinstance(value, str) and _SURROGATE.search(value):
+                return str(key)
+    return None
+
+
+def _place(example: Example) -> str:
+    line = example.meta.get("line")
+    return f"line {line}" if line is not None else f"record {example.meta.get('record')}"
+
+
+def _check_examples(examples: list[Example], *, path: str) -> None:
+    """Ids must be unique (an error naming both places); a repeated input and target is kept, with a warning."""
+    by_id: dict[object, Example] = {}
+    by_key: dict[str, Example] = {}
+    repeats: list[tuple[Example, Example]] = []
+    for example in examples:
+        value = example.meta.get("id")
+        if value is not None and value != "":
+            key = (type(value), value) if isinstance(value, str | int | float) else json.dumps(value, default=str)
+            first = by_id.setdefault(key, example)
+            if first is not example:
+                where = "" if example.meta.get("line") is not None else f"{_place(example)}: "
+                raise InputError(f"{where}id {value!r} is already used on {_place(first)}; ids must be unique "
+                                 "(drop the repeated example or give it its own id)",
+                                 path=path, line=example.meta.get("line"), field="id")
+        original = by_key.setdefault(example.key, example)
+        if original is not example:
+            repeats.append((example, original))
+    if repeats:
+        copy, original = repeats[0]
+        at = f":{copy.meta['line']}" if copy.meta.get("line") is not None else f" {_place(copy)}"
+        logger.warning("%s%s: same input and target as %s (%d repeated example(s) in the file); each copy is "
+                       "kept, scored and stored in its own place", path, at, _place(original), len(repeats))
 
 
 def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: str = "target",
-               labels: Sequence[str] | None = None) -> list[Example]:
+               labels: Sequence[str] | None = None, max_line_bytes: int | None = None) -> list[Example]:
     """Read one JSON object per line into Examples; blank lines are skipped.
 
     Raises InputError (file, line, field) for an empty file, invalid JSON, a line that is not an object,
-    a missing or non-text field, an empty input or target, a target outside `labels`, or non-UTF-8 bytes.
+    a missing or non-text field, an empty input or target, a target outside `labels`, a repeated `id`,
+    non-UTF-8 or NUL bytes, or a line over the size limit (see the module docstring for these policies).
     """
-    name, data = _read_bytes(path)
+    name, limit = str(path), line_limit(max_line_bytes)
     examples = [record_to_example(record, path=name, line=number, input_field=input_field,
                                   target_field=target_field, labels=labels)
-                for number, record in _jsonl_records(data, path=name)]
+                for number, record in _jsonl_records(name, limit)]
     if not examples:
         raise InputError("the file has no examples (it is empty or only blank lines)", path=name)
+    _check_examples(examples, path=name)
     return examples
 
 
 def load_json(path: str | Path, *, input_field: str = "input", target_field: str = "target",
-              labels: Sequence[str] | None = None) -> list[Example]:
+              labels: Sequence[str] | None = None, max_line_bytes: int | None = None) -> list[Example]:
     """Read a JSON array of objects (or an object with an 'examples' array) into Examples.
 
-    A JSON document has no per-record lines, so errors name the record number (1-based) instead.
+    A JSON document has no per-record lines, so errors name the record number (1-based) instead. The document
+    is parsed whole; the size limit applies to each example's input and target.
     """
-    name = str(path)
-    return examples_from_json(read_json_file(path), path=name, input_field=input_field,
-                              target_field=target_field, labels=labels)
+    return examples_from_json(read_json_file(path), path=str(path), input_field=input_field,
+                              target_field=target_field, labels=labels, max_line_bytes=max_line_bytes)
 
 
 def read_json_file(path: str | Path) -> Any:
@@ -153,11 +317,12 @@ def read_json_file(path: str | Path) -> Any:
 
 
 def examples_from_json(document: Any, *, path: str, input_field: str = "input", target_field: str = "target",
-                       labels: Sequence[str] | None = None) -> list[Example]:
+                       labels: Sequence[str] | None = None, max_line_bytes: int | None = None) -> list[Example]:
     """Examples from a parsed JSON array of objects or an object with an 'examples' array."""
     records = document.get("examples") if isinstance(document, dict) else document
     if not isinstance(records, list):
         raise InputError("expected a JSON array of objects or an object with an 'examples' array", path=path)
+    limit = line_limit(max_line_bytes)
     examples = []
     for index, record in enumerate(records, start=1):
         if not isinstance(record, dict):
@@ -167,16 +332,21 @@ def examples_from_json(document: Any, *, path: str, input_field: str = "input", 
                                         target_field=target_field, labels=labels)
         except InputError as error:
             raise InputError(f"record {index}: {error.reason}", path=path, field=error.field) from None
+        for field, text in ((input_field, example.input), (target_field, example.target)):
+            if len(text) > limit // 4 and (size := len(text.encode("utf-8", "surrogatepass"))) > limit:
+                raise InputError(f"record {index}: the value is {size:,} bytes, too long for one example; "
+                                 f"{_raise_hint(limit)}", path=path, field=field)
         example.meta.update(record=index)
         examples.append(example)
     if not examples:
         raise InputError("the file has no examples", path=path)
+    _check_examples(examples, path=path)
     return examples
 
 
 def parse_json_document(data: bytes, *, path: str) -> Any:
     """Parse a whole JSON file; errors name the line json reports."""
-    text = _decode(data, path=path)
+    text = decode_utf8(data, path=path)
     if not text.strip():
         raise InputError("the file is empty", path=path)
     try:
@@ -186,24 +356,86 @@ def parse_json_document(data: bytes, *, path: str) -> Any:
                          line=error.lineno) from None
 
 
-def _csv_rows(text: str, *, path: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, cells) for each CSV row; quoted fields may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    start = 1
+class _CsvLines:
+    """A CSV file's decoded lines for `csv.reader`, one at a time, so that no row can outgrow the size limit.
+
+    Lines end in \\n, \\r\\n or a lone \\r and are counted as an editor counts them. A row's first
+    undecodable byte is kept, not raised, so that the caller can name its column once the row is parsed.
+    """
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.line = 0  # the last line handed to the reader
+        self.row_start, self.row_bytes = 1, 0
+        self.problem: _BadBytes | None = None
+        self._physical = _physical_lines(path, limit)
+        self._pending: list[tuple[int, bytes]] = []
+        self._utf16 = False
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def start_row(self) -> None:
+        self.row_start, self.row_bytes, self.problem = self.line + 1, 0, None
+
+    def __next__(self) -> str:
+        if self._pending:
+            offset, piece = self._pending.pop()
+        else:
+            number, offset, piece = next(self._physical)
+            if number == 1:
+                self._utf16 = piece.startswith(_UTF16_BOMS)
+                if piece.startswith(_BOM):
+                    piece, offset = piece[len(_BOM):], offset + len(_BOM)
+            if piece.find(b"\r", 0, len(piece) - 2) >= 0:  # lone \r line ends: one piece per line
+                for part in _LINE_BREAK.findall(piece):
+                    self._pending.insert(0, (offset, part))
+                    offset += len(part)
+                offset, piece = self._pending.pop()
+        self.line += 1
+        self.row_bytes += len(piece)
+        if self.row_bytes > self.limit:
+            spans = (f" (it runs on from line {self.row_start} to line {self.line}: is a closing quote missing?)"
+                     if self.line > self.row_start else "")
+            raise InputError(f"the row is too long for one example{spans}; "
+                             f"{_raise_hint(self.limit)}", path=self.path, line=self.row_start)
+        text, problem = _decode_line(piece, path=self.path, line=self.line, offset=offset, utf16=self._utf16)
+        self.problem = self.problem or problem
+        return text
+
+
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """Let `csv` read fields up to `limit` (rows are bounded by _CsvLines); the process-wide setting is restored."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, limit + 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_rows(path: str, limit: int) -> Iterator[tuple[int, int, list[str], _BadBytes | None]]:
+    """(first line, last line, cells, first bad byte) for each CSV row; quoted fields may span lines."""
+    lines = _CsvLines(path, limit)
+    reader = csv.reader(lines)
     while True:
+        lines.start_row()
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise InputError(f"malformed CSV: {error}", path=path, line=reader.line_num) from None
-        yield start, row
-        start = reader.line_num + 1
+            raise InputError(f"malformed CSV: {error}", path=path, line=lines.line) from None
+        yield lines.row_start, lines.line, row, lines.problem
 
 
-def _csv_header(rows: Iterator[tuple[int, list[str]]], *, path: str, fields: Sequence[str]) -> list[str]:
+def _csv_header(rows: Iterator[tuple[int, int, list[str], _BadBytes | None]], *, path: str,
+                fields: Sequence[str]) -> list[str]:
     """The header row; it must exist and name the input and target columns."""
-    for line, header in rows:
+    for line, _, header, problem in rows:
+        if problem is not None:
+            raise problem.error(path)
         if any(cell.strip() for cell in header):
             names = [cell.strip() for cell in header]
             for field in fields:
@@ -216,24 +448,38 @@ def _csv_header(rows: Iterator[tuple[int, list[str]]], *, path: str, fields: Seq
     raise InputError("the file is empty; a header row naming the columns is required", path=path)
 
 
+def _ragged_row(cells: list[str], header: list[str], first: int, last: int) -> str:
+    """Why a row's cell count is wrong; a short row whose quoted cell spans lines is likely an unclosed quote."""
+    message = (f"the row has {len(cells)} cell{'' if len(cells) == 1 else 's'} but the header has "
+               f"{len(header)} columns")
+    if len(cells) < len(header) and last > first and any("\n" in cell or "\r" in cell for cell in cells):
+        message += f"; a quoted cell runs from line {first} to line {last}: is a closing quote missing?"
+    return message
+
+
 def load_csv(path: str | Path, *, input_field: str = "input", target_field: str = "target",
-             labels: Sequence[str] | None = None) -> list[Example]:
+             labels: Sequence[str] | None = None, max_line_bytes: int | None = None) -> list[Example]:
     """Read a CSV file with a header row into Examples (UTF-8, optional BOM, multi-line quoted fields).
 
-    Line numbers in errors and in `meta['line']` are the physical line where the row starts.
+    Line numbers in errors and in `meta['line']` are the physical line where the row starts; a row is bounded
+    by the same size limit as a line (see the module docstring).
     """
-    name, data = _read_bytes(path)
-    rows = _csv_rows(_decode(data, path=name), path=name)
-    header = _csv_header(rows, path=name, fields=(input_field, target_field))
+    name, limit = str(path), line_limit(max_line_bytes)
     examples = []
-    for line, cells in rows:
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(header):
-            raise InputError(f"the row has {len(cells)} cells but the header has {len(header)} columns",
-                             path=name, line=line)
-        examples.append(record_to_example(dict(zip(header, cells, strict=True)), path=name, line=line,
-                                          input_field=input_field, target_field=target_field, labels=labels))
+    with _csv_field_limit(limit):
+        rows = _csv_rows(name, limit)
+        header = _csv_header(rows, path=name, fields=(input_field, target_field))
+        for line, last, cells, problem in rows:
+            if problem is not None:
+                bad = [i for i, cell in enumerate(cells) if _SURROGATE.search(cell) and i < len(header)]
+                raise problem.error(name, field=header[bad[0]] if bad else None)
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                raise InputError(_ragged_row(cells, header, line, last), path=name, line=line)
+            examples.append(record_to_example(dict(zip(header, cells, strict=True)), path=name, line=line,
+                                              input_field=input_field, target_field=target_field, labels=labels))
     if not examples:
         raise InputError("the file has a header row but no examples", path=name)
+    _check_examples(examples, path=name)
     return examples

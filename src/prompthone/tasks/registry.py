@@ -25,6 +25,7 @@ Fractions = tuple[float, float, float]
 
 MAX_INFERRED_LABELS = 10
 MIN_LABEL_COUNT = 2
+MIN_LABELS = 2
 FILE_SUFFIXES = (".jsonl", ".json", ".csv")
 BIGBENCH_PREFIXES = ("bbh:", "bigbench:")
 GENERATED_PREFIX = "gen:"
@@ -66,10 +67,11 @@ def _default_wording(metric: str, labels: tuple[str, ...] | None) -> tuple[str, 
     return "Answer the question.", ""
 
 
-def _read_file(path: Path, *, input_field: str, target_field: str,
-               labels: Sequence[str] | None) -> list[Example] | dict[str, Any]:
+def _read_file(path: Path, *, input_field: str, target_field: str, labels: Sequence[str] | None,
+               max_line_bytes: int | None) -> list[Example] | dict[str, Any]:
     """Examples of a .jsonl/.csv/.json file, or the parsed document when it is a BIG-bench task.json."""
-    kwargs: dict[str, Any] = {"input_field": input_field, "target_field": target_field, "labels": labels}
+    kwargs: dict[str, Any] = {"input_field": input_field, "target_field": target_field, "labels": labels,
+                              "max_line_bytes": max_line_bytes}
     if path.suffix == ".jsonl":
         return load_jsonl(path, **kwargs)
     if path.suffix == ".csv":
@@ -97,9 +99,25 @@ def _capped(examples: list[Example], *, seed: int, limit: int | None) -> list[Ex
     return shuffled[:limit]
 
 
+def _check_label_set(labels: Sequence[str], *, spec: str) -> None:
+    """An explicit label set needs two or more labels, each once (compared ignoring case and surrounding spaces)."""
+    seen: dict[str, str] = {}
+    for label in labels:
+        key = label.strip().casefold()
+        if key in seen:
+            also = f" (as {seen[key]!r} too: labels compare ignoring case)" if seen[key] != label else ""
+            raise InputError(f"label {label!r} is listed twice{also}", path=spec, field="labels")
+        seen[key] = label
+    if len(seen) < MIN_LABELS:
+        raise InputError(f"a classification task needs at least two labels, got {len(seen)}: "
+                         f"{', '.join(map(repr, labels)) or 'none'}; pass the full label set (--labels a,b)",
+                         path=spec, field="labels")
+
+
 def _file_task(path: Path, *, seed: int, input_field: str, target_field: str, labels: Sequence[str] | None,
-               metric: str | None, limit: int | None, fractions: Fractions) -> Task:
-    loaded = _read_file(path, input_field=input_field, target_field=target_field, labels=labels)
+               metric: str | None, limit: int | None, fractions: Fractions, max_line_bytes: int | None) -> Task:
+    loaded = _read_file(path, input_field=input_field, target_field=target_field, labels=labels,
+                        max_line_bytes=max_line_bytes)
     if isinstance(loaded, dict):
         return bigbench.task_from_json(loaded, path.stem, seed=seed, limit=limit, fractions=fractions)
     examples = _capped(loaded, seed=seed, limit=limit)
@@ -108,6 +126,10 @@ def _file_task(path: Path, *, seed: int, input_field: str, target_field: str, la
         task_labels: tuple[str, ...] | None = tuple(labels)
     elif metric in (None, "label_accuracy", "macro_f1", "binary_f1"):
         task_labels = infer_labels(targets)
+        if task_labels is not None and len(task_labels) < MIN_LABELS:
+            raise InputError(f"every target is {task_labels[0]!r}, but a classification task needs at least two "
+                             "labels: add examples of the other labels, or pass the full label set with --labels "
+                             "(labels= in Python)", path=str(path), field=target_field)
     else:
         task_labels = None
     task_metric = _default_metric(targets, task_labels)
@@ -162,7 +184,7 @@ def _path_or_spec_error(spec: str) -> Exception:
 def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_field: str = "target",
               labels: Sequence[str] | None = None, instruction: str | None = None,
               output_format: str | None = None, metric: str | None = None, limit: int | None = None,
-              fractions: Fractions = (0.4, 0.2, 0.4)) -> Task:
+              fractions: Fractions = (0.4, 0.2, 0.4), max_line_bytes: int | None = None) -> Task:
     """Load a task from a spec and split it (train, dev, test) with `seed`.
 
     Specs: a path ending in .jsonl, .json or .csv; `bbh:<name>` or `bigbench:<name>` (BIG-bench, downloaded
@@ -170,9 +192,15 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
     (see `infer_labels`) and the metric defaults to label_accuracy, numeric_match when every target is a
     number, else exact_match; passing `metric="exact_match"` or `"numeric_match"` turns inference off.
     `limit` keeps that many examples, chosen by a seeded shuffle. Overrides replace the loaded values.
+
+    Classification needs two or more labels: an explicit `labels` with fewer (or one listed twice), or a file
+    whose targets are all one label, is an InputError. `max_line_bytes` bounds one line of a data file (default
+    $PROMPTHONE_MAX_LINE_BYTES or 1 MiB; see `prompthone.tasks.loaders` for this and the other input policies).
     """
     if metric is not None:
         get_metric(metric)
+    if labels is not None:
+        _check_label_set(labels, spec=spec)
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     if spec.startswith(GENERATED_PREFIX):
@@ -183,7 +211,8 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
         task = bigbench.load_bigbench(name, seed=seed, limit=limit, fractions=fractions)
     elif Path(spec).suffix.lower() in FILE_SUFFIXES and not Path(spec).is_dir():
         task = _file_task(Path(spec), seed=seed, input_field=input_field, target_field=target_field,
-                          labels=labels, metric=metric, limit=limit, fractions=fractions)
+                          labels=labels, metric=metric, limit=limit, fractions=fractions,
+                          max_line_bytes=max_line_bytes)
     else:
         raise _path_or_spec_error(spec)
     if labels and tuple(labels) != task.labels:
