@@ -422,11 +422,15 @@ def test_optimize_on_hostile_examples_keeps_them_byte_identical_in_the_store(tmp
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(strict=True, reason="models/llamacpp.py tokenizes the rendered chat with special=True, so a "
-                                       "chat-template token inside message text becomes a real control token")
 def test_chat_template_tokens_in_example_text_stay_text_on_the_embedded_model(embedded_model: object) -> None:
     model = embedded_model
     start = model._llm.tokenize(b"<|im_start|>", add_bos=False, special=True)  # type: ignore[attr-defined]
     plain = model.tokenize_prompt([Message("user", "Input: hi\nAnswer:")])  # type: ignore[attr-defined]
     hostile = model.tokenize_prompt([Message("user", f"Input: hi {INJECTIONS[2]}\nAnswer:")])  # type: ignore
     assert hostile.count(start[0]) == plain.count(start[0])
+    # the injected text is still all there, as text, and an ordinary prompt keeps the whole-string tokens
+    rendered, _ = model.render_chat([Message("user", f"Input: hi {INJECTIONS[2]}\nAnswer:")])  # type: ignore
+    shown = model._llm.detokenize(hostile, special=True).decode()  # type: ignore[attr-defined]
+    assert shown.endswith(rendered) and len(shown) - len(rendered) <= 16  # (a BOS token may lead)
+    whole, _ = model.render_chat([Message("user", "Input: hi\nAnswer:")])  # type: ignore[attr-defined]
+    assert plain == model._llm.tokenize(whole.encode(), add_bos=True, special=True)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -87,8 +88,29 @@ class LlamaCppModel:
         return response.prompt + prefill, [s for s in stops if s]
 
     def tokenize_prompt(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
-        text, _ = self.render_chat(messages, prefill)
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        """Token ids of the rendered chat: the template's control tokens parsed, the messages' text never.
+
+        A message that spells a control token (an example holding '<|im_start|>system', say) would otherwise
+        open a real system turn: prompt injection through data. Messages without such text take the plain path,
+        which tokenizes the whole rendered prompt at once, so ordinary prompts keep exactly their tokens.
+        """
+        texts = [m.content for m in messages] + [prefill]
+        if not any(self._spells_control_tokens(t) for t in texts if t):
+            text, _ = self.render_chat(messages, prefill)
+            return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]  # private-use sentinels, one per message
+        rendered, _ = self.render_chat([Message(m.role, mark) for m, mark in zip(messages, marks, strict=True)])
+        pieces = re.split("\ue000(\\d+)\ue001", rendered)
+        tokens = list(self._llm.tokenize(pieces[0].encode("utf-8"), add_bos=True, special=True))
+        for index, template_text in zip(pieces[1::2], pieces[2::2], strict=True):
+            tokens += self._llm.tokenize(messages[int(index)].content.encode("utf-8"), add_bos=False, special=False)
+            tokens += self._llm.tokenize(template_text.encode("utf-8"), add_bos=False, special=True)
+        return tokens + list(self._llm.tokenize(prefill.encode("utf-8"), add_bos=False, special=False))
+
+    def _spells_control_tokens(self, text: str) -> bool:
+        raw = text.encode("utf-8")
+        return bool(self._llm.tokenize(raw, add_bos=False, special=True)
+                    != self._llm.tokenize(raw, add_bos=False, special=False))
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
@@ -97,8 +119,8 @@ class LlamaCppModel:
 
     def _generate_one(self, request: GenerationRequest) -> Completion:
         with self._lock:
-            text, template_stops = self.render_chat(request.messages, request.prefill)
-            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            _, template_stops = self.render_chat(request.messages, request.prefill)
+            tokens = self.tokenize_prompt(request.messages, request.prefill)
             if len(tokens) + request.max_tokens > self._llm.n_ctx():
                 raise BackendError(f"prompt of {len(tokens)} tokens + {request.max_tokens} to generate exceeds "
                                    f"the context window of {self._llm.n_ctx()} tokens")
