@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from prompthone.models.base import (
     logsumexp,
     surface_variants,
 )
+from prompthone.models.chat_tokens import literal_chat_tokens
 
 # Always re-evaluate at least this many prompt tokens. llama.cpp decodes a single token on a different
 # (matrix-vector) path whose rounding differs from the batched one: re-evaluating only the last token of a
@@ -98,14 +98,11 @@ class LlamaCppModel:
         if not any(self._spells_control_tokens(t) for t in texts if t):
             text, _ = self.render_chat(messages, prefill)
             return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]  # private-use sentinels, one per message
-        rendered, _ = self.render_chat([Message(m.role, mark) for m, mark in zip(messages, marks, strict=True)])
-        pieces = re.split("\ue000(\\d+)\ue001", rendered)
-        tokens = list(self._llm.tokenize(pieces[0].encode("utf-8"), add_bos=True, special=True))
-        for index, template_text in zip(pieces[1::2], pieces[2::2], strict=True):
-            tokens += self._llm.tokenize(messages[int(index)].content.encode("utf-8"), add_bos=False, special=False)
-            tokens += self._llm.tokenize(template_text.encode("utf-8"), add_bos=False, special=True)
-        return tokens + list(self._llm.tokenize(prefill.encode("utf-8"), add_bos=False, special=False))
+        return literal_chat_tokens(
+            messages, prefill, render=lambda shown: self.render_chat(shown)[0],
+            template_tokens=lambda text, first: list(self._llm.tokenize(text.encode("utf-8"), add_bos=first,
+                                                                        special=True)),
+            text_tokens=lambda text: list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)))
 
     def _spells_control_tokens(self, text: str) -> bool:
         raw = text.encode("utf-8")

@@ -36,6 +36,7 @@ from prompthone.models.base import (
     logsumexp,
     surface_variants,
 )
+from prompthone.models.chat_tokens import literal_chat_tokens
 from prompthone.paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -202,6 +203,22 @@ class TorchModel:
         """Token ids of `text`, special tokens parsed (as llama.cpp tokenizes a rendered prompt)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def encode_chat(self, messages: Sequence[Message], prefill: str = "") -> list[int]:
+        """Token ids of the rendered chat with only the template's control tokens parsed: message text that
+        spells one (e.g. '<|im_start|>system' in an example) stays text (see `chat_tokens`)."""
+        texts = [m.content for m in messages] + [prefill]
+        if not any(self._spells_control_tokens(t) for t in texts if t):
+            return self.encode(self.render_chat(messages, prefill))
+        return literal_chat_tokens(messages, prefill, render=self.render_chat,
+                                   template_tokens=lambda text, first: self.encode(text),
+                                   text_tokens=self._text_tokens)
+
+    def _text_tokens(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def _spells_control_tokens(self, text: str) -> bool:
+        return self.encode(text) != self._text_tokens(text)
+
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
@@ -234,7 +251,7 @@ class TorchModel:
     def _generate_batch(self, batch: Sequence[GenerationRequest]) -> list[Completion]:
         torch = self._torch
         first = batch[0]
-        prompts = [self.encode(self.render_chat(r.messages, r.prefill)) for r in batch]
+        prompts = [self.encode_chat(r.messages, r.prefill) for r in batch]
         width = max(len(p) for p in prompts)
         limit = getattr(self.module.config, "max_position_embeddings", None)
         if limit is not None and width + first.max_tokens > limit:
@@ -278,7 +295,7 @@ class TorchModel:
         size = self.capabilities.max_concurrency
         for start in range(0, len(requests), size):
             chunk = requests[start:start + size]
-            prompts = [self.encode(self.render_chat(r.messages, r.prefill)) for r in chunk]
+            prompts = [self.encode_chat(r.messages, r.prefill) for r in chunk]
             if not all(prompts):
                 raise BackendError("cannot score after an empty prompt")
             first = self._last_logprobs(prompts)
