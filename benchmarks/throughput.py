@@ -40,6 +40,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.results_md import write_section
 from benchmarks.sim_server import MODEL as SIM_MODEL
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
@@ -218,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.1, help="the simulated server's seconds per request")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"),
+                        help="the section of RESULTS.md this benchmark owns is rewritten after a full run")
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,9 +260,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["failures"] = failures
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     show(console, results)
+    if args.results_md is not None and not args.quick and not failures:
+        write_section(args.results_md, "throughput", "Server throughput and memory at scale", markdown(results))
+        console.print(f"updated {args.results_md}")
     for failure in failures:
         console.print(f"[red]FAILED[/]: {failure}")
     return 1 if failures else 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The RESULTS.md section: the command, both throughput rows and the memory rows."""
+    lines = ["Command: `python -m benchmarks.throughput` (`make bench-throughput`). 2 CPU cores shared by client and "
+             "server. Throughput = label-scoring requests per second, medians over the repeats; the load generator is "
+             "a bare aiohttp client sending exactly the request bodies prompthone sends; prompthone runs its whole "
+             "evaluation path (Evaluator, budget meter, a cold SQLite call cache, OpenAICompatModel).", "",
+             "| server | requests | in flight | load generator /s | prompthone /s | ratio |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for key, label in (("simulated", f"simulated batched server ({results['in_flight']} slots × "
+                                     f"{results['latency_s']:g} s)"), ("real", "llama_cpp.server, embedded model")):
+        row = results.get(key)
+        if row:
+            lines.append(f"| {label} | {row['requests']:,} | {row['in_flight']} | {row['load_generator_per_s']:.1f} | "
+                         f"{row['prompthone_per_s']:.1f} | {row['ratio']:.2f}× |")
+    lines += ["", "| examples in one evaluation | RSS before (MiB) | peak RSS (MiB) |", "|---:|---:|---:|"]
+    for row in results.get("memory") or []:
+        lines.append(f"| {row['examples']:,} | {row['rss_before_mb']:.0f} | {row['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def show(console: Console, results: dict[str, Any]) -> None:
