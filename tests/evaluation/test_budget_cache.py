@@ -95,6 +95,19 @@ def test_budget_stops_mid_batch_and_keeps_paid_results(tmp_path) -> None:
     assert len(cache) == 3  # every paid-for result was cached before the stop
 
 
+def test_a_request_repeated_in_one_batch_is_paid_once(tmp_path) -> None:
+    model = CountingModel(max_concurrency=8)
+    metered = MeteredModel(model, meter=BudgetMeter(), cache=CallCache(tmp_path / "c.sqlite"))
+    batch = [_gen(0), _gen(1), _gen(0), _gen(0), _gen(2), _gen(1)]
+    out = metered.generate(batch)
+    assert model.calls == 3 and out[0] == out[2] == out[3] and out[1] == out[5] and out[0] != out[1]
+    spend = metered.meter.spend
+    assert (spend.calls, spend.new_calls, spend.cache_hits) == (6, 3, 3)  # as if sent one after another
+    without_cache = CountingModel(max_concurrency=8)
+    assert len(MeteredModel(without_cache, meter=BudgetMeter()).generate(batch)) == 6
+    assert without_cache.calls == 6  # --no-cache: every copy is sent
+
+
 def test_scores_come_back_in_request_order(tmp_path) -> None:
     model = CountingModel()
     metered = MeteredModel(model, meter=BudgetMeter(), cache=CallCache(tmp_path / "c.sqlite"))

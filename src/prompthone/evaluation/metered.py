@@ -40,6 +40,9 @@ class MeteredModel:
         self.cache = cache if cache is not None else NullCache()
         self.role = role
         self.on_result = on_result
+        # With a real cache, a request repeated within one batch is sent once and its copies count as cache hits,
+        # exactly as if they had been sent one after another. Without one (--no-cache), every copy is sent.
+        self.dedupe = not isinstance(self.cache, NullCache)
 
     @property
     def id(self) -> str:
@@ -66,18 +69,26 @@ class MeteredModel:
             batch = range(start, start + granted)
             start += granted
             misses: list[int] = []
+            copies: dict[Req, list[int]] = {}  # a repeat of a miss in this window: answered by its first copy
             for i in batch:
+                if self.dedupe and requests[i] in copies:
+                    copies[requests[i]].append(i)
+                    continue
                 hit = self.cache.get(self.model.id, requests[i])
                 if isinstance(hit, kind):
                     results[i] = hit
                     self._account(hit, cached=True)
                 else:
                     misses.append(i)
+                    copies[requests[i]] = []
             for j, result in call([requests[i] for i in misses]) if misses else ():
                 i = misses[j]
                 self.cache.put(self.model.id, requests[i], result)
                 results[i] = result
                 self._account(result, cached=False)
+                for k in copies.get(requests[i], ()):
+                    results[k] = result
+                    self._account(result, cached=True)
             if self.meter.budget.tokens is not None and self.meter.exhausted() and start < len(requests):
                 raise BudgetExhausted(f"token budget of {self.meter.budget.tokens} spent")
         missing = [i for i, r in enumerate(results) if r is None]
