@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[local,torch,pas,dev,bench,plot,report,mlflow]"
+	$(PY) -m pip install --quiet -e ".[local,torch,pas,dev,bench,plot,report,mlflow,ray]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,11 +6,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
+from prompthone.models.ray_executor import RayExecutor, RayModel, resolve_executor
 from prompthone.models.registry import DEFAULT_MODEL, make_model
 from prompthone.optimizers import get_method
 from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
@@ -21,6 +23,8 @@ from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
 
 _LOADED: dict[str, Model] = {}
+#: where model calls run: "local" (this process, the default), "ray" (a Ray cluster, extra `ray`) or a RayExecutor
+Executor = str | RayExecutor | None
 
 
 def default_model() -> Model:
@@ -37,6 +41,23 @@ def resolve_model(model: str | Model | None) -> Model:
     if model not in _LOADED:
         _LOADED[model] = make_model(model)
     return _LOADED[model]
+
+
+def executor_model(model: str | Model | None, executor: Executor) -> tuple[Model, RayModel | None]:
+    """The task model for `executor`, and the RayModel this call started (to be closed by the caller) if any.
+
+    Locally: `resolve_model`. On Ray: a RayModel built from the spec (a RayModel passed in is used as it is, and
+    stays the caller's to close). Ray workers build their own backend, so a model object cannot be sent to them.
+    """
+    ray = resolve_executor(executor)
+    if ray is None or isinstance(model, RayModel):
+        return resolve_model(model), None
+    spec = DEFAULT_MODEL if model is None else model
+    if not isinstance(spec, str):
+        raise ConfigError("the ray executor builds the model on each worker from a spec ('local', 'gguf:<path>', "
+                          "'openai:<url>'): pass the model as a spec string, or as a RayModel, not as an object")
+    started = RayModel(spec, ray)
+    return started, started
 
 
 def resolve_cache(cache: bool | str | Path | CallCache | None) -> CallCache | None:
@@ -57,7 +78,7 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
              cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
              progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
              final_top_k: int = 3, mlflow: str | None = None, mlflow_experiment: str = "prompthone",
-             ) -> OptimizationResult:
+             executor: Executor = None) -> OptimizationResult:
     """Search for the prompt that makes `model` do best on `task`.
 
     >>> import prompthone as ph                                                       # doctest: +SKIP
@@ -73,23 +94,35 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     `<run_dir>/prompthone.sqlite`) with a resume point after every step, and exported to `<run_dir>/<run id>/`
     when it ends; a run that was killed continues with `resume(run_id)`. `mlflow` (a tracking URI, extra
     `mlflow`) also logs the run's params, metrics per step and best prompt to MLflow.
+
+    `executor="ray"` (or a `RayExecutor` naming the cluster and workers; extra `ray`) runs the task model's calls on
+    Ray workers, each holding the model built from its spec; the call cache stays here and the result is the one the
+    local executor gives for the same seed. A meta model given apart (a different spec) still runs here. The workers
+    started for the run are stopped when it ends; pass a `RayModel` as `model` to keep them for several runs.
     """
     tracker = _tracker(mlflow, mlflow_experiment)  # a bad tracking URI fails before any model is loaded
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     optimizer = get_method(method).from_options(options or {})
-    task_model = resolve_model(model)
-    meta = resolve_model(meta_model) if meta_model is not None else task_model
     if isinstance(budget, int):
         budget = Budget(calls=budget)
     call_cache = resolve_cache(cache)
-    provenance = {"model": _recordable(DEFAULT_MODEL if model is None else model),
-                  "meta_model": _recordable(meta_model),
-                  "meta_is_task_model": meta_model is None,
-                  "cache": str(getattr(call_cache, "path", "")) or None}
-    return _tracked(tracker, lambda extra, on_start: run_optimization(
-        task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
-        run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
-        final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+    task_model, started = executor_model(model, executor)
+    try:
+        meta = resolve_model(meta_model) if meta_model is not None and meta_model != model else task_model
+        on_ray = task_model if isinstance(task_model, RayModel) else None  # recorded as spec + executor
+        provenance = {"model": _recordable(on_ray.spec if on_ray is not None
+                                           else DEFAULT_MODEL if model is None else model),
+                      "meta_model": _recordable(meta_model),
+                      "meta_is_task_model": meta is task_model,
+                      "cache": str(getattr(call_cache, "path", "")) or None,
+                      "executor": on_ray.executor.record() if on_ray is not None else None}
+        return _tracked(tracker, lambda extra, on_start: run_optimization(
+            task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
+            run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
+            final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+    finally:
+        if started is not None:
+            started.close()
 
 
 def _recordable(spec: str | Model | None) -> str | None:
@@ -125,32 +158,60 @@ def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: 
            model: str | Model | None = None, meta_model: str | Model | None = None,
            cache: bool | str | Path | CallCache | None = None, progress: bool = True,
            callbacks: Sequence[Callable[[StepRecord], None]] = (), mlflow: str | None = None,
-           mlflow_experiment: str = "prompthone") -> OptimizationResult:
+           mlflow_experiment: str = "prompthone", executor: Executor = None) -> OptimizationResult:
     """Continue run `run_id` of `store` (default `<run_dir>/prompthone.sqlite`) from its last finished step.
 
     Everything comes from the store: the task (its examples, splits and fields), the method and its options,
     the seed, the budget, the scoring mode, the model specs and the call cache file. With the same models and
     cache the result is the one the run would have had without the stop, and every call the stopped process
     had finished is answered by the cache. A model passed as an object (not a spec) must be passed again.
+    `executor` defaults to the run's own ("local", or the Ray cluster and workers it was started with); pass
+    "local" or another executor to continue it elsewhere (the model, and so the result, is the same).
     """
     from prompthone.reopen import reopen
 
     tracker = _tracker(mlflow, mlflow_experiment)
-    plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)
+    started: RayModel | None = None
+    run = _stored_run(run_id, store, run_dir)
+    provenance: dict[str, Any] = run.config.get("provenance") or {}
+    if executor is None and isinstance(provenance.get("executor"), dict):
+        executor = RayExecutor.from_record(provenance["executor"])
+    spec = model if model is not None else provenance.get("model")
+    on_ray = resolve_executor(executor) is not None and run.status != "finished"
+    if on_ray and (isinstance(spec, str) or model is not None):  # else reopen says what is missing
+        model, started = executor_model(spec, executor)
     try:
-        return _tracked(tracker, lambda extra, on_start: run_optimization(
-            plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model, budget=plan.budget,
-            cache=plan.cache, seed=plan.seed, scoring=plan.scoring, final_top_k=plan.final_top_k,
-            progress=progress, callbacks=[*callbacks, *extra], resume=plan.checkpoint, recorder=plan.recorder,
-            on_start=on_start))
+        plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)
+        try:
+            return _tracked(tracker, lambda extra, on_start: run_optimization(
+                plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model,
+                budget=plan.budget, cache=plan.cache, seed=plan.seed, scoring=plan.scoring,
+                final_top_k=plan.final_top_k, progress=progress, callbacks=[*callbacks, *extra],
+                resume=plan.checkpoint, recorder=plan.recorder, on_start=on_start))
+        finally:
+            plan.close()
     finally:
-        plan.close()
+        if started is not None:
+            started.close()
+
+
+def _stored_run(run_id: str, store: str | Path | RunStore | None, run_dir: str | Path) -> Any:
+    """The stored run (its config names the executor it ran on); `reopen` checks the rest."""
+    from prompthone.optimizers.driver import open_store
+
+    db = open_store(store, run_dir)
+    try:
+        return db.get_run(run_id)
+    finally:
+        if not isinstance(store, RunStore):
+            db.close()
 
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,
              split: str = "test", cache: bool | str | Path | CallCache | None = True,
-             scoring: ScoringMode = "auto", seed: int = 0, progress: bool = False) -> EvalResult:
-    """Score one prompt (default: the task's seed prompt) on a split of `task`."""
+             scoring: ScoringMode = "auto", seed: int = 0, progress: bool = False,
+             executor: Executor = None) -> EvalResult:
+    """Score one prompt (default: the task's seed prompt) on a split of `task` (on Ray workers with `executor`)."""
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     if prompt is None:
         prompt = Prompt(task_obj.instruction, output_format=task_obj.output_format)
@@ -158,6 +219,12 @@ def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | 
         prompt = Prompt(prompt, output_format=task_obj.output_format)
     examples = task_obj.split(split)
     meter = BudgetMeter(None)
-    with RunProgress(meter, enabled=progress, label=f"eval {task_obj.name} [{split}]", total=len(examples)) as ui:
-        metered = MeteredModel(resolve_model(model), meter=meter, cache=resolve_cache(cache), on_result=ui.tick)
-        return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, examples)
+    backend, started = executor_model(model, executor)
+    try:
+        with RunProgress(meter, enabled=progress, label=f"eval {task_obj.name} [{split}]",
+                         total=len(examples)) as ui:
+            metered = MeteredModel(backend, meter=meter, cache=resolve_cache(cache), on_result=ui.tick)
+            return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, examples)
+    finally:
+        if started is not None:
+            started.close()

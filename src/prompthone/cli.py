@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from prompthone.cli_common import (
+    ExecutorOpt,
     MetaModelOpt,
     ModelOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     ScoringOpt,
     SeedOpt,
     StoreOpt,
     TaskSource,
     err,
+    executor_setting,
     guard,
     out,
     parse_options,
@@ -67,16 +72,21 @@ def optimize(
     scoring: ScoringOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Optimize the prompt for a task and print the seed and best prompts' scores.
 
     Every step is recorded in the run store as it happens; a run stopped at any moment (Ctrl-C, a crash, a kill)
-    continues with `--resume <run id>`.
+    continues with `--resume <run id>` (on the executor it ran on, unless --executor says otherwise).
     """
     from prompthone.api import optimize as run
     from prompthone.api import resume as continue_run
     from prompthone.evaluation.budget import Budget
+    from prompthone.progress import fault_summary
 
+    on = executor_setting(executor, ray_address, ray_workers)
     if resume is not None:
         given = [flag for flag, value in (("--task", source.task), ("--option", option), ("--budget", budget),
                                           ("--budget-tokens", budget_tokens)) if value]
@@ -86,28 +96,32 @@ def optimize(
         explicit_cache = source.cache if source.no_cache or source.cache_file is not None else None
         result = continue_run(resume, store=store, run_dir=runs_dir, model=model, meta_model=meta_model,
                               cache=explicit_cache, progress=not quiet and not as_json, mlflow=mlflow,
-                              mlflow_experiment=mlflow_experiment)
+                              mlflow_experiment=mlflow_experiment, executor=on)
     else:
         result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
                      budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
                      scoring=scoring,  # type: ignore[arg-type]
-                     progress=not quiet and not as_json, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
+                     progress=not quiet and not as_json, mlflow=mlflow, mlflow_experiment=mlflow_experiment,
+                     executor=on)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return
-    table = Table(title=f"{result.method} on {result.task}", show_header=True)
+    table = Table(title=escape(f"{result.method} on {result.task}"), show_header=True)
     table.add_column("prompt")
     table.add_column("dev", justify="right")
     table.add_column("test", justify="right")
     table.add_row("seed", f"{result.seed_dev_score:.3f}", f"{result.seed_test_score:.3f}")
     table.add_row("best", f"{result.best_dev_score:.3f}", f"{result.test_score:.3f}")
     out.print(table)
-    out.print(f"[bold]best instruction:[/] {result.best_prompt.instruction}", highlight=False)
+    out.print(f"[bold]best instruction:[/] {escape(result.best_prompt.instruction)}", highlight=False)
     spend, final = result.spend, result.final_spend
     out.print(f"search: {spend['calls']} calls ({spend['new_calls']} new, {spend['cache_hits']} cached), "
               f"{spend['tokens']} tokens ({result.stopped_reason}); final scoring: {final['calls']} calls "
               f"({final['new_calls']} new); {result.wall_time_s:.1f}s", highlight=False)
+    faults = fault_summary(result.backend)
+    if faults:
+        out.print(faults, highlight=False)
     out.print(f"run directory: {result.run_dir}", highlight=False)
 
 
@@ -229,19 +243,24 @@ def eval_(
     scoring: ScoringOpt = "auto",
     show: Annotated[int, typer.Option(help="Print this many per-example results.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Score one prompt (the task's seed prompt by default) on a split."""
     from prompthone.api import evaluate
     from prompthone.prompts.io import read_prompt_file
 
+    on = executor_setting(executor, ray_address, ray_workers)
     task_obj = source.load(seed)
     prompt = read_prompt_file(prompt_file, task_obj) if prompt_file is not None else None
     result = evaluate(task_obj, prompt, model, split=split, cache=source.cache,
-                      scoring=scoring, progress=not quiet)  # type: ignore[arg-type]
-    out.print(f"{task_obj.name} [{split}, n={result.n}] {task_obj.metric}: [bold]{result.score:.4f}[/]")
+                      scoring=scoring, progress=not quiet, executor=on)  # type: ignore[arg-type]
+    out.print(f"{escape(f'{task_obj.name} [{split}, n={result.n}] {task_obj.metric}')}: [bold]{result.score:.4f}[/]")
     for r in result.examples[:show]:
         mark = "✓" if r.score >= 1.0 else "✗"
-        out.print(f"{mark} target={r.target!r} prediction={r.prediction!r} :: {r.input[:80]!r}", highlight=False)
+        out.print(f"{mark} target={r.target!r} prediction={r.prediction!r} :: {r.input[:80]!r}", highlight=False,
+                  markup=False)
 
 
 @app.command()

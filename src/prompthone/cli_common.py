@@ -42,6 +42,17 @@ InstructionOpt = Annotated[str | None, typer.Option(help="Seed instruction (defa
 LimitOpt = Annotated[int | None, typer.Option(help="Use at most this many examples.")]
 StoreOpt = Annotated[str | None, typer.Option(help="Run store: a SQLite file or a postgresql:// URL (default: "
                                               "<runs-dir>/prompthone.sqlite). Passwords are never written out.")]
+ExecutorOpt = Annotated[str | None, typer.Option(help="Where the task model's calls run: local (this process) | ray "
+                                                 "(Ray workers, each holding the model; extra ray). The call cache "
+                                                 "stays here. Default: local; with --resume, the run's own.",
+                                                 show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(help="With --executor ray: the cluster, host:port of its head, "
+                                                   "ray://host:port, or auto (the cluster `ray start` runs on this "
+                                                   "machine). Default: $RAY_ADDRESS, else a new local cluster.",
+                                                   show_default=False)]
+RayWorkersOpt = Annotated[int | None, typer.Option(min=1, help="With --executor ray: how many workers (one model "
+                                                   "each, one CPU each). Default: one per free CPU of the cluster.",
+                                                   show_default=False)]
 
 
 def guard(fn: F) -> F:
@@ -97,6 +108,22 @@ class TaskSource:
 def cache_setting(no_cache: bool, cache: Path | None) -> bool | Path:
     """`--no-cache` / `--cache FILE` as the API's `cache` argument (True: the default file)."""
     return False if no_cache else (cache if cache is not None else True)
+
+
+def executor_setting(executor: str | None, ray_address: str | None, ray_workers: int | None) -> Any:
+    """`--executor` / `--ray-address` / `--ray-workers` as the API's `executor` argument (None: not given).
+
+    Ray is not imported here: only a run that uses it does.
+    """
+    if executor not in (None, "local", "ray"):
+        raise InputError(f"expected local or ray, got {executor!r}", field="--executor")
+    if executor != "ray":
+        if ray_address is not None or ray_workers is not None:
+            raise InputError("--ray-address and --ray-workers apply with --executor ray", field="--executor")
+        return executor
+    from prompthone.models.ray_executor import RayExecutor
+
+    return RayExecutor(address=ray_address, workers=ray_workers)
 
 
 #: the command-line form of each TaskSource field: its option type (the default comes from the dataclass)

@@ -1,7 +1,9 @@
-"""User-facing progress for long runs (rich): calls spent against the budget, cache hits, best score."""
+"""User-facing progress for long runs (rich): calls spent against the budget, cache hits, best score; and the
+one-line account of what a run's server did (faults retried and failed)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -57,3 +59,30 @@ class RunProgress:
     def phase(self, name: str) -> None:
         self._phase = name
         self.tick()
+
+
+#: how `fault_summary` names a backend's fault counters (`http_<status>` is shown as the status)
+_FAULT_NAMES = {"timeouts": "timeouts", "connection_errors": "connection errors", "malformed": "malformed replies"}
+
+
+def fault_kinds(stats: Mapping[str, int]) -> dict[str, int]:
+    """The faults among a backend's counters, by display name: HTTP statuses first (ascending), then the rest."""
+    statuses = sorted((k for k in stats if k.startswith("http_") and k[5:].isdigit()), key=lambda k: int(k[5:]))
+    return {(k[5:] if k.startswith("http_") else _FAULT_NAMES[k]): int(stats[k])
+            for k in [*statuses, *_FAULT_NAMES] if stats.get(k)}
+
+
+def fault_summary(backend: Mapping[str, Mapping[str, int]]) -> str | None:
+    """'server faults: 12 retried (429×4, 503×2, timeouts×1, …), 0 failed' for a run's backend counts by role
+    (`OptimizationResult.backend`); None when no backend counted anything (an in-process model)."""
+    parts = []
+    for role, stats in backend.items():
+        kinds = fault_kinds(stats)
+        label = "" if list(backend) == ["task"] else f" ({role} model)"
+        if not kinds:
+            parts.append(f"server faults{label}: none in {stats.get('requests', 0)} requests")
+            continue
+        listed = ", ".join(f"{name}×{n}" for name, n in kinds.items())
+        parts.append(f"server faults{label}: {stats.get('retries', 0)} retried ({listed}), "
+                     f"{stats.get('failures', 0)} failed, in {stats.get('requests', 0)} requests")
+    return "; ".join(parts) or None

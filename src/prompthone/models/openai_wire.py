@@ -22,7 +22,7 @@ _Json = dict[str, Any]
 #: Settings a spec may carry after `?` (they change how requests are sent, never what comes back, so they stay out
 #: of the model id and the cache keys), with the type each value is read as.
 SPEC_OPTIONS: dict[str, type] = {"max_in_flight": int, "requests_per_second": float, "tokens_per_minute": float,
-                                 "timeout": float, "max_retries": int}
+                                 "timeout": float, "max_retries": int, "backoff_base": float, "backoff_max": float}
 
 
 def split_spec_options(spec: str) -> tuple[str, dict[str, Any]]:

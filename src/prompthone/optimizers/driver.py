@@ -5,6 +5,11 @@ seed prompt are re-scored on the whole dev split, the best on dev wins (ties go 
 returned prompt is never worse than the seed on dev and differs from it only when strictly better), and
 the seed and the winner are scored on the test split. Finalization calls go through the same cache but
 are counted apart from the search budget (`final_spend`).
+
+Server backends that count their faults (`OpenAICompatModel.stats`: retries, 429s, timeouts, ...) have them
+recorded per role in every step record and in the result (`backend`), so a run says what its server did. A
+backend that fails for good (`BackendError`: retries spent, server gone) stops the run as `failed`, with its
+finished steps and resume point kept and the error in the stored result, and `resume` continues it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompthone.errors import BudgetExhausted
+from prompthone.errors import BackendError, BudgetExhausted
 from prompthone.evaluation.budget import Budget, BudgetMeter, Spend
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
@@ -27,7 +32,7 @@ from prompthone.models.base import Model
 from prompthone.optimizers import checkpoint
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
 from prompthone.optimizers.recorder import RunRecorder
-from prompthone.progress import RunProgress
+from prompthone.progress import RunProgress, fault_summary
 from prompthone.prompts.prompt import Prompt
 from prompthone.store.db import RunStore
 from prompthone.store.run_dir import new_run_id
@@ -46,6 +51,7 @@ class StepRecord:
     spend: dict[str, object]
     elapsed_s: float
     frontier: list[int] = field(default_factory=list)
+    backend: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +75,7 @@ class OptimizationResult:
     wall_time_s: float
     run_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    backend: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -115,6 +122,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     rec = recorder
     if on_start is not None and rec is not None:
         on_start(rec.run_id, rec.store.get_run(rec.run_id).config)
+    faults = BackendFaults(task_model, meta_model)
 
     def record_candidate(cand: Candidate) -> None:
         if rec is not None:
@@ -138,11 +146,14 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
         state = checkpoint.restore(resume, ctx, meter, optimizer)
         seed_cand = state.pool[0]
         if rec is not None:  # the store back to the resume point: later records go, restored candidates return
+            faults.carried = _counted_before(rec, state.step)
             rec.rewind(state.step, ctx.next_id)
             for cand in state.pool.values():
                 record_candidate(cand)
     stopped, status = "finished", "failed"
     result_data: dict[str, Any] | None = None
+    failure: BackendError | None = None
+    searching = True
     try:
         with ui:
             ui.phase("search")
@@ -151,7 +162,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                     optimizer.start(ctx, state)
                 while not state.done:
                     state = optimizer.step(ctx, state)
-                    record = _step_record(optimizer, state, meter, started)
+                    record = _step_record(optimizer, state, meter, started, faults)
                     ui.update_best(record.best_score)
                     point = None
                     if rec is not None or on_checkpoint is not None:
@@ -168,6 +179,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
             except KeyboardInterrupt:
                 stopped = "interrupted"
                 log.warning("interrupted: finalizing with the candidates scored so far")
+            searching = False
             result = _finalize(ctx, state, optimizer, seed_cand, task_model, cache, final_top_k, ui,
                                skip_calls=stopped == "interrupted")
         out = OptimizationResult(
@@ -175,14 +187,25 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
             steps=state.step, n_candidates=len(state.pool), spend=meter.spend.to_dict(),
             wall_time_s=round(time.monotonic() - started, 3),
             run_dir=str(rec.path) if rec is not None and rec.path is not None else None,
-            options={k: getattr(optimizer, k) for k in optimizer.knobs()}, **result)
+            options={k: getattr(optimizer, k) for k in optimizer.knobs()}, backend=faults.counts(), **result)
         result_data = out.to_dict()
         status = "interrupted" if stopped == "interrupted" else "finished"
+    except BackendError as exc:  # the server is gone (or refuses): keep what is finished, say how to go on
+        failure = exc
+        result_data = {"method": optimizer.name, "task": task.name, "stopped_reason": "backend_error",
+                       "error": str(exc), "steps": state.step, "n_candidates": len(state.pool),
+                       "spend": meter.spend.to_dict(), "wall_time_s": round(time.monotonic() - started, 3),
+                       "backend": faults.counts()}  # no scores: the run is not over; `resume` continues it
     finally:
         if rec is not None:
             rec.finish(status, result_data)
         if owned is not None:
             owned.close()
+    if failure is not None:
+        if rec is None:
+            raise failure
+        where = f"during step {state.step + 1}" if searching else "while scoring the finalists"
+        raise BackendError(_stopped_message(rec.run_id, where, state.step, failure, faults.counts())) from failure
     if stopped == "interrupted":
         raise KeyboardInterrupt
     return out
@@ -228,12 +251,64 @@ def _finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Opt
 
 
 def _step_record(optimizer: Optimizer, state: OptimizationState, meter: BudgetMeter,
-                 started: float) -> StepRecord:
+                 started: float, faults: BackendFaults) -> StepRecord:
     top = optimizer.top(state, 1)
     return StepRecord(step=state.step, best_id=top[0].id if top else None,
                       best_score=top[0].scores[optimizer.rank_key] if top else None,
                       spend=meter.spend.to_dict(), elapsed_s=round(time.monotonic() - started, 3),
-                      frontier=list(state.frontier))
+                      frontier=list(state.frontier), backend=faults.counts())
+
+
+class BackendFaults:
+    """What the run's server backends counted (`stats` of e.g. `OpenAICompatModel`: requests, retries, failures,
+    timeouts, connection errors, malformed replies, `http_<status>`), by role, since the run started here.
+
+    Backends keep counting over their life (one model may serve several runs in a process), so the counts are the
+    difference from a snapshot taken at the start, plus `carried`: what earlier processes of a resumed run counted.
+    A meta model that is the task model is counted once, under "task". Models without `stats` are left out.
+    """
+
+    def __init__(self, task_model: Model, meta_model: Model | None) -> None:
+        self.models: dict[str, Any] = {}
+        for role, model in (("task", task_model), ("meta", meta_model)):
+            if model is not None and isinstance(getattr(model, "stats", None), dict) \
+                    and all(model is not m for m in self.models.values()):
+                self.models[role] = model
+        self.start = {role: dict(model.stats) for role, model in self.models.items()}
+        self.carried: dict[str, dict[str, int]] = {}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per role, every counter that is not zero (requests, retries and failures always)."""
+        out: dict[str, dict[str, int]] = {}
+        for role in dict.fromkeys([*self.models, *self.carried]):
+            now = dict(self.models[role].stats) if role in self.models else {}
+            start, before = self.start.get(role, {}), self.carried.get(role, {})
+            keys = dict.fromkeys(["requests", "retries", "failures", *sorted({*now, *before})])
+            totals = {k: int(before.get(k, 0)) + int(now.get(k, 0)) - int(start.get(k, 0)) for k in keys}
+            out[role] = {k: v for k, v in totals.items() if v or k in ("requests", "retries", "failures")}
+        return out
+
+
+def _counted_before(rec: RunRecorder, step: int) -> dict[str, dict[str, int]]:
+    """The fault counts of the processes that worked on a run before this resume: the stopped run's result when it
+    recorded one (a backend failure), else the counts at the step the run resumes from (a kill loses the rest)."""
+    previous = rec.store.get_run(rec.run_id).result or {}
+    if isinstance(previous.get("backend"), dict):
+        return previous["backend"]
+    at_step = [s for s in rec.store.steps(rec.run_id) if s.get("step") == step]
+    backend = at_step[0].get("backend") if at_step else None
+    return backend if isinstance(backend, dict) else {}
+
+
+def _stopped_message(run_id: str, where: str, step: int, error: BackendError,
+                     counts: dict[str, dict[str, int]]) -> str:
+    """One line for the user: what failed, what is kept, how to continue."""
+    faults = fault_summary(counts)
+    return (f"run {run_id} stopped {where}: {error}"
+            f"{f' ({faults})' if faults else ''}. Its {step} finished step{'s' if step != 1 else ''} and resume point "
+            f"are stored: once the cause is fixed (the server answers again), continue it with "
+            f"`prompthone optimize --resume {run_id}` (with the same --runs-dir/--store; Python: "
+            f"ph.resume({run_id!r}))")
 
 
 def open_store(store: RunStore | str | Path | None, run_root: str | Path) -> RunStore:

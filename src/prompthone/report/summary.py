@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prompthone.report.data import RunData
@@ -35,11 +35,13 @@ class SpendRow:
 
 @dataclass(frozen=True)
 class Spend:
-    """Search, finalization and total spend; calls by role; dollars where the run carries them, else why not."""
+    """Search, finalization and total spend; calls by role; dollars where the run carries them, else why not; and
+    what each server backend did (`faults`: role → requests, retries, failures and the faults by kind)."""
 
     rows: list[SpendRow]
     roles: dict[str, dict[str, int]]
     cost_note: str | None
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def method_name(run: RunData) -> str:
@@ -139,7 +141,20 @@ def spend(run: RunData) -> Spend:
             roles.setdefault(str(role), {})[label] = int(calls)
     known = any(r.cost is not None for r in rows) or score(result.get("cost_usd")) is not None
     note = None if known else f"no prices known for {', '.join(model_ids(run)) or 'this run’s models'}"
-    return Spend(rows, roles, note)
+    return Spend(rows, roles, note, server_faults(run))
+
+
+def server_faults(run: RunData) -> dict[str, dict[str, Any]]:
+    """The server backends' counts (the result's, else the last step's) by role, with the faults spelled out."""
+    from prompthone.progress import fault_kinds
+
+    backend = (run.result or {}).get("backend") or (run.steps[-1].get("backend") if run.steps else None)
+    if not isinstance(backend, dict):
+        return {}
+    return {str(role): {"requests": int(stats.get("requests", 0)), "retries": int(stats.get("retries", 0)),
+                        "failures": int(stats.get("failures", 0)),
+                        "kinds": ", ".join(f"{k}×{n}" for k, n in fault_kinds(stats).items()) or "none"}
+            for role, stats in backend.items() if isinstance(stats, dict)}
 
 
 def _cost(part: dict[str, Any]) -> float | None:
