@@ -22,8 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import pytest
 from tests.fakes.fake_openai_server import FakeOpenAIServer
 from tests.fakes.fault_proxy import CLIENT_STAT, FAULT_KINDS, FaultProxy
+from tests.models.conftest import SERVER_ALIAS
 
 from prompthone.errors import BackendError
 from prompthone.models.base import Message, ScoringRequest
@@ -41,7 +40,7 @@ from prompthone.report.data import RunData
 from prompthone.report.summary import spend
 from prompthone.store.db import RunStore
 
-ALIAS = "smollm2-135m"
+ALIAS = SERVER_ALIAS
 #: MIPRO over 4 bootstrapped demo sets with the seed instruction only: ~39 label-scoring calls, best ≠ seed (seed 7)
 ARGS = ["--task", "gen:sentiment_templates", "--limit", "24", "--method", "mipro", "-o", "num_instruction_candidates=1",
         "-o", "num_demo_sets=4", "-o", "max_bootstrapped_demos=2", "-o", "max_labeled_demos=2", "-o", "num_trials=4",
@@ -110,14 +109,9 @@ def _optimize(base_url: str, root: Path, *args: str) -> Run:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    """Base URL of a llama_cpp.server on the embedded model (the helper test_openai_server.py uses)."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (prompthone[local])")
-    from prompthone.models.local_server import serve_gguf
-
-    with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp, \
-            serve_gguf(Path(tmp) / "server.log", alias=ALIAS, n_ctx=2048) as base_url:
-        yield base_url
+def upstream(llama_server: str) -> str:
+    """The real server behind the proxy (conftest's llama_cpp.server on the embedded model)."""
+    return llama_server
 
 
 @pytest.fixture(scope="module")

@@ -11,30 +11,20 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.models.conftest import SERVER_ALIAS
 
 from prompthone.models.base import GenerationRequest, Message, ScoringRequest
-from prompthone.models.local_server import serve_gguf
 from prompthone.models.openai_compat import OpenAICompatModel
 
 pytestmark = [pytest.mark.server, pytest.mark.e2e]
 
-ALIAS = "smollm2-135m"
+ALIAS = SERVER_ALIAS
 INSTRUCTION = "Classify the sentiment of the review. Answer with one word: positive or negative."
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """Base URL of a llama_cpp.server serving the embedded model; terminated after the module's tests."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (prompthone[local])")
-    with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp, \
-            serve_gguf(Path(tmp) / "server.log", alias=ALIAS, n_ctx=2048) as base_url:
-        yield base_url
 
 
 @pytest.fixture

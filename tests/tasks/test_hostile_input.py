@@ -28,7 +28,8 @@ from prompthone.prompts.io import read_prompt_file
 from prompthone.prompts.prompt import Prompt, render
 from prompthone.store import RunStore
 from prompthone.tasks.example import Example, Task
-from prompthone.tasks.loaders import DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_ENV, load_csv, load_jsonl
+from prompthone.tasks.lines import DEFAULT_MAX_LINE_BYTES, MAX_LINE_BYTES_ENV
+from prompthone.tasks.loaders import load_csv, load_jsonl
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from typing import Any
 from prompthone.errors import InputError
 from prompthone.prompts.prompt import DEFAULT_EXTRACTOR, POSITIONS, Prompt
 from prompthone.tasks.example import Example, Task
-from prompthone.tasks.loaders import decode_utf8
+from prompthone.tasks.lines import decode_utf8
 
 _TEXT_FIELDS = ("instruction", "output_format", "extractor")
 

@@ -27,29 +27,31 @@ Hostile input is decided here, once for every format (issue 9):
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from prompthone.errors import ConfigError, InputError
+from prompthone.errors import InputError
 from prompthone.tasks.example import Example
+from prompthone.tasks.lines import (
+    BOM,
+    UTF16_BOMS,
+    BadBytes,
+    decode_line,
+    decode_utf8,
+    line_limit,
+    physical_lines,
+    raise_hint,
+    read_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_LINE_BYTES = 1 << 20
-MAX_LINE_BYTES_ENV = "PROMPTHONE_MAX_LINE_BYTES"
-_CHUNK = 1 << 20
-_BOM = codecs.BOM_UTF8
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_SAVE_AS_UTF8 = "re-save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8); prompthone never guesses encodings"
 _SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the 'surrogateescape' handler
 _LINE_BREAK = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # \n, \r\n or a lone \r (old Mac CSV files)
 _FIELD_HINT = "use --input-field/--target-field (input_field=/target_field=) to name the right columns"
@@ -103,127 +105,13 @@ def record_to_example(record: Mapping[str, Any], *, path: str, line: int | None,
     return Example(input=text, target=target, meta=meta)
 
 
-def line_limit(value: int | None = None) -> int:
-    """The per-line limit: `value`, else $PROMPTHONE_MAX_LINE_BYTES, else 1 MiB (see the module docstring)."""
-    if value is None:
-        raw = os.environ.get(MAX_LINE_BYTES_ENV, "").strip()
-        if not raw:
-            return DEFAULT_MAX_LINE_BYTES
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{MAX_LINE_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
-    if value < 1:
-        raise ConfigError(f"the line size limit must be at least 1 byte, got {value}")
-    return value
-
-
-def _raise_hint(limit: int) -> str:
-    return (f"the limit is {limit:,} bytes: if the line is meant to be this long, raise it with "
-            f"{MAX_LINE_BYTES_ENV}=<bytes> (max_line_bytes= in Python)")
-
-
-@dataclass(frozen=True)
-class _BadBytes:
-    """Where the first byte that is not UTF-8 sits: line, character column, byte offset in the file."""
-
-    line: int
-    column: int
-    offset: int
-    byte: int
-    utf16: bool
-
-    def error(self, path: str, field: str | None = None) -> InputError:
-        """The error; `field` (when the record still parses) is named in the text, as bytes are decoded before
-        fields exist (`InputError.field` stays None, as for every error found while reading bytes)."""
-        hint = ("the file is UTF-16 (it starts with a UTF-16 byte-order mark): re-save it as UTF-8"
-                if self.utf16 else _SAVE_AS_UTF8)
-        where = f" in field {field!r}" if field is not None else ""
-        return InputError(f"not valid UTF-8 (byte 0x{self.byte:02x} at column {self.column}){where} at byte offset "
-                          f"{self.offset} of the file; {hint}", path=path, line=self.line)
-
-
-def _decode_line(raw: bytes, *, path: str, line: int, offset: int, utf16: bool) -> tuple[str, _BadBytes | None]:
-    """One line as text, and where its first undecodable byte is (the text then holds surrogate escapes).
-
-    A NUL byte is valid UTF-8 but no text file holds one: it fails here, naming the likely cause.
-    """
-    try:
-        text, problem = raw.decode("utf-8"), None
-    except UnicodeDecodeError as error:
-        text = raw.decode("utf-8", "surrogateescape")
-        column = 1 + len(raw[: error.start].decode("utf-8"))
-        problem = _BadBytes(line, column, offset + error.start, raw[error.start], utf16)
-    if problem is None and "\x00" in text:
-        raise InputError(f"NUL byte at column {text.index(chr(0)) + 1}: this is not UTF-8 text (UTF-16 without a "
-                         "byte-order mark, or a binary file?); re-save the file as UTF-8", path=path, line=line)
-    return text, problem
-
-
-def decode_utf8(data: bytes, *, path: str) -> str:
-    """A whole file's text (a leading BOM dropped); a bad byte raises InputError naming its line and column."""
-    skip = len(_BOM) if data.startswith(_BOM) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        at = skip + error.start
-        start = data.rfind(b"\n", 0, at) + 1
-        start += skip if start == 0 else 0
-        column = 1 + len(data[start:at].decode("utf-8"))
-        bad = _BadBytes(1 + data.count(b"\n", 0, at), column, at, data[at], data.startswith(_UTF16_BOMS))
-        raise bad.error(path) from None
-
-
-def _open(path: str | Path) -> BinaryIO:
-    """The file opened for reading bytes; a missing or unreadable file raises InputError."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a task file", path=str(path)) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror}", path=str(path)) from None
-
-
-def _read_bytes(path: str | Path) -> tuple[str, bytes]:
-    """The file's display name and bytes (for JSON documents, which are parsed whole)."""
-    with _open(path) as handle:
-        return str(path), handle.read()
-
-
-def _physical_lines(path: str | Path, limit: int) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, bytes with the line end) of each line, reading at most `limit` + 2 bytes at a time.
-
-    A longer line is measured in chunks and refused with its size, never held in memory.
-    """
-    with _open(path) as handle:
-        number = offset = 0
-        while raw := handle.readline(limit + 2):
-            number += 1
-            if len(raw) > limit and len(raw.rstrip(b"\r\n")) > limit:
-                size = len(raw.rstrip(b"\r\n"))
-                if not raw.endswith(b"\n") and len(raw) == limit + 2:
-                    while chunk := handle.readline(_CHUNK):
-                        size += len(chunk)
-                        if chunk.endswith(b"\n"):
-                            size -= len(chunk) - len(chunk.rstrip(b"\r\n"))
-                            break
-                lone_cr = (" (its lines seem to end with a lone \\r: convert them to \\n)"
-                           if b"\r" in raw.rstrip(b"\r\n") else "")
-                raise InputError(f"the line is {size:,} bytes, too long for one example{lone_cr}; "
-                                 f"{_raise_hint(limit)}", path=str(path), line=number)
-            yield number, offset, raw
-            offset += len(raw)
-
-
 def _jsonl_records(path: str, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; bad bytes, bad JSON and non-objects fail."""
     utf16 = False
-    for number, offset, raw in _physical_lines(path, limit):
-        utf16 = utf16 or (number == 1 and raw.startswith(_UTF16_BOMS))
-        skip = len(_BOM) if raw.startswith(_BOM) else 0
-        text, problem = _decode_line(raw[skip:].rstrip(b"\r\n"), path=path, line=number, offset=offset + skip,
+    for number, offset, raw in physical_lines(path, limit):
+        utf16 = utf16 or (number == 1 and raw.startswith(UTF16_BOMS))
+        skip = len(BOM) if raw.startswith(BOM) else 0
+        text, problem = decode_line(raw[skip:].rstrip(b"\r\n"), path=path, line=number, offset=offset + skip,
                                      utf16=utf16)
         if problem is not None:
             raise problem.error(path, field=_field_with_bad_bytes(text))
@@ -312,7 +200,7 @@ def load_json(path: str | Path, *, input_field: str = "input", target_field: str
 
 def read_json_file(path: str | Path) -> Any:
     """Read and parse a whole JSON file; errors name the file and the line json reports."""
-    name, data = _read_bytes(path)
+    name, data = read_bytes(path)
     return parse_json_document(data, path=name)
 
 
@@ -335,7 +223,7 @@ def examples_from_json(document: Any, *, path: str, input_field: str = "input", 
         for field, text in ((input_field, example.input), (target_field, example.target)):
             if len(text) > limit // 4 and (size := len(text.encode("utf-8", "surrogatepass"))) > limit:
                 raise InputError(f"record {index}: the value is {size:,} bytes, too long for one example; "
-                                 f"{_raise_hint(limit)}", path=path, field=field)
+                                 f"{raise_hint(limit)}", path=path, field=field)
         example.meta.update(record=index)
         examples.append(example)
     if not examples:
@@ -367,8 +255,8 @@ class _CsvLines:
         self.path, self.limit = path, limit
         self.line = 0  # the last line handed to the reader
         self.row_start, self.row_bytes = 1, 0
-        self.problem: _BadBytes | None = None
-        self._physical = _physical_lines(path, limit)
+        self.problem: BadBytes | None = None
+        self._physical = physical_lines(path, limit)
         self._pending: list[tuple[int, bytes]] = []
         self._utf16 = False
 
@@ -384,9 +272,9 @@ class _CsvLines:
         else:
             number, offset, piece = next(self._physical)
             if number == 1:
-                self._utf16 = piece.startswith(_UTF16_BOMS)
-                if piece.startswith(_BOM):
-                    piece, offset = piece[len(_BOM):], offset + len(_BOM)
+                self._utf16 = piece.startswith(UTF16_BOMS)
+                if piece.startswith(BOM):
+                    piece, offset = piece[len(BOM):], offset + len(BOM)
             if piece.find(b"\r", 0, len(piece) - 2) >= 0:  # lone \r line ends: one piece per line
                 for part in _LINE_BREAK.findall(piece):
                     self._pending.insert(0, (offset, part))
@@ -398,8 +286,8 @@ class _CsvLines:
             spans = (f" (it runs on from line {self.row_start} to line {self.line}: is a closing quote missing?)"
                      if self.line > self.row_start else "")
             raise InputError(f"the row is too long for one example{spans}; "
-                             f"{_raise_hint(self.limit)}", path=self.path, line=self.row_start)
-        text, problem = _decode_line(piece, path=self.path, line=self.line, offset=offset, utf16=self._utf16)
+                             f"{raise_hint(self.limit)}", path=self.path, line=self.row_start)
+        text, problem = decode_line(piece, path=self.path, line=self.line, offset=offset, utf16=self._utf16)
         self.problem = self.problem or problem
         return text
 
@@ -415,7 +303,7 @@ def _csv_field_limit(limit: int) -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def _csv_rows(path: str, limit: int) -> Iterator[tuple[int, int, list[str], _BadBytes | None]]:
+def _csv_rows(path: str, limit: int) -> Iterator[tuple[int, int, list[str], BadBytes | None]]:
     """(first line, last line, cells, first bad byte) for each CSV row; quoted fields may span lines."""
     lines = _CsvLines(path, limit)
     reader = csv.reader(lines)
@@ -430,7 +318,7 @@ def _csv_rows(path: str, limit: int) -> Iterator[tuple[int, int, list[str], _Bad
         yield lines.row_start, lines.line, row, lines.problem
 
 
-def _csv_header(rows: Iterator[tuple[int, int, list[str], _BadBytes | None]], *, path: str,
+def _csv_header(rows: Iterator[tuple[int, int, list[str], BadBytes | None]], *, path: str,
                 fields: Sequence[str]) -> list[str]:
     """The header row; it must exist and name the input and target columns."""
     for line, _, header, problem in rows:
