@@ -117,13 +117,25 @@ def test_server_errors_are_retried_then_succeed(
         caplog: pytest.LogCaptureFixture) -> None:
     fake_openai.script(Fault.error(500), Fault.error(502), Fault.error(504))
     model = fast_model(fake_openai.base_url, open_models)
-    with caplog.at_level(logging.WARNING, logger="prompthone.models.openai_compat"):
+    with caplog.at_level(logging.INFO, logger="prompthone.models.openai_compat"):
         assert one_completion(model) == "positive"
     assert len(fake_openai.requests) == 4
     assert model.stats["retries"] == 3
     assert model.stats["http_500"] == model.stats["http_502"] == model.stats["http_504"] == 1
-    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 3
+    # short waits are info (the summary counts them); a wait of a second or more would be a warning
+    assert [r.levelno for r in caplog.records] == [logging.INFO] * 3
     assert "HTTP 500" in caplog.text
+
+
+def test_a_retry_that_waits_a_second_is_a_warning(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel],
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake_openai.script(Fault.rate_limited(retry_after="1"))
+    model = fast_model(fake_openai.base_url, open_models, backoff_max=5.0)
+    with caplog.at_level(logging.INFO, logger="prompthone.models.openai_compat"):
+        assert one_completion(model) == "positive"
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and "retrying in 1.00 s" in record.getMessage()
 
 
 def test_retry_after_zero_is_honoured_over_a_long_backoff(

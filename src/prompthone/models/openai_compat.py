@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 KEY_ENV_OVERRIDE = "PROMPTHONE_API_KEY"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+NOTICEABLE_WAIT_S = 1.0  # retries that wait this long or longer are logged as warnings
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -397,8 +398,11 @@ class OpenAICompatModel:
     def _note_retry(self, attempt: int, exc: BaseException | None, wait: float) -> None:
         self._count("retries")
         self._count("backoff_ms", round(wait * 1000))
-        logger.warning("%s: attempt %d/%d failed (%s); retrying in %.2f s", self.base_url,
-                       attempt, self.max_retries + 1, exc, wait)
+        # A wait a user notices (a server that rate-limits or went away) is a warning; the many short retries of a
+        # flaky server are info: the run's summary counts them, and they would bury the final error line.
+        level = logging.WARNING if wait >= NOTICEABLE_WAIT_S else logging.INFO
+        logger.log(level, "%s: attempt %d/%d failed (%s); retrying in %.2f s", self.base_url,
+                   attempt, self.max_retries + 1, exc, wait)
 
     def _count(self, key: str, amount: int = 1) -> None:
         with self._stats_lock:
