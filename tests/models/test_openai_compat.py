@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -509,3 +510,14 @@ def test_spec_options_set_how_requests_are_sent_but_not_the_id(
 def test_bad_spec_options_are_clear_errors(query: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         OpenAICompatModel.from_spec(f"openai:http://127.0.0.1:9/v1#m?{query}")
+
+
+def test_a_model_never_closed_shuts_down_when_collected(fake_openai: FakeOpenAIServer) -> None:
+    """The CLI keeps loaded models to the end: the finalizer closes the session and stops the loop thread anyway."""
+    model = OpenAICompatModel(fake_openai.base_url, "fake-model", timeout=2.0)
+    assert one_completion(model) == "positive"
+    thread, session = model._runner._thread, model._transport.session
+    assert thread.is_alive() and session is not None and not session.closed
+    del model
+    gc.collect()
+    assert not thread.is_alive() and session.closed

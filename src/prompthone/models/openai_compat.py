@@ -23,6 +23,7 @@ import re
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
@@ -110,6 +111,22 @@ class _TransientError(Exception):
         self.retry_after = retry_after
 
 
+class _Transport:
+    """The model's event-loop thread and HTTP session: what must be shut down however the model ends. It holds
+    no reference to the model, so the model's finalizer can run it when the model is garbage-collected."""
+
+    def __init__(self, runner: LoopThread) -> None:
+        self.runner = runner
+        self.session: aiohttp.ClientSession | None = None  # opened on the loop, at the first request
+
+    def shutdown(self) -> None:
+        self.runner.stop(closing=self._close_session)
+
+    async def _close_session(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 class OpenAICompatModel:
     """A model served over the OpenAI chat-completions API: generation, plus label scoring from logprobs.
 
@@ -153,10 +170,12 @@ class OpenAICompatModel:
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0, "backoff_ms": 0}
         self._stats_lock = threading.Lock()
         self._jitter = random.Random()
-        self._closed = False
-        self._close_lock = threading.Lock()
         self._secret = os.environ.get(KEY_ENV_OVERRIDE) or os.environ.get(api_key_env) or ""
         self._runner = LoopThread(f"prompthone-openai-{self.base_url}")
+        self._transport = _Transport(self._runner)
+        # Shut down on close(), on garbage collection or at interpreter exit, whichever comes first: a model a
+        # process never closes (the CLI keeps loaded models) must not leave a session open or a loop running.
+        self._finalizer = weakref.finalize(self, self._transport.shutdown)
         # Created on the loop thread: an asyncio primitive belongs to the loop it first runs on.
         self._slots = asyncio.Semaphore(max_concurrency)
         self._paused_until = 0.0  # loop time before which no new request is sent (a server's Retry-After)
@@ -166,7 +185,6 @@ class OpenAICompatModel:
         self._request_limit = AsyncLimiter(1, 1.0 / requests_per_second) if requests_per_second else None
         self._token_limit = AsyncLimiter(tokens_per_minute / 6.0, 10.0) if tokens_per_minute else None
         self._auth = aiohttp.BasicAuth(credentials[0], credentials[1]) if credentials else None
-        self._session: aiohttp.ClientSession | None = None  # opened on the loop, at the first request
         self._proxy: str | None = None
         try:
             self.model = model or self._runner.run(self._discover_model())
@@ -224,15 +242,11 @@ class OpenAICompatModel:
 
     def close(self) -> None:
         """Cancel running and queued requests, close the HTTP connections and stop the loop (idempotent)."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._runner.stop(closing=self._close_session)
+        self._finalizer()
 
-    async def _close_session(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    @property
+    def _closed(self) -> bool:
+        return not self._finalizer.alive
 
     # -- one request each ----------------------------------------------------------------------------------
 
@@ -360,16 +374,16 @@ class OpenAICompatModel:
 
     def _open_session(self) -> aiohttp.ClientSession:
         """The model's one session (connection pool), created on the loop the first time it is needed."""
-        if self._session is None:
+        if self._transport.session is None:
             # One Authorization header: credentials in the URL (basic auth) win over an API key (bearer).
             headers = {"Authorization": f"Bearer {self._secret}"} if self._secret and self._auth is None else {}
             # The proxy settings of the environment are read once here: aiohttp's trust_env reads every environment
             # variable and ~/.netrc on every request (most of the client's CPU at 1,000 requests/s).
             self._proxy = environment_proxy(self.base_url)
-            self._session = aiohttp.ClientSession(
+            self._transport.session = aiohttp.ClientSession(
                 headers=headers, auth=self._auth, timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency))
-        return self._session
+        return self._transport.session
 
     def _pause(self, seconds: float) -> None:
         """Hold every new request of this model for `seconds`: the server asked for room, not one request."""

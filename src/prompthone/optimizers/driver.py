@@ -304,10 +304,11 @@ def _stopped_message(run_id: str, where: str, step: int, error: BackendError,
                      counts: dict[str, dict[str, int]]) -> str:
     """One line for the user: what failed, what is kept, how to continue."""
     faults = fault_summary(counts)
+    kept = (f"Its {step} finished step{'s' if step != 1 else ''} and resume point are stored" if step
+            else "It is stored with its seed and settings (no step had finished)")
     return (f"run {run_id} stopped {where}: {error}"
-            f"{f' ({faults})' if faults else ''}. Its {step} finished step{'s' if step != 1 else ''} and resume point "
-            f"are stored: once the cause is fixed (the server answers again), continue it with "
-            f"`prompthone optimize --resume {run_id}` (with the same --runs-dir/--store; Python: "
+            f"{f' ({faults})' if faults else ''}. {kept}: once the cause is fixed (the server answers again), "
+            f"continue it with `prompthone optimize --resume {run_id}` (with the same --runs-dir/--store; Python: "
             f"ph.resume({run_id!r}))")
 
 
