@@ -132,7 +132,7 @@ def test_pairs_round_trip_and_bad_lines_name_file_line_field(tmp_path: Path) -> 
     with pytest.raises(InputError, match=r"pairs.jsonl:2: field 'prompt'"):
         read_pairs(path)
     path.write_text('{"prompt": "p", "output": "o"}\nnot json\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"pairs.jsonl:2: not valid JSON"):
+    with pytest.raises(InputError, match=r"pairs.jsonl:2: invalid JSON"):
         read_pairs(path)
     bad_golden = tmp_path / "golden.jsonl"
     bad_golden.write_text('{"prompt": "p", "output": "o", "category": "poetry"}\n', encoding="utf-8")

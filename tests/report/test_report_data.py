@@ -55,7 +55,7 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "bad", "message"), [
-    ("candidates.jsonl", '{"id": 9, "parent": \n', "malformed JSON"),
+    ("candidates.jsonl", '{"id": 9, "parent": \n', "invalid JSON"),
     ("steps.jsonl", "[1, 2]\n", "expected a JSON object"),
     ("evaluations.jsonl", '{"candidate": "one", "key": "dev", "hash": "ab"}\n',
      "field 'candidate': expected an integer"),

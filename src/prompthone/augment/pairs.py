@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prompthone.errors import InputError
+from prompthone.tasks.lines import jsonl_records
 
 
 @dataclass(frozen=True)
@@ -42,21 +43,7 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a line that is not a JSON object is an InputError."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"not valid JSON ({exc})", path=str(path), line=number) from None
-            if not isinstance(record, dict):
-                raise InputError("expected a JSON object", path=str(path), line=number)
-            yield number, record
+    return jsonl_records(path)
 
 
 def _text(record: dict[str, Any], name: str, path: Path, line: int) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prompthone.errors import InputError
+from prompthone.tasks.lines import jsonl_records
 
 #: files of a run directory; a directory holding none of the first two is not a run
 CONFIG, CANDIDATES, STEPS, EVENTS = "config.json", "candidates.jsonl", "steps.jsonl", "events.jsonl"
@@ -95,27 +96,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line. A last line without its newline that does not parse is
-    skipped: a running run is appending it right now."""
-    if not path.is_file():
-        return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path=str(path)) from None
-    lines = text.split("\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if n == len(lines):  # no newline after it yet: still being written
-                return
-            raise InputError(f"malformed JSON: {exc.msg}", path=str(path), line=n) from None
-        if not isinstance(record, dict):
-            raise InputError("expected a JSON object", path=str(path), line=n)
-        yield n, record
+    """(line number, object) for each non-blank line of a run-directory file, none when it does not exist yet. A
+    last line without its newline that does not parse is skipped: a running run is appending it right now."""
+    if path.is_file():
+        yield from jsonl_records(path, live=True)
 
 
 def _int_field(record: dict[str, Any], name: str, path: Path, line: int) -> int:

@@ -7,11 +7,13 @@ Kept apart from the loaders so that each format (JSONL, CSV, JSON, prompt files)
 from __future__ import annotations
 
 import codecs
+import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from prompthone.errors import ConfigError, InputError
 
@@ -112,16 +114,17 @@ def read_bytes(path: str | Path) -> tuple[str, bytes]:
         return str(path), handle.read()
 
 
-def physical_lines(path: str | Path, limit: int) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, bytes with the line end) of each line, reading at most `limit` + 2 bytes at a time.
+def physical_lines(path: str | Path, limit: int | None) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, bytes with the line end) of each line, reading at most `limit` + 2 bytes at a time
+    (None: no limit).
 
     A longer line is measured in chunks and refused with its size, never held in memory.
     """
     with open_bytes(path) as handle:
         number = offset = 0
-        while raw := handle.readline(limit + 2):
+        while raw := handle.readline(-1 if limit is None else limit + 2):
             number += 1
-            if len(raw) > limit and len(raw.rstrip(b"\r\n")) > limit:
+            if limit is not None and len(raw) > limit and len(raw.rstrip(b"\r\n")) > limit:
                 size = len(raw.rstrip(b"\r\n"))
                 if not raw.endswith(b"\n") and len(raw) == limit + 2:
                     while chunk := handle.readline(_CHUNK):
@@ -135,3 +138,56 @@ def physical_lines(path: str | Path, limit: int) -> Iterator[tuple[int, int, byt
                                  f"{raise_hint(limit)}", path=str(path), line=number)
             yield number, offset, raw
             offset += len(raw)
+
+
+_JSON_TYPE_NAMES = {dict: "an object", list: "an array", type(None): "null"}
+SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the 'surrogateescape' handler
+
+
+def json_type_name(value: Any) -> str:
+    """'an object', 'an array', 'null' or the Python type's name: what a JSON value is, for messages."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def jsonl_records(path: str | Path, limit: int | None = None, *,
+                  live: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file; bad bytes, bad JSON, non-objects and a line
+    over `limit` bytes (None: no limit) fail with the file and line.
+
+    The one JSONL reader (task files, PAS pairs and corpora, a run directory's records). `live`: the file may be
+    growing (a running run appends to it), so a last line without its newline that does not parse yet is skipped.
+    """
+    path = str(path)
+    utf16 = False
+    for number, offset, raw in physical_lines(path, limit):
+        unfinished = live and not raw.endswith(b"\n")
+        utf16 = utf16 or (number == 1 and raw.startswith(UTF16_BOMS))
+        skip = len(BOM) if raw.startswith(BOM) else 0
+        text, problem = decode_line(raw[skip:].rstrip(b"\r\n"), path=path, line=number, offset=offset + skip,
+                                     utf16=utf16)
+        if problem is not None:
+            raise problem.error(path, field=_field_with_bad_bytes(text))
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            if unfinished:
+                return
+            raise InputError(f"invalid JSON: {error.msg} (column {error.colno})", path=path, line=number) from None
+        if not isinstance(record, dict):
+            raise InputError(f"expected a JSON object per line, got {json_type_name(record)}", path=path, line=number)
+        yield number, record
+
+
+def _field_with_bad_bytes(text: str) -> str | None:
+    """The field of a JSON line whose value holds the undecodable byte, when the line still parses."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if isinstance(value, str) and SURROGATE.search(value):
+                return str(key)
+    return None

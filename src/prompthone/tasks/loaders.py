@@ -40,10 +40,13 @@ from prompthone.errors import InputError
 from prompthone.tasks.example import Example
 from prompthone.tasks.lines import (
     BOM,
+    SURROGATE,
     UTF16_BOMS,
     BadBytes,
     decode_line,
     decode_utf8,
+    json_type_name,
+    jsonl_records,
     line_limit,
     physical_lines,
     raise_hint,
@@ -52,14 +55,8 @@ from prompthone.tasks.lines import (
 
 logger = logging.getLogger(__name__)
 
-_SURROGATE = re.compile("[\udc80-\udcff]")  # an undecodable byte, kept by the 'surrogateescape' handler
 _LINE_BREAK = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # \n, \r\n or a lone \r (old Mac CSV files)
 _FIELD_HINT = "use --input-field/--target-field (input_field=/target_field=) to name the right columns"
-_JSON_TYPE_NAMES = {dict: "an object", list: "an array", type(None): "null"}
-
-
-def _type_name(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _field_text(record: Mapping[str, Any], name: str, *, path: str, line: int | None) -> str:
@@ -73,7 +70,7 @@ def _field_text(record: Mapping[str, Any], name: str, *, path: str, line: int | 
         return value
     if isinstance(value, bool | int | float):
         return str(value)
-    raise InputError(f"expected a string or a number, got {_type_name(value)}",
+    raise InputError(f"expected a string or a number, got {json_type_name(value)}",
                      path=path, line=line, field=name)
 
 
@@ -103,40 +100,6 @@ def record_to_example(record: Mapping[str, Any], *, path: str, line: int | None,
                             if key not in (input_field, target_field)}
     meta.update(line=line, source=path)
     return Example(input=text, target=target, meta=meta)
-
-
-def _jsonl_records(path: str, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; bad bytes, bad JSON and non-objects fail."""
-    utf16 = False
-    for number, offset, raw in physical_lines(path, limit):
-        utf16 = utf16 or (number == 1 and raw.startswith(UTF16_BOMS))
-        skip = len(BOM) if raw.startswith(BOM) else 0
-        text, problem = decode_line(raw[skip:].rstrip(b"\r\n"), path=path, line=number, offset=offset + skip,
-                                     utf16=utf16)
-        if problem is not None:
-            raise problem.error(path, field=_field_with_bad_bytes(text))
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InputError(f"invalid JSON: {error.msg} (column {error.colno})", path=path, line=number) from None
-        if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object per line, got {_type_name(record)}", path=path, line=number)
-        yield number, record
-
-
-def _field_with_bad_bytes(text: str) -> str | None:
-    """The field of a JSON line whose value holds the undecodable byte, when the line still parses."""
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(record, dict):
-        for key, value in record.items():
-            if isinstance(value, str) and _SURROGATE.search(value):
-                return str(key)
-    return None
 
 
 def _place(example: Example) -> str:
@@ -180,7 +143,7 @@ def load_jsonl(path: str | Path, *, input_field: str = "input", target_field: st
     name, limit = str(path), line_limit(max_line_bytes)
     examples = [record_to_example(record, path=name, line=number, input_field=input_field,
                                   target_field=target_field, labels=labels)
-                for number, record in _jsonl_records(name, limit)]
+                for number, record in jsonl_records(name, limit)]
     if not examples:
         raise InputError("the file has no examples (it is empty or only blank lines)", path=name)
     _check_examples(examples, path=name)
@@ -214,7 +177,7 @@ def examples_from_json(document: Any, *, path: str, input_field: str = "input", 
     examples = []
     for index, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            raise InputError(f"record {index}: expected an object, got {_type_name(record)}", path=path)
+            raise InputError(f"record {index}: expected an object, got {json_type_name(record)}", path=path)
         try:
             example = record_to_example(record, path=path, line=None, input_field=input_field,
                                         target_field=target_field, labels=labels)
@@ -359,7 +322,7 @@ def load_csv(path: str | Path, *, input_field: str = "input", target_field: str 
         header = _csv_header(rows, path=name, fields=(input_field, target_field))
         for line, last, cells, problem in rows:
             if problem is not None:
-                bad = [i for i, cell in enumerate(cells) if _SURROGATE.search(cell) and i < len(header)]
+                bad = [i for i, cell in enumerate(cells) if SURROGATE.search(cell) and i < len(header)]
                 raise problem.error(name, field=header[bad[0]] if bad else None)
             if not any(cell.strip() for cell in cells):
                 continue
