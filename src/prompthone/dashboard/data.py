@@ -15,6 +15,7 @@ from typing import Any
 
 from prompthone.errors import PrompthoneError, StoreError
 from prompthone.report.data import RunData
+from prompthone.report.from_store import run_data_from_store
 from prompthone.report.summary import parents, score, score_keys, spend, summary
 from prompthone.store import RunRecord, RunStore
 
@@ -73,9 +74,7 @@ def list_view(store: RunStore, filters: dict[str, str | None]) -> dict[str, Any]
 
 def load_run(store: RunStore, run_id: str, record: RunRecord | None = None) -> RunData:
     """A run as the report reads it: record, candidates and steps (events and per-example data are not loaded)."""
-    record = record or find_run(store, run_id)
-    return RunData(run_id=record.id, status=record.status, config=record.config, candidates=store.candidates(run_id),
-                   steps=store.steps(run_id), result=record.result)
+    return run_data_from_store(store, run_id, record=record or find_run(store, run_id), details=False)
 
 
 def run_view(store: RunStore, run_id: str) -> dict[str, Any]:
