@@ -49,7 +49,7 @@ def test_build_data_refuses_unknown_design_and_bad_golden_option(tmp_path: Path)
 
 def test_train_names_missing_pairs_and_designs(tmp_path: Path) -> None:
     code, output = _run("pas", "train", str(tmp_path), str(tmp_path / "adapter"))
-    assert code == 2 and "pairs.jsonl" in output and "cannot read" in output
+    assert code == 2 and "pairs.jsonl" in output and "file not found" in output
     (tmp_path / "pairs.jsonl").write_text('{"prompt": "p", "output": "o", "design": "pas"}\n', encoding="utf-8")
     code, output = _run("pas", "train", str(tmp_path), str(tmp_path / "adapter"), "--design", "bpo")
     assert code == 2 and "no pairs for design 'bpo'" in output
