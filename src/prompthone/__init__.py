@@ -7,8 +7,7 @@ server, with published methods (APE, APO, OPRO, GREATER, ...) behind one optimiz
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from prompthone._version import __version__
 from prompthone.api import default_model, evaluate, optimize, resolve_model, resume
 from prompthone.augment.augmenter import Augmenter
 from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputError, PrompthoneError
@@ -19,8 +18,8 @@ from prompthone.grid_study import StudyResult, study
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel
 from prompthone.models.registry import make_model
-from prompthone.optimizers.driver import OptimizationResult
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.results import OptimizationResult
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Example, Task
 

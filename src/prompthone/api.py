@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prompthone.errors import ConfigError
-from prompthone.evaluation.budget import Budget, BudgetMeter
+from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.evaluator import EvalResult, Evaluator, ScoringMode
-from prompthone.evaluation.metered import MeteredModel
+from prompthone.evaluation.evaluator import EvalResult, ScoringMode
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel, resolve_executor
 from prompthone.models.registry import DEFAULT_MODEL, make_model
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
-from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.config import RunConfig
+from prompthone.run.driver import Provenance, run_optimization
+from prompthone.run.results import OptimizationResult, StepRecord
+from prompthone.run.resume import check_same_model, open_run, recorded_spec
+from prompthone.run.session import Session
 from prompthone.store.db import RunStore
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
@@ -106,20 +109,30 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     if isinstance(budget, int):
         budget = Budget(calls=budget)
     call_cache = resolve_cache(cache)
-    task_model, started = executor_model(model, executor)
-    try:
-        meta = resolve_model(meta_model) if meta_model is not None and meta_model != model else task_model
+    with run_models(model, meta_model, executor) as (task_model, meta):
         on_ray = task_model if isinstance(task_model, RayModel) else None  # recorded as spec + executor
-        provenance = {"model": _recordable(on_ray.spec if on_ray is not None
-                                           else DEFAULT_MODEL if model is None else model),
-                      "meta_model": _recordable(meta_model),
-                      "meta_is_task_model": meta is task_model,
-                      "cache": str(getattr(call_cache, "path", "")) or None,
-                      "executor": on_ray.executor.record() if on_ray is not None else None}
+        provenance = Provenance(model=_recordable(on_ray.spec if on_ray is not None
+                                                  else DEFAULT_MODEL if model is None else model),
+                                meta_model=_recordable(meta_model), cache=str(getattr(call_cache, "path", "")) or None,
+                                executor=on_ray.executor.record() if on_ray is not None else None)
         return _tracked(tracker, lambda extra, on_start: run_optimization(
             task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
             run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
             final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+
+
+@contextmanager
+def run_models(model: str | Model | None, meta_model: str | Model | None,
+               executor: Executor) -> Iterator[tuple[Model, Model]]:
+    """The task model (on `executor`) and the meta model of a run; Ray workers started here stop after it.
+
+    The meta model is the task model itself when none is named or it is named by the same spec (the one place
+    that decides it); a meta model named apart runs in this process.
+    """
+    task_model, started = executor_model(model, executor)
+    try:
+        yield task_model, (resolve_model(meta_model) if meta_model is not None and meta_model != model
+                           else task_model)
     finally:
         if started is not None:
             started.close()
@@ -168,43 +181,34 @@ def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: 
     `executor` defaults to the run's own ("local", or the Ray cluster and workers it was started with); pass
     "local" or another executor to continue it elsewhere (the model, and so the result, is the same).
     """
-    from prompthone.reopen import reopen
-
     tracker = _tracker(mlflow, mlflow_experiment)
-    started: RayModel | None = None
-    run = _stored_run(run_id, store, run_dir)
-    provenance: dict[str, Any] = run.config.get("provenance") or {}
-    if executor is None and isinstance(provenance.get("executor"), dict):
-        executor = RayExecutor.from_record(provenance["executor"])
-    spec = model if model is not None else provenance.get("model")
-    on_ray = resolve_executor(executor) is not None and run.status != "finished"
-    if on_ray and (isinstance(spec, str) or model is not None):  # else reopen says what is missing
-        model, started = executor_model(spec, executor)
+    stored = open_run(run_id, store=store, run_dir=run_dir)
     try:
-        plan = reopen(run_id, store=store, run_dir=run_dir, model=model, meta_model=meta_model, cache=cache)
-        try:
+        config = stored.config
+        if executor is None and config.executor is not None:
+            executor = RayExecutor.from_record(config.executor)
+        spec = model if model is not None else recorded_spec(stored, "model")
+        meta_spec = (meta_model if meta_model is not None
+                     else None if config.meta_is_task_model else recorded_spec(stored, "meta_model"))
+        with run_models(spec, meta_spec, executor) as (task_model, meta):
+            check_same_model(stored, "task model", task_model)
+            check_same_model(stored, "meta model", meta)
+            optimizer = get_method(config.method).from_options(config.options)
+            call_cache = resolve_cache(cache if cache is not None else config.cache or False)
             return _tracked(tracker, lambda extra, on_start: run_optimization(
-                plan.task, plan.optimizer, task_model=plan.task_model, meta_model=plan.meta_model,
-                budget=plan.budget, cache=plan.cache, seed=plan.seed, scoring=plan.scoring,
-                final_top_k=plan.final_top_k, progress=progress, callbacks=[*callbacks, *extra],
-                resume=plan.checkpoint, recorder=plan.recorder, on_start=on_start))
-        finally:
-            plan.close()
+                stored.task, optimizer, task_model=task_model, meta_model=meta, budget=config.budget,
+                cache=call_cache, seed=config.seed, scoring=_scoring(config), final_top_k=config.final_top_k,
+                progress=progress, callbacks=[*callbacks, *extra], continuation=stored.continuation,
+                on_start=on_start))
     finally:
-        if started is not None:
-            started.close()
+        stored.close()
 
 
-def _stored_run(run_id: str, store: str | Path | RunStore | None, run_dir: str | Path) -> Any:
-    """The stored run (its config names the executor it ran on); `reopen` checks the rest."""
-    from prompthone.optimizers.driver import open_store
-
-    db = open_store(store, run_dir)
-    try:
-        return db.get_run(run_id)
-    finally:
-        if not isinstance(store, RunStore):
-            db.close()
+def _scoring(config: RunConfig) -> ScoringMode:
+    mode = config.scoring
+    if mode not in ("auto", "labels", "generate"):
+        raise ConfigError(f"the stored run asks for scoring {mode!r}, which this version does not know")
+    return mode  # type: ignore[return-value]
 
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,
@@ -218,13 +222,8 @@ def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | 
     elif isinstance(prompt, str):
         prompt = Prompt(prompt, output_format=task_obj.output_format)
     examples = task_obj.split(split)
-    meter = BudgetMeter(None)
-    backend, started = executor_model(model, executor)
-    try:
-        with RunProgress(meter, enabled=progress, label=f"eval {task_obj.name} [{split}]",
-                         total=len(examples)) as ui:
-            metered = MeteredModel(backend, meter=meter, cache=resolve_cache(cache), on_result=ui.tick)
-            return Evaluator(task_obj, metered, mode=scoring).evaluate(prompt, examples)
-    finally:
-        if started is not None:
-            started.close()
+    with run_models(model, None, executor) as (backend, _):
+        session = Session(cache=resolve_cache(cache), progress=f"eval {task_obj.name} [{split}]" if progress else None,
+                          total=len(examples))
+        with session:
+            return session.evaluator(task_obj, backend, mode=scoring).evaluate(prompt, examples)

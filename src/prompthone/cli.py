@@ -135,7 +135,7 @@ def runs(
                                                "interrupted.")] = None,
 ) -> None:
     """List the runs of a store (newest first), with the ids `optimize --resume` and `report` take."""
-    from prompthone.optimizers.driver import open_store
+    from prompthone.run.driver import open_store
 
     with open_store(store, runs_dir) as db:
         found = db.list_runs(limit=limit, status=status)
@@ -165,8 +165,8 @@ def report(
     if Path(run).is_dir():
         data = RunData.from_run_dir(run)
     else:
-        from prompthone.optimizers.driver import open_store
         from prompthone.report.from_store import run_data_from_store
+        from prompthone.run.driver import open_store
 
         with open_store(store, runs_dir) as db:
             data = run_data_from_store(db, run)

@@ -15,7 +15,7 @@ from tests.optimizers.test_checkpoint_resume import SMALL, InstructionModel, _ta
 from tests.store.conftest import pg_admin_url, pg_url  # noqa: F401  (the PostgreSQL store fixtures)
 
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import run_optimization
+from prompthone.run.driver import run_optimization
 from prompthone.store import RunStore
 
 #: a prompt that would run script, make markup and break out of attributes if it were not escaped

@@ -73,7 +73,7 @@ def test_greater_refuses_a_black_box_model(embedded_model: Any, tmp_path: Path) 
 
 def test_greater_resumes_from_a_checkpoint_without_its_model_inside(torch_model: Any) -> None:
     from prompthone.optimizers import get_method
-    from prompthone.optimizers.driver import run_optimization
+    from prompthone.run.driver import run_optimization
 
     task = _tiny_task()
     points: list[tuple[int, dict[str, Any]]] = []

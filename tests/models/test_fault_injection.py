@@ -34,10 +34,10 @@ from tests.models.conftest import SERVER_ALIAS
 from prompthone.errors import BackendError
 from prompthone.models.base import Message, ScoringRequest
 from prompthone.models.openai_compat import OpenAICompatModel
-from prompthone.optimizers.driver import BackendFaults
 from prompthone.progress import fault_summary
 from prompthone.report.data import RunData
 from prompthone.report.summary import spend
+from prompthone.run.faults import BackendFaults
 from prompthone.store.db import RunStore
 
 ALIAS = SERVER_ALIAS

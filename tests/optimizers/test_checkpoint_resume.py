@@ -18,7 +18,7 @@ from prompthone.errors import StoreError
 from prompthone.evaluation.budget import Budget
 from prompthone.models.base import Capabilities, Completion, ContinuationScores, GenerationRequest, ScoringRequest
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import OptimizationResult, run_optimization
+from prompthone.run.driver import OptimizationResult, run_optimization
 from prompthone.tasks.example import Example, Task
 
 WORDS = ("carefully", "briefly", "the sentiment", "each review", "positive or negative", "the label", "one word")
@@ -103,7 +103,7 @@ def test_a_run_resumed_from_any_step_ends_as_the_uninterrupted_run(method: str) 
 
 def _run_spend_at(point: dict[str, Any]) -> int:
     from prompthone.evaluation.budget import BudgetMeter
-    from prompthone.optimizers import checkpoint
+    from prompthone.run import checkpoint
 
     class _Ctx:  # just enough of a context to read the meter back
         def __init__(self) -> None:
@@ -169,5 +169,5 @@ def test_ph_resume_stays_the_function_after_its_helpers_are_imported() -> None:
 
     import prompthone as ph
 
-    importlib.import_module("prompthone.reopen")  # what api.resume imports on its first call
+    importlib.import_module("prompthone.run.resume")  # what api.resume uses
     assert callable(ph.resume) and ph.resume.__module__ == "prompthone.api"

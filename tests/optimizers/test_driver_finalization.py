@@ -14,8 +14,8 @@ from tests.fakes.fake_model import CountingModel
 from tests.fakes.run_files import read_jsonl
 
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
-from prompthone.optimizers.driver import run_optimization
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.driver import run_optimization
 from prompthone.tasks.example import Example, Task
 
 

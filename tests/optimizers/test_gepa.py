@@ -28,7 +28,6 @@ from prompthone.models.base import (
 )
 from prompthone.optimizers import METHODS, get_method
 from prompthone.optimizers.base import OptimizationContext, OptimizationState
-from prompthone.optimizers.driver import run_optimization
 from prompthone.optimizers.gepa import GEPA, _with_components, format_feedback
 from prompthone.optimizers.gepa_parts import (
     find_merge_triplet,
@@ -39,6 +38,7 @@ from prompthone.optimizers.gepa_parts import (
     next_minibatch,
 )
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.driver import run_optimization
 from prompthone.tasks.example import Example, Task
 
 _CASE = re.compile(r"Input: case (\d+):")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from prompthone.cli import app
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import run_optimization
+from prompthone.run.driver import run_optimization
 from prompthone.store import RunStore
 
 pytest.importorskip("plotly")

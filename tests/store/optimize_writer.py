@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parents[2]))
 from tests.optimizers.test_checkpoint_resume import SMALL, InstructionModel, _task
 
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import run_optimization
+from prompthone.run.driver import run_optimization
 
 if __name__ == "__main__":
     store_url, run_root = sys.argv[1], sys.argv[2]

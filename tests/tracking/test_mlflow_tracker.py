@@ -20,7 +20,7 @@ from tests.optimizers.test_checkpoint_resume import SMALL, InstructionModel, _ta
 from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
 from prompthone.optimizers import get_method
-from prompthone.optimizers.driver import OptimizationResult, StepRecord, run_optimization
+from prompthone.run.driver import OptimizationResult, StepRecord, run_optimization
 from prompthone.tracking import MlflowTracker
 from prompthone.tracking.records import flatten
 

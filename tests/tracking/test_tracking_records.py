@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from prompthone.errors import ConfigError
-from prompthone.optimizers.driver import OptimizationResult, StepRecord
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.results import OptimizationResult, StepRecord
 from prompthone.tasks.example import Example
 from prompthone.tracking.records import final_metrics, flatten, param_value, prompt_text, run_params, step_metrics
 from prompthone.tracking.redact import mask_secrets, mask_tree

@@ -20,9 +20,8 @@ from typing import ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import EvalResult
-from prompthone.models.base import GenerationRequest, Message
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
-from prompthone.prompts.meta import clean_instruction, fill, format_demos, load_meta_prompt
+from prompthone.prompts.meta import fill, format_demos, load_meta_prompt
 from prompthone.tasks.example import Example
 
 
@@ -83,17 +82,15 @@ class APE(Optimizer):
     # -- proposal --------------------------------------------------------------------------------
     def _induce(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
         template = load_meta_prompt("ape_induce")
-        requests: list[GenerationRequest] = []
+        texts: list[str] = []
+        seeds: list[int] = []
         for _ in range(self.num_subsamples):
             demos = ctx.rng.sample(list(ctx.task.train), min(self.num_demos, len(ctx.task.train)))
             text = fill(template, demos=format_demos(demos))
-            requests += [self._request(text, ctx.rng.randrange(2**31)) for _ in
-                         range(self.num_prompts_per_subsample)]
-        return self._register(ctx, state, requests, parent=None, origin="induced")
-
-    def _forbidden(self, ctx: OptimizationContext) -> list[str]:
-        """Example texts that must never appear inside an instruction."""
-        return [t for e in ctx.task.train for t in (e.input, e.target)]
+            for _ in range(self.num_prompts_per_subsample):
+                texts.append(text)
+                seeds.append(ctx.rng.randrange(2**31))
+        return self._register(ctx, state, texts, seeds, parent=None, origin="induced")
 
     def _resample(self, ctx: OptimizationContext, state: OptimizationState,
                   parents: list[Candidate]) -> list[Candidate]:
@@ -101,26 +98,21 @@ class APE(Optimizer):
         made: list[Candidate] = []
         for parent in parents:
             text = fill(template, instruction=parent.prompt.instruction)
-            requests = [self._request(text, ctx.rng.randrange(2**31)) for _ in range(self.mc_samples_per_prompt)]
-            made += self._register(ctx, state, requests, parent=parent.id, origin="resampled")
+            seeds = [ctx.rng.randrange(2**31) for _ in range(self.mc_samples_per_prompt)]
+            made += self._register(ctx, state, [text] * len(seeds), seeds, parent=parent.id, origin="resampled")
         return made
 
-    def _request(self, text: str, seed: int) -> GenerationRequest:
-        return GenerationRequest((Message("user", text),), max_tokens=self.gen_max_tokens,
-                                 temperature=self.gen_temperature, top_p=self.gen_top_p, seed=seed)
-
-    def _register(self, ctx: OptimizationContext, state: OptimizationState, requests: list[GenerationRequest],
+    def _register(self, ctx: OptimizationContext, state: OptimizationState, texts: list[str], seeds: list[int],
                   *, parent: int | None, origin: str) -> list[Candidate]:
+        """One candidate per usable reply (the whole reply cleaned into one instruction, as APE's templates ask)."""
         made: list[Candidate] = []
-        forbidden = self._forbidden(ctx)
-        for completion in ctx.meta_model.generate(requests):
-            instruction = clean_instruction(completion.text, forbidden=forbidden)
-            if instruction is None:
-                continue
-            prompt = replace(ctx.seed_prompt, instruction=instruction)
-            cand = ctx.new_candidate(state, prompt, parent=parent, origin=origin)
-            if cand is not None:
-                made.append(cand)
+        for reply in ctx.ask_meta(texts, seeds=seeds, max_tokens=self.gen_max_tokens,
+                                  temperature=self.gen_temperature, top_p=self.gen_top_p, whole_reply=True):
+            for instruction in reply.items:
+                cand = ctx.new_candidate(state, replace(ctx.seed_prompt, instruction=instruction), parent=parent,
+                                         origin=origin)
+                if cand is not None:
+                    made.append(cand)
         return made
 
     # -- scoring ---------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ from typing import ClassVar
 
 from prompthone.errors import BudgetExhausted, ConfigError
 from prompthone.evaluation.evaluator import ExampleResult
-from prompthone.models.base import GenerationRequest, Message
-from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
-from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags, usable_items
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.meta_calls import quoted_texts
+from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags
 from prompthone.selection import SELECTORS, ArmStats, get_selector
 from prompthone.tasks.example import Example
 
@@ -38,7 +38,7 @@ class APO(Optimizer):
     """ProTeGi: textual gradients from errors, edits, Monte-Carlo paraphrases, bandit beam selection."""
 
     name: ClassVar[str] = "apo"
-    rank_key: ClassVar[str] = "bandit"
+    rank_key: ClassVar[str] = ScoreKey.BANDIT
 
     rounds: int = 6
     beam_size: int = 4
@@ -90,7 +90,7 @@ class APO(Optimizer):
 
     def _expand(self, ctx: OptimizationContext, state: OptimizationState, parent: Candidate,
                 errors: list[ExampleResult]) -> list[Candidate]:
-        forbidden = [t for e in errors for t in (e.input, e.target)]
+        forbidden = quoted_texts(errors)
         made: list[Candidate] = []
         for _ in range(self.n_gradients):
             sample = ctx.rng.sample(errors, min(self.errors_per_gradient, len(errors)))
@@ -124,16 +124,9 @@ class APO(Optimizer):
         if want < 1:
             return []
         text = fill(load_meta_prompt(template), **values)
-        items: list[str] = []
-        for attempt in range(2):
-            requests = [GenerationRequest((Message("user", text),), max_tokens=self.meta_max_tokens,
-                                          temperature=self.meta_temperature, seed=ctx.rng.randrange(2**31))
-                        for _ in range(calls if attempt == 0 else 1)]
-            for completion in ctx.meta_model.generate(requests):
-                items += usable_items(completion.text, forbidden, instruction=instruction)
-            if items:
-                break
-        return items[:want]
+        replies = ctx.ask_meta([text] * calls, max_tokens=self.meta_max_tokens, temperature=self.meta_temperature,
+                               forbidden=forbidden, instruction=instruction, retry_once=True)
+        return [item for reply in replies for item in reply.items][:want]
 
     def _cap(self, ctx: OptimizationContext, children: list[Candidate], errors: list[ExampleResult]) -> list[Candidate]:
         """At most `max_expansion_factor` successors per parent: random, or the best on the parent's errors."""

@@ -1,8 +1,14 @@
-"""The optimizer contract: a small base class every method implements, driven by one shared loop.
+"""The optimizer contract: the data a method works on, the context it may use, and the base class it implements.
 
-Like Optuna's samplers, a method only decides *what to try next* (`propose`) and *what to keep*
-(`select`); the driver (`optimizers.driver`) owns the budget, the cache, the run directory, callbacks and
-progress. `step` = propose then select; a method overrides `step` only when its loop needs it.
+A method is a dataclass of knobs (its published defaults) with four hooks the shared run loop (`run.loop`) calls:
+`start` once, then `step` until `state.done` or the budget is spent, and `top` to name its best candidates. Unlike
+Optuna's samplers, which only propose, a method evaluates inside its own hooks (bandits, minibatches and Pareto
+sets decide how much evidence a candidate gets), always through the `OptimizationContext`: `score` and
+`record_score` file every score under a named key (`ScoreKey`), `new_candidate` registers prompts, `ask_meta` asks
+the meta model with the shared reply parser and quote filter, and `record_event` keeps the method's decisions.
+The run owns the budget (read-only here), the cache, the store, callbacks and progress, and finalizes every method
+the same way: a score a method already has on the whole dev split is reused, never paid for twice.
+`pack_extra`/`unpack_extra` take out of a resume point what must not travel (a loaded model).
 """
 
 from __future__ import annotations
@@ -14,15 +20,38 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from prompthone.errors import ConfigError
+from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.metered import MeteredModel
+from prompthone.models.base import WhiteBox
+from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task
 
 
+class ScoreKey:
+    """The names scores are filed under in `Candidate.scores` (and in the store): one constant per meaning.
+
+    `DEV` and `TEST` are the finalization's (whole splits); the others are the methods' own evidence.
+    """
+
+    DEV = "dev"
+    TEST = "test"
+    DEV_SAMPLE = "dev_sample"  #: a fixed sample of dev (APE, GREATER)
+    DEV_FULL = "dev_full"  #: MIPRO's full evaluations (the whole dev split)
+    BANDIT = "bandit"  #: APO's bandit mean over sampled training examples
+    TRAIN = "train"  #: OPRO's fixed training sample
+    MINIBATCH = "minibatch"  #: MIPRO's running mean of minibatch scores
+    PARETO = "pareto"  #: GEPA's aggregate on its Pareto set
+
+
 @dataclass
 class Candidate:
-    """A prompt the search has produced, with where it came from and how it scored (per split/sample)."""
+    """A prompt the search has produced, with where it came from and how it scored (per split/sample).
+
+    `full_dev` names the score key, if any, whose latest score covers exactly the whole dev split: the
+    finalization reuses it as the candidate's `ScoreKey.DEV` score instead of paying for a second pass.
+    """
 
     id: int
     prompt: Prompt
@@ -32,6 +61,7 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)
     n_scored: dict[str, int] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    full_dev: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "parent": self.parent, "origin": self.origin, "step": self.step,
@@ -54,12 +84,18 @@ class OptimizationState:
         scored = [c for c in self.pool.values() if key in c.scores]
         return sorted(scored, key=lambda c: (-c.scores[key], c.id))
 
+    def find(self, prompt: Prompt) -> Candidate | None:
+        """The candidate holding `prompt` (by content), if the search has made it."""
+        key = prompt.key()
+        return next((c for c in self.pool.values() if c.prompt.key() == key), None)
+
 
 class OptimizationContext:
-    """What a method may use: the task, the metered task and meta models, the evaluator, a seeded rng.
+    """What a method may use: the task, the evaluator on the metered task model, the meta model, a seeded rng.
 
-    `new_candidate` and `score` go through here so that every candidate and every score lands in the
-    run directory the moment it exists.
+    `new_candidate` and `score` go through here so that every candidate and every score lands in the run's
+    records the moment it exists. The metering wrapper stays the run's: a method reads the budget (`budget`) and
+    the white-box backend (`white_box`) from here, and asks the meta model with `ask_meta`.
     """
 
     def __init__(self, task: Task, evaluator: Evaluator, meta_model: MeteredModel, rng: random.Random,
@@ -68,7 +104,6 @@ class OptimizationContext:
                  on_evaluation: Callable[[Candidate, str, EvalResult], None] | None = None) -> None:
         self.task = task
         self.evaluator = evaluator
-        self.task_model = evaluator.model
         self.meta_model = meta_model
         self.rng = rng
         self.seed_prompt = seed_prompt
@@ -86,16 +121,37 @@ class OptimizationContext:
     def next_id(self, value: int) -> None:
         self._next_id = value
 
+    @property
+    def budget(self) -> Budget:
+        """The run's search budget (read-only: the run spends it)."""
+        return self.evaluator.model.meter.budget
+
+    @property
+    def white_box(self) -> WhiteBox | None:
+        """The task model's backend when it is white-box (tokenizer, embeddings, gradients), else None."""
+        backend = self.evaluator.model.model
+        return backend if backend.capabilities.white_box and isinstance(backend, WhiteBox) else None
+
+    def with_evaluator(self, evaluator: Evaluator) -> OptimizationContext:
+        """The same context scoring through `evaluator` (the finalization's, metered apart from the search)."""
+        other = OptimizationContext(self.task, evaluator, self.meta_model, self.rng, self.seed_prompt,
+                                    self._on_candidate, self._on_event, self._on_evaluation)
+        other._next_id = self._next_id
+        return other
+
+    def record_candidate(self, cand: Candidate) -> None:
+        """Record `cand` as it is now (a restored candidate after a resume; `new_candidate` records new ones)."""
+        self._on_candidate(cand)
+
     def record_event(self, event: dict[str, Any]) -> None:
-        """Keep a method-specific record (a step's decision and its reasons) in the run directory's events.jsonl."""
+        """Keep a method-specific record (a step's decision and its reasons) in the run's events."""
         if self._on_event is not None:
             self._on_event(event)
 
     def new_candidate(self, state: OptimizationState, prompt: Prompt, *, parent: int | None, origin: str,
                       data: dict[str, Any] | None = None) -> Candidate | None:
         """Register a new prompt unless an identical one exists (returns None then)."""
-        key = prompt.key()
-        if any(c.prompt.key() == key for c in state.pool.values()):
+        if state.find(prompt) is not None:
             return None
         cand = Candidate(self._next_id, prompt, parent, origin, state.step, data=dict(data or {}))
         self._next_id += 1
@@ -107,6 +163,8 @@ class OptimizationContext:
         """Evaluate `cand` on `examples`, store the aggregate under `key`, and record it."""
         result = self.evaluator.evaluate(cand.prompt, examples)
         self.record_score(cand, key, result.score, result.n)
+        if key != ScoreKey.DEV and self.task.dev and tuple(examples) == self.task.dev:
+            cand.full_dev = key
         self.record_evaluation(cand, key, result)
         return result
 
@@ -119,7 +177,20 @@ class OptimizationContext:
         """Store a score a method computed itself (bandit means, likelihoods) and record it."""
         cand.scores[key] = score
         cand.n_scored[key] = n
+        if cand.full_dev == key:
+            cand.full_dev = None
         self._on_candidate(cand)
+
+    def ask_meta(self, texts: Sequence[str], *, max_tokens: int, temperature: float, top_p: float = 1.0,
+                 forbidden: Sequence[str] | None = None, instruction: bool = True, whole_reply: bool = False,
+                 prepare: Callable[[str], str] | None = None, retry_once: bool = False,
+                 seeds: Sequence[int] | None = None) -> list[MetaReply]:
+        """`meta_calls.ask_meta` on this run's meta model and rng; `forbidden` defaults to the training examples'
+        texts (`quoted_texts(task.train)`)."""
+        return ask_meta(self.meta_model, self.rng, texts, max_tokens=max_tokens, temperature=temperature,
+                        top_p=top_p, forbidden=quoted_texts(self.task.train) if forbidden is None else forbidden,
+                        instruction=instruction, whole_reply=whole_reply, prepare=prepare, retry_once=retry_once,
+                        seeds=seeds)
 
 
 class Optimizer(ABC):
@@ -127,7 +198,10 @@ class Optimizer(ABC):
 
     name: ClassVar[str]
     #: the score key the method ranks candidates by (the driver re-ranks its top ones on the full dev set)
-    rank_key: ClassVar[str] = "dev_sample"
+    rank_key: ClassVar[str] = ScoreKey.DEV_SAMPLE
+    #: score keys the method only ever files whole-dev-split scores under (read when restoring old resume points;
+    #: new ones carry `Candidate.full_dev` themselves)
+    full_dev_keys: ClassVar[tuple[str, ...]] = ()
 
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:  # noqa: B027 - optional hook
         """Prepare before the first step (the seed candidate is already in `state.pool[0]`)."""

@@ -54,8 +54,7 @@ from typing import Any, ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import EvalResult, ExampleResult
-from prompthone.models.base import GenerationRequest, Message
-from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
 from prompthone.optimizers.gepa_parts import (
     find_merge_triplet,
     merge_components,
@@ -63,12 +62,13 @@ from prompthone.optimizers.gepa_parts import (
     new_sampler_state,
     next_minibatch,
 )
-from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags, usable_items
+from prompthone.optimizers.meta_calls import quoted_texts
+from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags
 from prompthone.prompts.prompt import Prompt
 from prompthone.selection.pareto import nondominated, select_from_pareto_front
 from prompthone.tasks.example import Example
 
-PARETO = "pareto"
+PARETO = ScoreKey.PARETO
 SELECTORS = ("round_robin", "all")
 #: how the reflection prompt names each component, and what it shows for an empty one
 _COMPONENT_WORDS = {"instruction": ("instruction", "(no instruction)"),
@@ -116,7 +116,7 @@ class GEPA(Optimizer):
         split = "dev" if task.dev else "train"
         pool = task.split(split)
         size = len(pool) if self.pareto_set_size == 0 else min(self.pareto_set_size, len(pool))
-        budget = ctx.task_model.meter.budget
+        budget = ctx.budget
         if self.max_metric_calls == 0 and budget.calls is None and budget.tokens is None and budget.task_calls is None:
             raise ConfigError("GEPA needs a stop condition: set the option max_metric_calls or a call/token budget")
         if 0 < self.max_metric_calls < size:
@@ -180,7 +180,7 @@ class GEPA(Optimizer):
                 event["outcome"] = "no_text"
                 return made
             prompt = _with_components(parent.prompt, {**current, **written})
-            if _in_pool(state, prompt):
+            if state.find(prompt) is not None:
                 event["outcome"] = "duplicate"
                 return made
             after = self._evaluate(ctx, state, prompt, minibatch)
@@ -225,15 +225,10 @@ class GEPA(Optimizer):
         text = fill(load_meta_prompt("gepa_reflect"), component=word, text=current.strip() or empty,
                     feedback=format_feedback(result.examples, show_output=show_output,
                                              perfect_score=self.perfect_score))
-        forbidden = [t for r in result.examples for t in (r.input, r.target)]
-        for _ in range(2):
-            request = GenerationRequest((Message("user", text),), max_tokens=self.meta_max_tokens,
-                                        temperature=self.meta_temperature, seed=ctx.rng.randrange(2**31))
-            reply = ctx.meta_model.generate([request])[0].text
-            items = usable_items(_LAYOUT.sub("", reply), forbidden, instruction=True)
-            if items:
-                return items[0]
-        return None
+        replies = ctx.ask_meta([text], max_tokens=self.meta_max_tokens, temperature=self.meta_temperature,
+                               forbidden=quoted_texts(result.examples), prepare=lambda reply: _LAYOUT.sub("", reply),
+                               retry_once=True)
+        return next((reply.items[0] for reply in replies if reply.items), None)
 
     def _merge(self, ctx: OptimizationContext, state: OptimizationState) -> tuple[bool, list[Candidate]]:
         """GEPA+Merge: returns (whether a merged candidate was checked, the accepted ones)."""
@@ -257,7 +252,7 @@ class GEPA(Optimizer):
                                                aggregate[j], ctx.rng)
             prompt = _with_components(state.pool[ancestor].prompt, merged)
             event.update(pair=[i, j], ancestor=ancestor, sources=sources)
-            if _in_pool(state, prompt):
+            if state.find(prompt) is not None:
                 event["outcome"] = "duplicate"
                 return checked, made
             positions = merge_subsample(scores[i], scores[j], MERGE_CHECK_SIZE, ctx.rng)
@@ -351,8 +346,3 @@ def _with_components(prompt: Prompt, components: dict[str, str]) -> Prompt:
     if "system" in components:
         prompt = replace(prompt, system=components["system"].strip() or None)
     return replace(prompt, instruction=components["instruction"])
-
-
-def _in_pool(state: OptimizationState, prompt: Prompt) -> bool:
-    key = prompt.key()
-    return any(c.prompt.key() == key for c in state.pool.values())

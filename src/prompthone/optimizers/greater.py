@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from prompthone.errors import ConfigError
 from prompthone.models.base import WhiteBox
 from prompthone.models.torch_model import next_token_logits
-from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
 from prompthone.optimizers.greater_candidates import (
     allowed_token,
     ends_sentence,
@@ -67,6 +67,8 @@ class _Search:
     dev_sample: list[Example]
     current: Candidate
     allowed: list[bool] = field(default_factory=list)
+    #: what this step decided and why (written by `propose`, recorded by `select`)
+    event: dict[str, Any] = field(default_factory=dict)
 
     def real_ids(self) -> list[int]:
         """The prompt's tokens without a trailing placeholder."""
@@ -81,7 +83,7 @@ class GREATER(Optimizer):
     """Token-by-token prompt search with the task model's own candidates and gradients over its reasoning."""
 
     name: ClassVar[str] = "greater"
-    rank_key: ClassVar[str] = "dev_sample"
+    rank_key: ClassVar[str] = ScoreKey.DEV_SAMPLE
 
     steps: int = 100
     n_train: int = 50
@@ -106,13 +108,12 @@ class GREATER(Optimizer):
             raise ConfigError(f"reasoning_tokens must be ≥ 0, got {self.reasoning_tokens}")
         if self.lam < 0:
             raise ConfigError(f"lam must be ≥ 0, got {self.lam}")
-        self._event: dict[str, Any] = {}
 
     # -- setup ---------------------------------------------------------------------------------------------
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:
-        backend = ctx.task_model.model
-        if not backend.capabilities.white_box or not isinstance(backend, WhiteBox):
-            raise ConfigError(f"greater needs a white-box (torch) task model, got {backend.id}: use "
+        backend = ctx.white_box
+        if backend is None:
+            raise ConfigError(f"greater needs a white-box (torch) task model, got {ctx.evaluator.model.id}: use "
                               "--model local-torch (pip install 'prompthone[torch]')")
         if not ctx.task.train:
             raise ConfigError("greater needs training examples (the task's train split is empty)")
@@ -123,7 +124,7 @@ class GREATER(Optimizer):
         ids = backend.encode(text) if text else []
         placeholder = backend.tokenizer.eos_token_id
         if placeholder is None:
-            raise ConfigError(f"{backend.id} has no EOS token to use as GREATER's placeholder")
+            raise ConfigError(f"{ctx.evaluator.model.id} has no EOS token to use as GREATER's placeholder")
         if not ids:
             ids = [placeholder]
         seed = state.pool[0]
@@ -145,7 +146,7 @@ class GREATER(Optimizer):
 
     def unpack_extra(self, extra: dict[str, Any], ctx: OptimizationContext) -> dict[str, Any]:
         if isinstance(extra.get("greater"), _Search):
-            extra["greater"] = replace(extra["greater"], wb=ctx.task_model.model)
+            extra["greater"] = replace(extra["greater"], wb=ctx.white_box)
         return extra
 
     @staticmethod
@@ -210,8 +211,10 @@ class GREATER(Optimizer):
             if cand is not None:
                 new.append(cand)
             else:  # back to a prompt met before: it is the current one again (already scored)
-                s.current = next(c for c in state.pool.values() if c.prompt.key() == prompt.key())
-        self._event = {
+                met = state.find(prompt)
+                assert met is not None
+                s.current = met
+        s.event = {
             "step": state.step, "position": pos, "placeholder": holder,
             "current_token": None if holder else wb.decode([basis[0]]),
             "candidates": [{"token": wb.decode([t]), "id": t, "gradient": round(grads[i], 6)}
@@ -232,9 +235,9 @@ class GREATER(Optimizer):
             s.current = cand
         state.frontier = [s.current.id]
         dev = s.current.scores.get(self.rank_key)
-        ctx.record_event({**self._event, "dev_sample": dev, "candidate": s.current.id})
-        log.info("greater step %d, position %d: %s; dev sample %.3f", state.step, self._event["position"],
-                 self._event["reason"], dev if dev is not None else float("nan"))
+        ctx.record_event({**s.event, "dev_sample": dev, "candidate": s.current.id})
+        log.info("greater step %d, position %d: %s; dev sample %.3f", state.step, s.event["position"],
+                 s.event["reason"], dev if dev is not None else float("nan"))
         if state.step + 1 >= self.steps:
             state.done = True
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from prompthone.errors import ConfigError
-from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.meta_calls import quoted_texts
 from prompthone.optimizers.mipro_demos import DemoSet, SeedJudge, make_demo_sets
 from prompthone.optimizers.mipro_instructions import DatasetSummary, Proposal, propose_instructions, summarize_dataset
 from prompthone.tasks.example import Example
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: the score key of the running mean of a pair's minibatch scores (the key of full dev scores is `MIPRO.rank_key`)
-MINIBATCH_KEY = "minibatch"
+MINIBATCH_KEY = ScoreKey.MINIBATCH
 
 
 @dataclass
@@ -78,7 +79,8 @@ class MIPRO(Optimizer):
     """Joint instruction + few-shot demo search: bootstrapped demo sets, grounded proposals, TPE over the pairs."""
 
     name: ClassVar[str] = "mipro"
-    rank_key: ClassVar[str] = "dev_full"
+    rank_key: ClassVar[str] = ScoreKey.DEV_FULL
+    full_dev_keys: ClassVar[tuple[str, ...]] = (ScoreKey.DEV_FULL,)
 
     num_demo_sets: int = 6
     max_bootstrapped_demos: int = 4
@@ -173,7 +175,7 @@ class MIPRO(Optimizer):
         proposals, dropped = propose_instructions(
             ctx.meta_model, ctx.rng, seed_instruction=ctx.seed_prompt.instruction,
             summary=summary.summary if summary else "", demo_sets=demo_sets, n=self.num_instruction_candidates,
-            forbidden=[t for e in train for t in (e.input, e.target)], temperature=self.proposal_temperature,
+            forbidden=quoted_texts(train), temperature=self.proposal_temperature,
             max_tokens=self.meta_max_tokens, demos_in_context=self.demos_in_context, tip_aware=self.tip_aware,
             fewshot_aware=self.fewshot_aware)
         ctx.record_event({"event": "instructions", "dropped": dropped,

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.models.base import GenerationRequest, Message
+from prompthone.optimizers.meta_calls import ask_meta
 from prompthone.optimizers.mipro_demos import DemoSet, gather_bootstrapped
-from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags, usable_items
+from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags
 from prompthone.tasks.example import Example
 
 #: DSPy's proposer tips (keys as in `dspy.propose.grounded_proposer.TIPS`), in our words. One is drawn per proposal.
@@ -78,9 +78,8 @@ def show_examples(examples: Sequence[Example], max_chars: int = 500) -> str:
 
 
 def _ask(model: MeteredModel, text: str, rng: random.Random, *, temperature: float, max_tokens: int) -> str:
-    request = GenerationRequest((Message("user", text),), max_tokens=max_tokens, temperature=temperature,
-                                seed=rng.randrange(2**31))
-    return model.generate([request])[0].text
+    """The meta model's raw reply to `text` (observations and summaries are free text, not prompt items)."""
+    return ask_meta(model, rng, [text], max_tokens=max_tokens, temperature=temperature, forbidden=())[0].text
 
 
 def summarize_dataset(model: MeteredModel, train: Sequence[Example], rng: random.Random, *, batch_size: int,
@@ -123,26 +122,28 @@ def propose_instructions(model: MeteredModel, rng: random.Random, *, seed_instru
     """
     template = load_meta_prompt("mipro_instruction")
     plans: list[tuple[str, int]] = []
-    requests: list[GenerationRequest] = []
+    texts: list[str] = []
+    seeds: list[int] = []
     for i in range(1, n):
         demo_set = i % len(demo_sets) if demo_sets else 0
         tip = rng.choice(list(TIPS)) if tip_aware else "none"
         demos = gather_bootstrapped(demo_sets, demo_set, demos_in_context) if fewshot_aware and demo_set else []
-        text = fill(template, summary=summary or "No description available.",
-                    demos=show_examples(demos) or "No examples available.",
-                    instruction=neutralize_tags(seed_instruction) or "(none)",
-                    tip=f"{TIPS[tip]} " if TIPS[tip] else "")
+        texts.append(fill(template, summary=summary or "No description available.",
+                          demos=show_examples(demos) or "No examples available.",
+                          instruction=neutralize_tags(seed_instruction) or "(none)",
+                          tip=f"{TIPS[tip]} " if TIPS[tip] else ""))
         plans.append((tip, demo_set))
-        requests.append(GenerationRequest((Message("user", text),), max_tokens=max_tokens, temperature=temperature,
-                                          seed=rng.randrange(2**31)))
+        seeds.append(rng.randrange(2**31))
     proposals = [Proposal(seed_instruction)]
     seen = {seed_instruction.strip().casefold()}
     dropped: list[dict[str, Any]] = []
-    for (tip, demo_set), completion in zip(plans, model.generate(requests) if requests else [], strict=True):
-        items = usable_items(completion.text, forbidden, instruction=True)[:1]
+    replies = ask_meta(model, rng, texts, seeds=seeds, max_tokens=max_tokens, temperature=temperature,
+                       forbidden=forbidden)
+    for (tip, demo_set), reply in zip(plans, replies, strict=True):
+        items = reply.items[:1]
         if not items or items[0].strip().casefold() in seen:
             reason = "duplicate" if items else "unusable or quotes a training example"
-            dropped.append({"reply": completion.text[:300], "tip": tip, "demo_set": demo_set, "reason": reason})
+            dropped.append({"reply": reply.text[:300], "tip": tip, "demo_set": demo_set, "reason": reason})
             continue
         seen.add(items[0].strip().casefold())
         proposals.append(Proposal(items[0], tip, demo_set))

@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from prompthone.errors import ConfigError
-from prompthone.models.base import GenerationRequest, Message
-from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
-from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags, usable_items
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags
 from prompthone.tasks.example import Example
 
 
@@ -24,7 +23,7 @@ class OPRO(Optimizer):
     """A scored history of instructions, shown ascending, drives the meta model to write better ones."""
 
     name: ClassVar[str] = "opro"
-    rank_key: ClassVar[str] = "train"
+    rank_key: ClassVar[str] = ScoreKey.TRAIN
 
     steps: int = 200
     max_num_instructions: int = 20
@@ -59,14 +58,11 @@ class OPRO(Optimizer):
 
     def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
         text = self.meta_prompt(ctx, state)
-        requests = [GenerationRequest((Message("user", text),), max_tokens=self.meta_max_tokens,
-                                      temperature=self.meta_temperature, seed=ctx.rng.randrange(2**31))
-                    for _ in range(self.num_generated_instructions)]
-        forbidden = [t for e in ctx.task.train for t in (e.input, e.target)]
         best = self.top(state, 1)[0]
         made: list[Candidate] = []
-        for completion in ctx.meta_model.generate(requests):
-            for instruction in usable_items(completion.text, forbidden, instruction=True)[:1]:
+        for reply in ctx.ask_meta([text] * self.num_generated_instructions, max_tokens=self.meta_max_tokens,
+                                  temperature=self.meta_temperature):
+            for instruction in reply.items[:1]:
                 cand = ctx.new_candidate(state, replace(ctx.seed_prompt, instruction=instruction), parent=best.id,
                                          origin="opro")
                 if cand is not None:

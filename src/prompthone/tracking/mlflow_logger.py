@@ -23,12 +23,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from prompthone._version import __version__
 from prompthone.errors import ConfigError
 from prompthone.tracking.records import cut, final_metrics, prompt_text, run_params, step_metrics, to_json
 from prompthone.tracking.redact import mask_secrets, mask_tree
 
 if TYPE_CHECKING:
-    from prompthone.optimizers.driver import OptimizationResult, StepRecord
+    from prompthone.run.config import RunConfig
+    from prompthone.run.results import OptimizationResult, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +147,11 @@ class MlflowTracker:
             self._client.set_tag(self.mlflow_run_id, "prompthone.error", error)
         self._end(status)
 
-    def start(self, run_id: str, config: dict[str, Any]) -> None:
-        """Name the MLflow run after prompthone's `run_id` and log the run's `config` as params and tags."""
-        from prompthone import __version__
-
+    def start(self, run_id: str, config: RunConfig | dict[str, Any]) -> None:
+        """Name the MLflow run after prompthone's `run_id` and log the run's `config` (a `RunConfig`, or its stored
+        dictionary form) as params and tags."""
+        if not isinstance(config, dict):
+            config = config.to_dict()
         versions = config.get("versions") or {}
         tags = {"prompthone.run_id": run_id, "prompthone.version": str(versions.get("prompthone", __version__)),
                 "prompthone.method": str(config.get("method", ""))}
@@ -191,7 +194,6 @@ class MlflowTracker:
         self._end(STATUSES[status])
 
     def _create_run(self, run_name: str | None = None) -> None:
-        from prompthone import __version__
 
         run = self._client.create_run(self._experiment_id, run_name=run_name,
                                       tags={"prompthone.version": __version__})

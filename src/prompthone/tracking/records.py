@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from prompthone.tracking.redact import mask_secrets
 
 if TYPE_CHECKING:
-    from prompthone.optimizers.driver import OptimizationResult, StepRecord
     from prompthone.prompts.prompt import Prompt
+    from prompthone.run.results import OptimizationResult, StepRecord
 
 #: Config keys that are not params: versions become tags, the rest is bookkeeping for `resume`.
 NOT_PARAMS = ("versions",)

@@ -4,6 +4,7 @@ Every candidate, event, per-example score and step (with its resume point) is wr
 exists, each in its own committed transaction, so a killed process loses nothing it had finished. When the run
 ends for any reason (finished, budget, interrupted, an exception) the store's records are exported as the JSON
 run directory (`runs/<id>/`), which tools and people read; `prompthone export` writes it again from the store.
+A run that records nothing (`run_root=None`) gets the `NullRecorder`, so the loop never asks whether it records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from prompthone.tasks.example import Task, example_key
 
 class RunRecorder:
     """One run's writer into a `RunStore`, exporting the run directory under `export_root` when the run ends."""
+
+    records = True
 
     def __init__(self, store: RunStore, run_id: str, export_root: Path | None) -> None:
         self.store = store
@@ -50,11 +53,17 @@ class RunRecorder:
             {"hash": example_key(r.input, r.target), "prediction": r.prediction, "score": r.score}
             for r in result.examples])
 
+    def reuse_evaluations(self, cand_id: int, key: str, as_key: str) -> None:
+        """File the per-example scores a candidate has under `key` under `as_key` too (a score reused, not paid)."""
+        rows = [r for r in self.store.evaluations(self.run_id, cand_id) if r["key"] == key]
+        self.store.record_evaluations(self.run_id, cand_id, as_key, rows)
+
     def step(self, record: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         self.store.record_step(self.run_id, record, checkpoint)
 
     def rewind(self, step: int, next_id: int) -> None:
-        """Before a resume from the checkpoint of `step`: drop what the stopped process recorded after it."""
+        """Before a resume from the checkpoint of `step` (0: from the start): drop what the stopped process recorded
+        after it, and claim the run for this process."""
         self.store.delete_steps_after(self.run_id, step)
         self.store.delete_candidates_from(self.run_id, next_id)
         self.store.claim_run(self.run_id)
@@ -69,3 +78,35 @@ class RunRecorder:
         if path is not None:
             self.store.export_run_dir(self.run_id, path)
         return path
+
+
+class NullRecorder:
+    """The recorder of a run that records nothing: every record is dropped, there is no run id or directory."""
+
+    records = False
+    run_id: str | None = None
+    path: Path | None = None
+
+    def candidate(self, record: dict[str, Any]) -> None:
+        return None
+
+    def event(self, record: dict[str, Any]) -> None:
+        return None
+
+    def evaluations(self, cand_id: int, key: str, result: EvalResult) -> None:
+        return None
+
+    def reuse_evaluations(self, cand_id: int, key: str, as_key: str) -> None:
+        return None
+
+    def step(self, record: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+        return None
+
+    def rewind(self, step: int, next_id: int) -> None:
+        return None
+
+    def finish(self, status: str, result: dict[str, Any] | None) -> Path | None:
+        return None
+
+
+Recorder = RunRecorder | NullRecorder

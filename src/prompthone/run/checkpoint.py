@@ -34,7 +34,8 @@ def capture(state: OptimizationState, ctx: OptimizationContext, meter: BudgetMet
     """A JSON-safe checkpoint of a run between two steps (the payload is a compressed, base64 pickle)."""
     packed = copy.copy(state)
     packed.extra = optimizer.pack_extra(dict(state.extra))
-    payload = {"state": packed, "rng": ctx.rng.getstate(), "next_id": ctx.next_id, "spend": meter.spend}
+    payload = {"state": packed, "rng": ctx.rng.getstate(), "next_id": ctx.next_id, "spend": meter.spend,
+               "marks_full_dev": True}
     blob = zlib.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), level=6)
     return {"format": FORMAT, "step": state.step, "method": optimizer.name,
             "data": base64.b64encode(blob).decode("ascii")}
@@ -53,8 +54,19 @@ def restore(checkpoint: dict[str, Any], ctx: OptimizationContext, meter: BudgetM
     except (KeyError, ValueError, zlib.error, pickle.UnpicklingError, EOFError, AttributeError) as exc:
         raise StoreError(f"checkpoint of step {checkpoint.get('step')} is damaged: {exc}") from None
     state: OptimizationState = payload["state"]
+    if not payload.get("marks_full_dev"):
+        _mark_full_dev(state, optimizer, len(ctx.task.dev))
     state.extra = optimizer.unpack_extra(state.extra, ctx)
     ctx.rng.setstate(payload["rng"])
     ctx.next_id = payload["next_id"]
     meter.spend = payload["spend"]
     return state
+
+
+def _mark_full_dev(state: OptimizationState, optimizer: Optimizer, n_dev: int) -> None:
+    """A resume point written before candidates said which score covers the whole dev split: mark the scores the
+    method always takes on the whole dev split (`Optimizer.full_dev_keys`), so finalization reuses them as then."""
+    for cand in state.pool.values():
+        for key in optimizer.full_dev_keys:
+            if key in cand.scores and cand.n_scored.get(key) == n_dev:
+                cand.full_dev = key

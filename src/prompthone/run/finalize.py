@@ -1,0 +1,66 @@
+"""The end of every run, the same for every method so that results compare.
+
+The method's top candidates and the seed prompt are scored on the whole dev split, the best on dev wins (ties go to
+the seed, so the returned prompt is never worse than the seed on dev and differs from it only when strictly
+better), and the seed and the winner are scored on the test split. A candidate that the method already scored on
+exactly the whole dev split (`Candidate.full_dev`, e.g. MIPRO's full evaluations) keeps that score as its dev score:
+nothing is scored twice. Finalization calls go through the run's cache but are counted apart from the search
+budget (`final_spend`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.run.recorder import Recorder
+from prompthone.run.session import Session
+
+
+def finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Optimizer, seed_cand: Candidate,
+             final: Session, recorder: Recorder, top_k: int, skip_calls: bool) -> dict[str, Any]:
+    """Re-rank the top candidates on the full dev split and score the seed and the winner on test.
+
+    `top_k=0` skips the dev re-ranking: the method's own best is reported as is (for budgets too small to pay
+    for a full dev pass per finalist; the run then cannot fall back to the seed on dev evidence). `skip_calls`
+    (an interrupted run) ranks only what is already scored on dev and scores nothing new.
+    """
+    evaluator = final.evaluator(ctx.task, ctx.evaluator.model.model, role="final", mode=ctx.evaluator.mode,
+                                max_tokens=ctx.evaluator.max_tokens)
+    final_ctx = ctx.with_evaluator(evaluator)
+    if top_k == 0:
+        best = (optimizer.top(state, 1) or [seed_cand])[0]
+    else:
+        # The seed comes first so that a tie on dev keeps the seed: never report a change that is not better.
+        finalists = [seed_cand] + [c for c in optimizer.top(state, top_k) if c.id != seed_cand.id]
+        for cand in finalists:
+            _reuse_full_dev(final_ctx, cand, recorder)
+        if skip_calls:
+            finalists = [c for c in finalists if ScoreKey.DEV in c.scores] or [seed_cand]
+        else:
+            final.ui.phase("final: scoring finalists on dev")
+            for cand in finalists:
+                if ScoreKey.DEV not in cand.scores:
+                    final_ctx.score(cand, ctx.task.dev, ScoreKey.DEV)
+        best = min(finalists, key=lambda c: (-c.scores.get(ScoreKey.DEV, float("-inf")), finalists.index(c)))
+    if not skip_calls and ctx.task.test:  # a task without a test split (the peer benchmark's runners) reports NaN
+        final.ui.phase("final: scoring seed and best on test")
+        for cand in {seed_cand.id: seed_cand, best.id: best}.values():
+            if ScoreKey.TEST not in cand.scores:
+                final_ctx.score(cand, ctx.task.test, ScoreKey.TEST)
+    nan = float("nan")
+    return {"best_prompt": best.prompt, "best_candidate_id": best.id,
+            "best_dev_score": best.scores.get(ScoreKey.DEV, nan),
+            "seed_dev_score": seed_cand.scores.get(ScoreKey.DEV, nan),
+            "test_score": best.scores.get(ScoreKey.TEST, nan),
+            "seed_test_score": seed_cand.scores.get(ScoreKey.TEST, nan),
+            "final_spend": final.meter.spend.to_dict()}
+
+
+def _reuse_full_dev(ctx: OptimizationContext, cand: Candidate, recorder: Recorder) -> None:
+    """A score the method has on exactly the whole dev split becomes the candidate's dev score, with its records."""
+    key = cand.full_dev
+    if ScoreKey.DEV in cand.scores or key is None or key not in cand.scores:
+        return
+    ctx.record_score(cand, ScoreKey.DEV, cand.scores[key], cand.n_scored[key])
+    recorder.reuse_evaluations(cand.id, key, ScoreKey.DEV)

@@ -1,0 +1,47 @@
+"""Runs stored by prompthone before the run package (tests/fixtures/legacy_store.sqlite, written at f415a09 by
+tests/fixtures/make_legacy_store.py) still resume, and end as today's uninterrupted run of the same settings ends."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.optimizers.test_checkpoint_resume import SMALL, InstructionModel, _outcome, _task
+
+import prompthone as ph
+from prompthone.evaluation.budget import Budget
+from prompthone.optimizers import get_method
+from prompthone.run.config import RunConfig
+from prompthone.run.driver import run_optimization
+from prompthone.store.db import RunStore
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_store.sqlite"
+METHODS = ("ape", "mipro", "gepa")
+
+
+def _legacy_run(store: RunStore, method: str) -> Any:
+    (run,) = [r for r in store.list_runs() if r.method == method]
+    return run
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_run_stored_by_the_previous_version_resumes_to_todays_uninterrupted_result(method: str,
+                                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "legacy.sqlite"
+    shutil.copyfile(FIXTURE, path)
+    with RunStore(path) as store:
+        run = _legacy_run(store, method)
+        assert run.status == "failed" and [s["step"] for s in store.steps(run.id)] == [1, 2]
+        config = RunConfig.from_dict(run.config)
+        assert (config.method, config.seed, config.budget, config.options) == (
+            method, 7, Budget(calls=150), {**get_method(method).knobs(), **SMALL[method]})
+    resumed = ph.resume(run.id, store=path, run_dir=tmp_path, model=InstructionModel(), cache=False, progress=False)
+    whole = run_optimization(_task(), get_method(method).from_options(SMALL[method]), task_model=InstructionModel(),
+                             budget=Budget(calls=150), seed=7, run_root=None, progress=False)
+    assert _outcome(resumed) == _outcome(whole)
+    with RunStore(path) as store:
+        assert store.get_run(run.id).status == "finished"
+        assert [s["step"] for s in store.steps(run.id)] == list(range(1, whole.steps + 1))
