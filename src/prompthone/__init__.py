@@ -7,8 +7,7 @@ server, with published methods (APE, APO, OPRO, GREATER, ...) behind one optimiz
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from prompthone._version import __version__
 from prompthone.api import default_model, evaluate, optimize, resolve_model, resume
 from prompthone.augment.augmenter import Augmenter
 from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputError, PrompthoneError
