@@ -18,6 +18,7 @@ from prompthone.grid_study import StudyResult, study
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel
 from prompthone.models.registry import make_model
+from prompthone.models.spec import ModelSpec
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.results import OptimizationResult
 from prompthone.tasks import load_task
@@ -25,8 +26,8 @@ from prompthone.tasks.example import Example, Task
 
 __all__ = [
     "Augmenter", "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
-    "Example", "InputError", "Model", "OptimizationResult", "Prompt", "PrompthoneError", "RayExecutor", "RayModel",
-    "StudyResult", "Task",
+    "Example", "InputError", "Model", "ModelSpec", "OptimizationResult", "Prompt", "PrompthoneError", "RayExecutor",
+    "RayModel", "StudyResult", "Task",
     "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "resume",
     "study",
 ]

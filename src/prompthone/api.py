@@ -14,6 +14,7 @@ from prompthone.evaluation.evaluator import EvalResult, ScoringMode
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel, resolve_executor
 from prompthone.models.registry import DEFAULT_MODEL, make_model
+from prompthone.models.spec import ModelSpec
 from prompthone.optimizers import get_method
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.config import RunConfig
@@ -143,9 +144,7 @@ def _recordable(spec: str | Model | None) -> str | None:
     (never written down; a resume then asks for the model again)."""
     if not isinstance(spec, str):
         return None
-    from prompthone.models.openai_compat import mask_credentials
-
-    return spec if mask_credentials(spec) == spec else None
+    return spec if ModelSpec.parse(spec).recordable is not None else None
 
 
 def _tracker(uri: str | None, experiment: str) -> Any:

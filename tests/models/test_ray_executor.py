@@ -104,7 +104,7 @@ def test_white_box_models_stay_in_process() -> None:
 def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'prompthone\[ray\]'"):
-        ph.make_model("local", executor="ray")
+        api.executor_model("local", "ray")  # the one place that chooses local or Ray
     result = CliRunner().invoke(app, ["eval", "--task", "gen:arithmetic", "--executor", "ray",
                                       "--cache", str(tmp_path / "c.sqlite")])
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.optimizers.test_checkpoint_resume import SMALL, InstructionModel, _outcome, _task
 
 import prompthone as ph

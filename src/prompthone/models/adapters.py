@@ -5,7 +5,8 @@ checkpoint) and `prompthone_adapter.json` *last*, so a directory without that fi
 is refused here. The metadata names the base GGUF by file name and `file_fingerprint`: an adapter applied to
 other base weights would load without complaint and write nonsense, so the fingerprint is checked on load.
 A loaded adapter's backend id carries a hash of its weight files, so the call cache never serves a base
-model's (or another adapter's) replies for it.
+model's (or another adapter's) replies for it. Loading one is `torch_model.load_adapter_model`: this module reads
+and writes the directory only, so the torch backend depends on it and not the other way round.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prompthone.errors import ConfigError
 from prompthone.models.base import file_fingerprint
-
-if TYPE_CHECKING:
-    from prompthone.models.torch_model import TorchModel
 
 METADATA_FILE = "prompthone_adapter.json"
 FORMAT = "prompthone-adapter"
@@ -173,16 +171,3 @@ def base_gguf_of(info: AdapterInfo) -> Path:
     raise ConfigError(f"adapter {info.path} was trained on {info.base_file} (fingerprint {info.base_fingerprint}), "
                       f"which is neither the embedded model nor found at {info.base_path or '(no path stored)'}: "
                       "load it with TorchModel(<that GGUF>, adapter=...)")
-
-
-def load_adapter_model(adapter_dir: str | Path, *, base_gguf: str | Path | None = None, **kwargs: Any) -> TorchModel:
-    """A `TorchModel` of a trained adapter on its base GGUF (found from the metadata unless `base_gguf` is given).
-
-    >>> model = load_adapter_model("adapters/pas")   # doctest: +SKIP
-    """
-    from prompthone.models.torch_model import TorchModel
-
-    info = read_adapter_info(adapter_dir)
-    gguf = Path(base_gguf) if base_gguf is not None else base_gguf_of(info)
-    kwargs.setdefault("name", f"{info.base_name}+{info.path.name}")
-    return TorchModel(gguf, adapter=info.path, **kwargs)

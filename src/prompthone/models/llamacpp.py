@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,6 +47,9 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 class LlamaCppModel:
     """A GGUF model in llama.cpp, rendered with the model's own chat template (from the GGUF metadata)."""
 
+    #: what the backend can do (`prompthone models` lists these; llama_cpp is imported only by the constructor)
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities(generate=True, score=True, prefill=True, max_concurrency=1)
+
     def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None,
                  name: str | None = None) -> None:
         try:
@@ -74,7 +77,7 @@ class LlamaCppModel:
         self._lock = threading.Lock()
         self._variant_tokens: dict[str, tuple[int, ...]] = {}
         self.id = f"llamacpp:{path.name}:{file_fingerprint(path)}:llama-cpp-python-{llama_cpp.__version__}"
-        self.capabilities = Capabilities(generate=True, score=True, white_box=False, prefill=True, max_concurrency=1)
+        self.capabilities = self.CAPABILITIES
 
     def __repr__(self) -> str:
         return f"LlamaCppModel({self.path.name!r})"

@@ -4,7 +4,7 @@ Requests run on one private asyncio loop through one `aiohttp` session: up to `m
 flight over every batch of the model together (`async_runner.fan_out`), so a vLLM cluster can be kept busy with
 64 at once while callers stay synchronous. Optional client-side rate limits (requests per second, tokens per
 minute; `aiolimiter`) keep a paid API under its quota. Transient faults (429, 5xx, connection errors, timeouts,
-truncated or malformed 200 replies) are retried by `tenacity` with exponential backoff and jitter; a
+truncated or malformed 200 replies) are retried with exponential backoff and jitter (`openai_retry`); a
 `Retry-After` delays that request and pauses new requests of every batch until it has passed.
 
 The API key is read from the environment once, kept in memory only and sent only as an `Authorization`
@@ -18,19 +18,16 @@ import concurrent.futures
 import json
 import logging
 import os
-import random
-import re
-import threading
 import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from prompthone.errors import BackendError, ConfigError
 from prompthone.models.async_runner import LoopThread, fan_out
@@ -41,18 +38,21 @@ from prompthone.models.base import (
     GenerationRequest,
     ScoringRequest,
 )
+from prompthone.models.openai_retry import Retries, TransientError
 from prompthone.models.openai_wire import (
     SPEC_PREFIX,
+    OpenAISpec,
     first_position_top,
     generation_body,
     has_choices,
     has_model_list,
     label_logprobs,
+    mask_credentials,
+    parse_openai_spec,
     parse_retry_after,
     parse_spec,
     scoring_body,
     server_message,
-    split_spec_options,
     usage_tokens,
 )
 
@@ -61,7 +61,11 @@ logger = logging.getLogger(__name__)
 KEY_ENV_OVERRIDE = "PROMPTHONE_API_KEY"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-NOTICEABLE_WAIT_S = 1.0  # retries that wait this long or longer are logged as warnings
+DEFAULT_MAX_CONCURRENCY = 8
+# `label_logprobs`, `parse_spec` and `mask_credentials` live in `openai_wire` and are importable from here too
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "KEY_ENV_OVERRIDE", "RETRY_AFTER_STATUSES", "RETRY_STATUSES",
+           "OpenAICompatModel", "environment_proxy", "estimated_tokens", "label_logprobs", "mask_credentials",
+           "parse_spec", "split_credentials"]
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -96,19 +100,6 @@ def environment_proxy(url: str) -> str | None:
     if urllib.request.proxy_bypass(host):
         return None
     return urllib.request.getproxies_environment().get(scheme)
-
-
-def mask_credentials(spec: str) -> str:
-    """A model spec with any `user:password@` in its URL replaced by `***@` (for what prompthone writes down)."""
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", spec)
-
-
-class _TransientError(Exception):
-    """One failed attempt that is worth retrying; `retry_after` is the server's hint in seconds."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class _Transport:
@@ -147,9 +138,13 @@ class OpenAICompatModel:
     200 replies) and `http_<status>` for each non-2xx status seen.
     """
 
+    #: what the backend can do with its default settings (`prompthone models` lists these without a server)
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities(generate=True, score=True,
+                                                        max_concurrency=DEFAULT_MAX_CONCURRENCY)
+
     def __init__(self, base_url: str, model: str | None = None, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, max_retries: int = 5, backoff_base: float = 0.5,
-                 backoff_max: float = 20.0, max_concurrency: int = 8, logprobs: bool = True,
+                 backoff_max: float = 20.0, max_concurrency: int = DEFAULT_MAX_CONCURRENCY, logprobs: bool = True,
                  top_logprobs: int = 20, requests_per_second: float | None = None,
                  tokens_per_minute: float | None = None) -> None:
         if max_concurrency < 1:
@@ -165,11 +160,10 @@ class OpenAICompatModel:
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.max_concurrency, self.logprobs, self.top_logprobs = max_concurrency, logprobs, top_logprobs
         self.requests_per_second, self.tokens_per_minute = requests_per_second, tokens_per_minute
-        self.capabilities = Capabilities(generate=True, score=logprobs, white_box=False,
-                                         max_concurrency=max_concurrency)
-        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0, "backoff_ms": 0}
-        self._stats_lock = threading.Lock()
-        self._jitter = random.Random()
+        self.capabilities = replace(self.CAPABILITIES, score=logprobs, max_concurrency=max_concurrency)
+        self._retries = Retries(self.base_url, logger, max_retries=max_retries, backoff_base=backoff_base,
+                                backoff_max=backoff_max)
+        self.stats: dict[str, int] = self._retries.stats
         self._secret = os.environ.get(KEY_ENV_OVERRIDE) or os.environ.get(api_key_env) or ""
         self._runner = LoopThread(f"prompthone-openai-{self.base_url}")
         self._transport = _Transport(self._runner)
@@ -194,15 +188,12 @@ class OpenAICompatModel:
         self.id = f"{SPEC_PREFIX}{self.base_url}#{self.model}"
 
     @classmethod
-    def from_spec(cls, spec: str, **options: Any) -> OpenAICompatModel:
-        """Build from `openai:<url>[/<model>|#<model>][?option=value&...]` (see `parse_spec` and
-        `split_spec_options`: max_in_flight, requests_per_second, tokens_per_minute, timeout, max_retries);
+    def from_spec(cls, spec: str | OpenAISpec, **options: Any) -> OpenAICompatModel:
+        """Build from `openai:<url>[/<model>|#<model>][?option=value&...]`, or from that spec already parsed (see
+        `parse_openai_spec`: max_in_flight, requests_per_second, tokens_per_minute, timeout, max_retries, ...);
         keyword options go to the constructor and win over the spec's."""
-        spec, from_spec = split_spec_options(spec)
-        if "max_in_flight" in from_spec:
-            from_spec["max_concurrency"] = from_spec.pop("max_in_flight")
-        base_url, model = parse_spec(spec)
-        return cls(base_url, model, **{**from_spec, **options})
+        parsed = spec if isinstance(spec, OpenAISpec) else parse_openai_spec(spec)
+        return cls(parsed.base_url, parsed.model, **{**parsed.keywords(), **options})
 
     def __repr__(self) -> str:
         limits = "".join(f", {name}={value:g}" for name, value in (
@@ -300,27 +291,7 @@ class OpenAICompatModel:
                        check: Callable[[Any], str | None]) -> _Json:
         """One API call, retried on transient faults; BackendError names the URL, last fault and attempts."""
         url = f"{self.base_url}/{path}"
-        try:
-            # The first attempt runs without tenacity (whose per-call setup costs more CPU than the request itself
-            # at hundreds of requests a second); a transient fault hands over to the retry loop.
-            return await self._attempt(method, url, body, check)
-        except _TransientError as first:
-            if self.max_retries == 0:
-                self._count("failures")
-                raise BackendError(f"{method} {url} failed after 1 attempt; last error: {first}") from first
-            delay = self._backoff_after(1, first)
-            self._note_retry(1, first, delay)
-            await asyncio.sleep(delay)
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries), wait=self._backoff,
-                                 retry=retry_if_exception_type(_TransientError), before_sleep=self._log_retry,
-                                 reraise=True)
-        try:
-            result: _Json = await retrying(self._attempt, method, url, body, check)
-        except _TransientError as exc:
-            self._count("failures")
-            raise BackendError(f"{method} {url} failed after {self.max_retries + 1} attempts; "
-                               f"last error: {exc}") from exc
-        return result
+        return await self._retries.run(lambda: self._attempt(method, url, body, check), f"{method} {url}")
 
     async def _admit(self, body: _Json | None) -> None:
         """Wait out a server's Retry-After pause and the client-side rate limits before one attempt."""
@@ -335,41 +306,41 @@ class OpenAICompatModel:
     async def _attempt(self, method: str, url: str, body: _Json | None,
                        check: Callable[[Any], str | None]) -> _Json:
         await self._admit(body)
-        self._count("requests")
+        self._retries.count("requests")
         session = self._open_session()
         try:
             async with session.request(method, url, json=body, proxy=self._proxy) as response:
                 status, reason, raw = response.status, response.reason or "", await response.read()
                 retry_hint = response.headers.get("Retry-After")
         except TimeoutError as exc:
-            self._count("timeouts")
-            raise _TransientError(f"no reply within {self.timeout:g} s ({type(exc).__name__})") from exc
+            self._retries.count("timeouts")
+            raise TransientError(f"no reply within {self.timeout:g} s ({type(exc).__name__})") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # refused, reset, closed mid-reply, or a body shorter than its Content-Length (a truncated stream)
-            self._count("connection_errors")
+            self._retries.count("connection_errors")
             detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
-            raise _TransientError(f"connection error ({detail})") from exc
+            raise TransientError(f"connection error ({detail})") from exc
         except aiohttp.ClientError as exc:
             detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
             raise BackendError(f"{method} {url} failed: {detail}") from exc
         if not 200 <= status < 300:
-            self._count(f"http_{status}")
+            self._retries.count(f"http_{status}")
             message = self._redact(server_message(raw, reason))
             if status in RETRY_STATUSES:
                 retry_after = parse_retry_after(retry_hint if status in RETRY_AFTER_STATUSES else None)
                 if retry_after:
                     self._pause(min(retry_after, self.backoff_max))
-                raise _TransientError(f"HTTP {status}: {message}", retry_after=retry_after)
+                raise TransientError(f"HTTP {status}: {message}", retry_after=retry_after)
             raise BackendError(f"{method} {url} failed with HTTP {status}: {message}{self._hint(status)}")
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            self._count("malformed")
-            raise _TransientError("HTTP 200 with a body that is not valid JSON") from exc
+            self._retries.count("malformed")
+            raise TransientError("HTTP 200 with a body that is not valid JSON") from exc
         problem = check(data)
         if problem is not None:
-            self._count("malformed")
-            raise _TransientError(f"HTTP 200 but {problem}")
+            self._retries.count("malformed")
+            raise TransientError(f"HTTP 200 but {problem}")
         return cast(_Json, data)
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -389,38 +360,6 @@ class OpenAICompatModel:
         """Hold every new request of this model for `seconds`: the server asked for room, not one request."""
         loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + seconds)
-
-    # tenacity runs attempts 2, 3, ... (the first ran on the fast path), so its attempt numbers are one behind.
-
-    def _backoff(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        return self._backoff_after(state.attempt_number + 1, exc)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        exc = state.outcome.exception() if state.outcome is not None else None
-        self._note_retry(state.attempt_number + 1, exc, wait)
-
-    def _backoff_after(self, attempt: int, exc: BaseException | None) -> float:
-        """Seconds before the attempt after `attempt`: the server's Retry-After, else exponential with equal
-        jitter."""
-        if isinstance(exc, _TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.backoff_max)
-        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
-        return ceiling / 2.0 + self._jitter.uniform(0.0, ceiling / 2.0)
-
-    def _note_retry(self, attempt: int, exc: BaseException | None, wait: float) -> None:
-        self._count("retries")
-        self._count("backoff_ms", round(wait * 1000))
-        # A wait a user notices (a server that rate-limits or went away) is a warning; the many short retries of a
-        # flaky server are info: the run's summary counts them, and they would bury the final error line.
-        level = logging.WARNING if wait >= NOTICEABLE_WAIT_S else logging.INFO
-        logger.log(level, "%s: attempt %d/%d failed (%s); retrying in %.2f s", self.base_url,
-                   attempt, self.max_retries + 1, exc, wait)
-
-    def _count(self, key: str, amount: int = 1) -> None:
-        with self._stats_lock:
-            self.stats[key] = self.stats.get(key, 0) + amount
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

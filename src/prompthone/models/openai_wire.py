@@ -8,8 +8,10 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prompthone.errors import ConfigError
@@ -74,6 +76,32 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise ConfigError(f"model spec {spec!r} needs an http(s) URL, e.g. 'openai:http://127.0.0.1:8000/v1'")
     model = (model or "").strip().strip("/") or None
     return url, model
+
+
+@dataclass(frozen=True)
+class OpenAISpec:
+    """An `openai:` spec, parsed: the base URL (any `user:password@` still in it: the backend takes it out), the model
+    (None: ask the server's `/models`) and the `?` options, as (name, value) pairs so the value stays hashable."""
+
+    base_url: str
+    model: str | None = None
+    options: tuple[tuple[str, int | float], ...] = ()
+
+    def keywords(self) -> dict[str, Any]:
+        """The options as `OpenAICompatModel` keywords: `max_in_flight` is its `max_concurrency`."""
+        return {"max_concurrency" if name == "max_in_flight" else name: value for name, value in self.options}
+
+
+def parse_openai_spec(spec: str) -> OpenAISpec:
+    """`openai:<url>[/<model>|#<model>][?option=value&...]`, parsed once (options first, then URL and model)."""
+    rest, options = split_spec_options(spec)
+    base_url, model = parse_spec(rest)
+    return OpenAISpec(base_url, model, tuple(options.items()))
+
+
+def mask_credentials(spec: str) -> str:
+    """A model spec with any `user:password@` in its URL replaced by `***@` (for what prompthone writes down)."""
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", spec)
 
 
 def label_logprobs(top: Mapping[str, float], continuations: Sequence[str]) -> tuple[float, ...]:

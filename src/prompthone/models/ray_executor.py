@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from prompthone._version import __version__
 from prompthone.errors import BackendError, ConfigError, PrompthoneError
 from prompthone.models.base import (
     Capabilities,
@@ -33,6 +34,7 @@ from prompthone.models.base import (
     GenerationRequest,
     ScoringRequest,
 )
+from prompthone.models.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +131,12 @@ class ModelWorker:
     """The body of one Ray actor: a backend built from `spec` on the worker's node, and what reached it."""
 
     def __init__(self, spec: str, threads: int | None) -> None:
-        from prompthone import __version__
-
         self.info = WorkerInfo(host=socket.gethostname(), pid=os.getpid(), version=__version__)
         self.model: Any = None
         self.calls = 0
         self.batches = 0
         try:
-            from prompthone.models.registry import make_model
-
-            self.model = make_model(spec, threads=threads)
+            self.model = ModelSpec.parse(spec).build(threads=threads)
         except Exception as exc:  # reported by describe(), so the driver raises it as one clear line
             self.info = replace(self.info, error=f"{type(exc).__name__}: {exc}")
             return
@@ -238,14 +236,14 @@ class RayModel:
     opened it.
     """
 
-    def __init__(self, spec: str, executor: RayExecutor | None = None) -> None:
-        from prompthone.models.registry import is_white_box_spec
-
-        self.spec = spec.strip()
+    def __init__(self, spec: str | ModelSpec, executor: RayExecutor | None = None) -> None:
+        self.model_spec = ModelSpec.parse(spec)
+        self.spec = str(self.model_spec)  # the text the workers build from (credentials included: never shown)
         self.executor = executor or RayExecutor()
-        if is_white_box_spec(self.spec):
-            raise ConfigError(f"model {_masked(self.spec)!r} is white-box (torch): gradient methods need its tensors "
-                              "in the optimizer's own process, so it cannot run on Ray workers; use --executor local")
+        if self.model_spec.white_box:
+            raise ConfigError(f"model {self.model_spec.masked!r} is white-box (torch): gradient methods need its "
+                              "tensors in the optimizer's own process, so it cannot run on Ray workers; "
+                              "use --executor local")
         self._ray = import_ray()
         self._workers: list[Any] = []
         self._owns_connection = _Connection.acquire(self._ray, self.executor)
@@ -262,7 +260,7 @@ class RayModel:
         logger.info("%s on %d Ray workers (%s)", self.id, len(infos), ", ".join(sorted({i.host for i in infos})))
 
     def __repr__(self) -> str:
-        return f"RayModel({_masked(self.spec)!r}, workers={len(self._workers)})"
+        return f"RayModel({self.model_spec.masked!r}, workers={len(self._workers)})"
 
     def __enter__(self) -> RayModel:
         return self
@@ -286,16 +284,14 @@ class RayModel:
                               f"(each asks for {ex.cpus_per_worker:g} CPU; {free:g} CPUs free now): ask for fewer "
                               "with --ray-workers, or add nodes")
         infos: list[WorkerInfo] = ray.get(pending)
-        from prompthone import __version__
-
         for info in infos:
             if info.error is not None:
-                raise ConfigError(f"a Ray worker on {info.host} could not build model {_masked(self.spec)!r}: "
+                raise ConfigError(f"a Ray worker on {info.host} could not build model {self.model_spec.masked!r}: "
                                   f"{info.error} "
                                   "(every node needs prompthone with the model's extra, e.g. prompthone[local])")
             if info.capabilities.white_box:
-                raise ConfigError(f"model {_masked(self.spec)!r} is white-box (torch) and cannot run on Ray workers; "
-                                  "use --executor local")
+                raise ConfigError(f"model {self.model_spec.masked!r} is white-box (torch) and cannot run on Ray "
+                                  "workers; use --executor local")
         found = {(i.model_id, i.version) for i in infos} | {(infos[0].model_id, __version__)}
         if len(found) > 1:
             seen = "; ".join(f"{i.host}: {i.model_id} (prompthone {i.version})" for i in infos)
@@ -378,13 +374,6 @@ class RayModel:
         if self._owns_connection:
             self._owns_connection = False
             _Connection.release(self._ray)
-
-
-def _masked(spec: str) -> str:
-    """A spec as messages may show it: credentials in a URL masked (they travel to the workers, never to text)."""
-    from prompthone.models.openai_compat import mask_credentials
-
-    return mask_credentials(spec)
 
 
 def _as_error(piece: Piece, model_id: str) -> PrompthoneError:

@@ -18,12 +18,19 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prompthone.errors import BackendError, ConfigError
-from prompthone.models.adapters import check_base, merge_lora, read_adapter_info, weights_fingerprint
+from prompthone.models.adapters import (
+    base_gguf_of,
+    check_base,
+    merge_lora,
+    read_adapter_info,
+    weights_fingerprint,
+)
 from prompthone.models.base import (
     PRUNE_NATS,
     Capabilities,
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_BATCH_SIZE = 8
 
 
 def _import_torch() -> tuple[Any, Any]:
@@ -143,8 +151,12 @@ class TorchModel:
     >>> ids = model.encode(model.render_chat([Message("user", "Hi")]))  # doctest: +SKIP
     """
 
+    #: what the backend can do at the default batch size (`prompthone models` lists these; torch is not imported)
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities(generate=True, score=True, white_box=True, prefill=True,
+                                                        max_concurrency=DEFAULT_BATCH_SIZE)
+
     def __init__(self, gguf_path: str | Path, *, device: str | None = None, dtype: str = "float32",
-                 batch_size: int = 8, name: str | None = None, cache_root: Path | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, name: str | None = None, cache_root: Path | None = None,
                  threads: int | None = None, adapter: str | Path | None = None) -> None:
         """`adapter`: a directory written by `prompthone.augment.train` (LoRA, merged on load; or full weights)."""
         torch, transformers = _import_torch()
@@ -183,8 +195,7 @@ class TorchModel:
                    f"{dtype}:{self.device.type}")
         if self.adapter is not None:  # the call cache must never mix base and adapted replies
             self.id += f":adapter-{self.adapter.method}-{weights_fingerprint(self.adapter.path)}"
-        self.capabilities = Capabilities(generate=True, score=True, white_box=True, prefill=True,
-                                         max_concurrency=batch_size)
+        self.capabilities = replace(self.CAPABILITIES, max_concurrency=batch_size)
 
     def __repr__(self) -> str:
         return f"TorchModel({self.path.name!r}, device={self.device.type!r})"
@@ -343,3 +354,14 @@ def load_embedded_torch(**kwargs: Any) -> TorchModel:
     from prompthone.models.embedded import EMBEDDED_NAME, embedded_gguf_path
 
     return TorchModel(embedded_gguf_path(), name=EMBEDDED_NAME, **kwargs)
+
+
+def load_adapter_model(adapter_dir: str | Path, *, base_gguf: str | Path | None = None, **kwargs: Any) -> TorchModel:
+    """A `TorchModel` of a trained adapter on its base GGUF (found from the metadata unless `base_gguf` is given).
+
+    >>> model = load_adapter_model("adapters/pas")   # doctest: +SKIP
+    """
+    info = read_adapter_info(adapter_dir)
+    gguf = Path(base_gguf) if base_gguf is not None else base_gguf_of(info)
+    kwargs.setdefault("name", f"{info.base_name}+{info.path.name}")
+    return TorchModel(gguf, adapter=info.path, **kwargs)
