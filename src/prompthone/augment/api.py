@@ -8,11 +8,9 @@ from pathlib import Path
 from prompthone.api import resolve_cache, resolve_model
 from prompthone.augment.augmenter import AugmentedAnswer, Augmenter
 from prompthone.augment.pipeline import Pipeline, PipelineConfig, StageReport
-from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
-from prompthone.progress import RunProgress
+from prompthone.run.session import Session
 
 
 def build_data(out_dir: str | Path, config: PipelineConfig | None = None, *, model: str | Model | None = None,
@@ -24,14 +22,12 @@ def build_data(out_dir: str | Path, config: PipelineConfig | None = None, *, mod
     >>> [(r.name, r.items_out) for r in reports]                                   # doctest: +SKIP
     """
     config = config or PipelineConfig()
-    meter = BudgetMeter(None)
-    call_cache = resolve_cache(cache)
-    with RunProgress(meter, enabled=progress, label="pas build-data") as ui:
-        generator = MeteredModel(resolve_model(model), meter=meter, cache=call_cache, role="meta", on_result=ui.tick)
-        judge = (MeteredModel(resolve_model(judge_model), meter=meter, cache=call_cache, role="judge",
-                              on_result=ui.tick) if judge_model is not None else generator)
+    session = Session(cache=resolve_cache(cache), progress="pas build-data" if progress else None)
+    with session:
+        generator = session.model(resolve_model(model), "meta")
+        judge = session.model(resolve_model(judge_model), "judge") if judge_model is not None else generator
         pipeline = Pipeline(Path(out_dir), config, generator=generator, judge=judge, on_stage=on_stage,
-                            on_phase=ui.phase)
+                            on_phase=session.ui.phase)
         return pipeline.run()
 
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prompthone.augment.designs import PAS, Design, get_design
-from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import GenerationRequest, Message, Model
+from prompthone.run.session import Session
 
 DEFAULT_ANSWER_TOKENS = 256
 
@@ -29,12 +29,6 @@ class AugmentedAnswer:
     answer: str
 
 
-def _metered(model: Model | MeteredModel, meter: BudgetMeter, cache: CallCache | None, role: str) -> MeteredModel:
-    if isinstance(model, MeteredModel):
-        return model
-    return MeteredModel(model, meter=meter, cache=cache, role=role)
-
-
 def answer_requests(prompts: Sequence[str], *, max_tokens: int = DEFAULT_ANSWER_TOKENS,
                     system: str | None = None) -> list[GenerationRequest]:
     """Greedy answer requests for plain user prompts (the same with and without augmentation, so only the prompt
@@ -46,17 +40,17 @@ def answer_requests(prompts: Sequence[str], *, max_tokens: int = DEFAULT_ANSWER_
 class Augmenter:
     """`complement_model` writes the complement (or rewrite) for each prompt; `target_model` answers the result.
 
-    >>> aug = Augmenter(make_model("pas:adapters/pas"), make_model("local"))   # doctest: +SKIP
+    >>> aug = Augmenter(make_model("adapter:adapters/pas"), make_model("local"))   # doctest: +SKIP
     >>> aug.answer(["write a haiku about rain"])[0].answer                    # doctest: +SKIP
     """
 
     def __init__(self, complement_model: Model | MeteredModel, target_model: Model | MeteredModel, *,
-                 design: Design | str = PAS, cache: CallCache | None = None, meter: BudgetMeter | None = None,
+                 design: Design | str = PAS, cache: CallCache | None = None, session: Session | None = None,
                  answer_tokens: int = DEFAULT_ANSWER_TOKENS, temperature: float = 0.0, seed: int = 0) -> None:
         self.design = get_design(design) if isinstance(design, str) else design
-        meter = meter if meter is not None else BudgetMeter(None)
-        self.complement_model = _metered(complement_model, meter, cache, "meta")
-        self.target_model = _metered(target_model, meter, cache, "task")
+        session = session if session is not None else Session(cache=cache)
+        self.complement_model = session.model(complement_model, "meta", cache=cache)
+        self.target_model = session.model(target_model, "task", cache=cache)
         self.answer_tokens = answer_tokens
         self.temperature = temperature
         self.seed = seed

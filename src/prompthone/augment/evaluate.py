@@ -21,11 +21,10 @@ from typing import Any
 from prompthone.augment.augmenter import AugmentedAnswer, Augmenter, answer_requests
 from prompthone.augment.judge import JudgeItem, JudgeMode, PairwiseJudge, Verdict, WinRate, win_rate
 from prompthone.errors import ConfigError, InputError
-from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
-from prompthone.progress import RunProgress
+from prompthone.run.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -164,20 +163,18 @@ def render_markdown(report: AugmentationReport) -> str:
     return "\n".join(lines)
 
 
-def _rebind(name: str, system: Augmenter, target: MeteredModel, meter: BudgetMeter, cache: CallCache | None,
-            progress: RunProgress) -> Augmenter:
-    """The system with its calls metered by the evaluation's shared meter and cache (its own cache if none given).
+def _rebind(name: str, system: Augmenter, target: MeteredModel, session: Session,
+            cache: CallCache | None) -> Augmenter:
+    """The system with its calls metered by the evaluation's session (its own cache if the evaluation has none).
 
     Its target must be the evaluation's target: else its answers and the plain answers differ by model, not prompt.
     """
     if system.target_model.id != target.id:
         raise ConfigError(f"system {name!r} answers with {system.target_model.id} but the evaluation's target is "
                           f"{target.id}: build the Augmenter with the same target model")
-    rebound = Augmenter(system.complement_model.model, target, design=system.design,
-                        cache=cache if cache is not None else system.complement_model.cache, meter=meter,
-                        answer_tokens=system.answer_tokens, temperature=system.temperature, seed=system.seed)
-    rebound.complement_model.on_result = progress.tick
-    return rebound
+    return Augmenter(system.complement_model.model, target, design=system.design,
+                     cache=cache if cache is not None else system.complement_model.cache, session=session,
+                     answer_tokens=system.answer_tokens, temperature=system.temperature, seed=system.seed)
 
 
 def _answer_tokens(systems: Mapping[str, Augmenter]) -> int:
@@ -235,15 +232,15 @@ def evaluate_augmentation(prompts: Sequence[str], *, target_model: Model | Meter
         raise InputError(f"{len(references)} references for {len(prompts)} prompts")
     _check_inputs(prompts, systems, baseline_answers)
     started = time.perf_counter()
-    meter = BudgetMeter(None)
     n, names = len(prompts), list(systems)
     pairs = _comparison_pairs(names)
     total = 2 * n * len(names) + (0 if baseline_answers is not None else n) + 2 * n * len(pairs)
-    with RunProgress(meter, enabled=progress, label="evaluating", total=total) as bar:
-        target = MeteredModel(_unwrap(target_model), meter=meter, cache=cache, role="task", on_result=bar.tick)
-        judge = PairwiseJudge(MeteredModel(_unwrap(judge_model), meter=meter, cache=cache, role="judge",
-                                           on_result=bar.tick), mode=judge_mode)
-        rebound = {name: _rebind(name, s, target, meter, cache, bar) for name, s in systems.items()}
+    session = Session(cache=cache, progress="evaluating" if progress else None, total=total)
+    with session:
+        bar = session.ui
+        target = session.model(_unwrap(target_model), "task")
+        judge = PairwiseJudge(session.model(_unwrap(judge_model), "judge"), mode=judge_mode)
+        rebound = {name: _rebind(name, s, target, session, cache) for name, s in systems.items()}
         if baseline_answers is None:
             bar.phase("plain answers")
             requests = answer_requests(prompts, max_tokens=_answer_tokens(systems))
@@ -256,7 +253,7 @@ def evaluate_augmentation(prompts: Sequence[str], *, target_model: Model | Meter
         texts = {BASELINE: list(baseline_answers), **{k: [a.answer for a in v] for k, v in answers.items()}}
         comparisons = _judge_comparisons(judge, prompts, texts, pairs, seed)
     report = AugmentationReport(tuple(prompts), tuple(baseline_answers), answers, comparisons, target.id, judge.id,
-                                judge.mode, seed, seconds=time.perf_counter() - started, spend=meter.spend.to_dict(),
-                                references=tuple(references or ()))
+                                judge.mode, seed, seconds=time.perf_counter() - started,
+                                spend=session.meter.spend.to_dict(), references=tuple(references or ()))
     logger.info("augmentation evaluation: %s", "; ".join(f"{c.name} {c.summary.win_rate:.3f}" for c in comparisons))
     return report

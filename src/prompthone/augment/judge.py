@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from prompthone.errors import ConfigError, InputError
-from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import GenerationRequest, Message, Model, ScoringRequest
+from prompthone.run.session import Session
 
 JudgeMode = Literal["auto", "labels", "generate"]
 #: A letter the judge names ("A"/"B"), an explicit "tie", or None when its reply could not be read.
@@ -179,12 +179,8 @@ class PairwiseJudge:
     """
 
     def __init__(self, model: Model | MeteredModel, *, mode: JudgeMode = "auto", cache: CallCache | None = None,
-                 meter: BudgetMeter | None = None) -> None:
-        if isinstance(model, MeteredModel):
-            self.model = model
-        else:
-            self.model = MeteredModel(model, meter=meter if meter is not None else BudgetMeter(None), cache=cache,
-                                      role="judge")
+                 session: Session | None = None) -> None:
+        self.model = (session if session is not None else Session(cache=cache)).model(model, "judge", cache=cache)
         can_score = self.model.model.capabilities.score
         if mode not in ("auto", "labels", "generate"):
             raise ConfigError(f"unknown judge mode {mode!r}; expected 'auto', 'labels' or 'generate'")

@@ -16,12 +16,12 @@ from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import Evaluator, ExampleResult, ScoringMode
-from prompthone.evaluation.metered import MeteredModel
 from prompthone.grid_study.grid import HandVariant
 from prompthone.grid_study.halving import Rung, calls_saved, rung_sizes, successive_halving
 from prompthone.models.base import Model
 from prompthone.progress import RunProgress
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.session import Session
 from prompthone.tasks.example import Example, Task
 from prompthone.tasks.metrics import get_metric
 
@@ -123,19 +123,18 @@ def evaluate_grid(task: Task, variants: Sequence[HandVariant], model: Model, *, 
     dev = list(task.dev)
     if not dev:
         raise ConfigError(f"task {task.name!r} has no dev examples to score the grid on")
-    meter = BudgetMeter(None)
     per_example = sum(2 if v.cot else 1 for v in variants)  # a CoT prompt: reasoning + answer per example
     sizes = rung_sizes(len(variants), len(dev), eta=eta, min_slice=min_slice) if halving else [len(dev)]
     notes = []
     if halving and len(sizes) == 1:
         notes.append(f"successive halving asked for, but {len(dev)} dev examples leave room for one rung only "
                      f"(min_slice {min_slice}, eta {eta}): every variant was scored on the whole dev split")
-    ui = RunProgress(meter, enabled=progress, label=f"study grid on {task.name}",
-                     total=per_example * len(dev) if len(sizes) == 1 else None)
-    with ui:
-        evaluator = Evaluator(task, MeteredModel(model, meter=meter, cache=cache, role="task", on_result=ui.tick),
-                              mode=scoring)
-        scorer = SliceScorer(evaluator, [v.prompt(task, cot_tokens) for v in variants], dev, meter, ui)
+    session = Session(cache=cache, progress=f"study grid on {task.name}" if progress else None,
+                      total=per_example * len(dev) if len(sizes) == 1 else None)
+    meter = session.meter
+    with session:
+        evaluator = session.evaluator(task, model, mode=scoring)
+        scorer = SliceScorer(evaluator, [v.prompt(task, cot_tokens) for v in variants], dev, meter, session.ui)
         outcome = successive_halving(len(variants), sizes, scorer, eta=eta, rng=rng)
     rows = [HandRow(rank=place + 1, index=v.index, opener=v.opener, task_line=v.task_line, closer=v.closer,
                     cot=v.cot, system=v.system, dev_score=outcome.scores[i], n=outcome.sizes[i],

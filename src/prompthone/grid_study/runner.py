@@ -23,10 +23,9 @@ from typing import Any
 from prompthone.api import optimize, resolve_cache, resolve_model
 from prompthone.compare import MethodSpec
 from prompthone.errors import ConfigError
-from prompthone.evaluation.budget import Budget, BudgetMeter
+from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.evaluator import Evaluator, ScoringMode
-from prompthone.evaluation.metered import MeteredModel
+from prompthone.evaluation.evaluator import ScoringMode
 from prompthone.grid_study.evaluate import GridOutcome, HandRow, evaluate_grid
 from prompthone.grid_study.grid import GridSpec, HandVariant, default_grid, expand_grid, load_grid
 from prompthone.grid_study.heatmap import plot_heatmap
@@ -34,6 +33,7 @@ from prompthone.grid_study.outputs import write_summary, write_table
 from prompthone.grid_study.ranking import Ranking, rank_among
 from prompthone.models.base import Model
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.session import Session
 from prompthone.store.run_dir import RunDirectory, new_run_id
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
@@ -168,8 +168,7 @@ def _test_score(task: Task, prompt: Prompt, model: Model, cache: CallCache | Non
     """The best hand prompt on test, counted apart from the grid (like an optimizer's final scoring)."""
     if not task.test:
         return math.nan
-    evaluator = Evaluator(task, MeteredModel(model, meter=BudgetMeter(None), cache=cache, role="final"), mode=scoring)
-    return evaluator.evaluate(prompt, task.test).score
+    return Session(cache=cache).evaluator(task, model, role="final", mode=scoring).evaluate(prompt, task.test).score
 
 
 def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, calls: int, seed: int, root: Path,

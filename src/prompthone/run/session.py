@@ -32,11 +32,14 @@ class Session:
         self.ui = ui if ui is not None else RunProgress(self.meter, enabled=progress is not None,
                                                         label=progress or "", total=total)
 
-    def model(self, model: Model | MeteredModel, role: str = "task") -> MeteredModel:
-        """`model` seen through this session's meter and cache under `role` (a metered model is kept as it is)."""
+    def model(self, model: Model | MeteredModel, role: str = "task", *,
+              cache: CallCache | None = None) -> MeteredModel:
+        """`model` seen through this session's meter and cache (or `cache`, for a model that keeps its own) under
+        `role`; a metered model is kept as it is."""
         if isinstance(model, MeteredModel):
             return model
-        return MeteredModel(model, meter=self.meter, cache=self.cache, role=role, on_result=self.ui.tick)
+        return MeteredModel(model, meter=self.meter, cache=cache if cache is not None else self.cache, role=role,
+                            on_result=self.ui.tick)
 
     def evaluator(self, task: Task, model: Model | MeteredModel, *, role: str = "task", mode: ScoringMode = "auto",
                   max_tokens: int | None = None) -> Evaluator:
