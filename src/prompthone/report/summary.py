@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prompthone.report.data import RunData
+from prompthone.run.config import RunConfig
 
 #: the spend counters a report shows, in order, with their column headings
 SPEND_FIELDS = (("calls", "calls"), ("new_calls", "new calls"), ("cache_hits", "cache hits"),
@@ -45,7 +46,7 @@ class Spend:
 
 
 def method_name(run: RunData) -> str:
-    found = run.config.get("method") or (run.result or {}).get("method")
+    found = RunConfig.from_dict(run.config).method or (run.result or {}).get("method")
     if not found:
         found = next((e["method"] for e in run.events if isinstance(e.get("method"), str)), None)
     return str(found or "unknown")
@@ -53,14 +54,13 @@ def method_name(run: RunData) -> str:
 
 def task_name(run: RunData) -> str:
     task = run.config.get("task")
-    name = task.get("name") if isinstance(task, dict) else None
+    name = RunConfig.from_dict(run.config).task.name if isinstance(task, dict) and task.get("name") else None
     return str(name or (run.result or {}).get("task") or "unknown task")
 
 
 def model_ids(run: RunData) -> list[str]:
     """The task model, then the meta model when it differs."""
-    task, meta = run.config.get("task_model"), run.config.get("meta_model")
-    return [str(m) for m in dict.fromkeys([task, meta]) if m]
+    return RunConfig.from_dict(run.config).models()
 
 
 def score(value: Any) -> float | None:
