@@ -112,15 +112,20 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                                "wall_time_s": round(time.monotonic() - started, 3), "backend": faults.counts()})
         finally:
             rec.finish(outcome.status, outcome.result)
+    _raise_if_stopped(outcome, rec.run_id, state.step, faults)
+    return out
+
+
+def _raise_if_stopped(outcome: Outcome, run_id: str | None, step: int, faults: BackendFaults) -> None:
+    """A failed backend stops the run with the message saying how to continue it; Ctrl-C goes on up."""
     if outcome.failure is not None:
-        if rec.run_id is None:
+        if run_id is None:
             raise outcome.failure
-        where = f"during step {state.step + 1}" if outcome.searching else "while scoring the finalists"
-        raise BackendError(stopped_message(rec.run_id, where, state.step, outcome.failure,
+        where = f"during step {step + 1}" if outcome.searching else "while scoring the finalists"
+        raise BackendError(stopped_message(run_id, where, step, outcome.failure,
                                            faults.counts())) from outcome.failure
     if outcome.stopped == "interrupted":
         raise KeyboardInterrupt
-    return out
 
 
 def _context(task: Task, evaluator: Any, meta: Any, seed: int, rec: Recorder, method: str,
