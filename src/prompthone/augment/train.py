@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from prompthone._version import __version__
 from prompthone.augment.designs import PAS, Design, get_design
 from prompthone.augment.pairs import Pair
 from prompthone.errors import ConfigError, InputError
@@ -323,9 +324,7 @@ def _make_trainable(model: TorchModel, config: TrainConfig, peft: Any) -> tuple[
 def _versions(torch: Any, peft: Any) -> dict[str, str]:
     import transformers
 
-    import prompthone
-
-    return {"prompthone": prompthone.__version__, "torch": torch.__version__,
+    return {"prompthone": __version__, "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__}
 
 

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prompthone import __version__
+from prompthone._version import __version__
 from prompthone.dashboard.access import open_readonly
 from prompthone.dashboard.candidate import candidate_view
 from prompthone.dashboard.compare import MIN_RUNS, compare_view

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prompthone._version import __version__
 from prompthone.api import optimize, resolve_cache, resolve_model
 from prompthone.compare import MethodSpec
 from prompthone.errors import ConfigError
@@ -188,8 +189,6 @@ def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, ca
 
 def _config(task: Task, grid: GridSpec, methods: list[MethodSpec], model: Model, meta: Model, cot_tokens: int,
             halving: bool, eta: int, min_slice: int, seed: int, scoring: str) -> dict[str, Any]:
-    from prompthone import __version__
-
     return {"task": {"name": task.name, "metric": task.metric, "labels": task.labels,
                      "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
             "grid": grid.to_dict(), "cot_tokens": cot_tokens,

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from prompthone import __version__
+from prompthone._version import __version__
 from prompthone.errors import ConfigError
 from prompthone.report.data import RunData
 from prompthone.report.diff import prompt_diff

@@ -194,7 +194,6 @@ class MlflowTracker:
         self._end(STATUSES[status])
 
     def _create_run(self, run_name: str | None = None) -> None:
-
         run = self._client.create_run(self._experiment_id, run_name=run_name,
                                       tags={"prompthone.version": __version__})
         self.mlflow_run_id = str(run.info.run_id)
