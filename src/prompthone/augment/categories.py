@@ -32,13 +32,6 @@ CATEGORIES: dict[str, str] = {
 }
 
 
-def check_category(name: str) -> str:
-    """`name` if it is one of CATEGORIES, else a ConfigError listing them."""
-    if name not in CATEGORIES:
-        raise ConfigError(f"unknown category {name!r}; expected one of {', '.join(CATEGORIES)}")
-    return name
-
-
 def category_centroids(embedder: Any, golden_prompts: Mapping[str, Sequence[str]]) -> tuple[list[str], Any]:
     """One unit vector per category: the mean of its description's and its golden prompts' embeddings."""
     numpy = __import__("numpy")

@@ -65,11 +65,6 @@ class BudgetMeter:
         self.spend = Spend()
         self._lock = threading.Lock()
 
-    def remaining_calls(self) -> int | None:
-        if self.budget.calls is None:
-            return None
-        return max(0, self.budget.calls - self.spend.calls)
-
     def exhausted(self) -> bool:
         with self._lock:
             return self._exhausted()

@@ -41,8 +41,8 @@ is a component with empty text (the reflection is told there is none) and render
 two components a merge can combine a lineage that rewrote the instruction with one that rewrote the system
 message; with `evolve_system=False` GEPA's merge precondition (a component unchanged in one descendant and
 changed in the other) never holds, so merges are attempted and recorded as `no_pair`. All search state is JSON
-in `OptimizationState.extra` and `Candidate.data` (per-example Pareto scores, parents, the next component) so
-that a run store can resume a run; resuming itself is not implemented here yet.
+in `OptimizationState.extra` and `Candidate.data` (per-example Pareto scores, parents, the next component), so a
+stopped GEPA run resumes from its last step's resume point like every method (`prompthone optimize --resume`).
 """
 
 from __future__ import annotations

@@ -53,10 +53,6 @@ class Task:
     output_format: str = ""
     description: str = ""
 
-    @property
-    def is_classification(self) -> bool:
-        return bool(self.labels)
-
     def split(self, name: str) -> tuple[Example, ...]:
         """Return the split called `name` ('train', 'dev' or 'test')."""
         if name not in ("train", "dev", "test"):
