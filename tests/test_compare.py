@@ -10,6 +10,7 @@ import pytest
 import prompthone as ph
 from prompthone.compare import ComparisonRow, MethodSpec, compare, summarize
 from prompthone.errors import ConfigError
+from prompthone.store import RunStore
 
 
 def test_method_specs_parse_and_validate_early() -> None:
@@ -48,3 +49,11 @@ def test_compare_end_to_end(embedded_model, tmp_path: Path) -> None:
     saved = json.loads((path / "compare.json").read_text())
     assert len(saved["rows"]) == 6 and [s["method"] for s in saved["summary"]] == methods
     assert (path / "compare.md").read_text().count("\n| ") >= 4
+    members = [r.run_id for r in rows if r.label != "seed"]
+    assert all(members) and all(r.run_id is None for r in rows if r.label == "seed")
+    with RunStore.default(tmp_path) as store:  # the comparison and its runs: one store, one way runs are saved
+        group = store.get_run(path.name)
+        assert (group.method, group.status) == ("compare", "finished")
+        assert group.result is not None and group.result["members"] == members
+        assert [e["label"] for e in store.events(path.name) if e["event"] == "member"] == [r.label for r in rows]
+        assert {store.get_run(m).method for m in members} == {"ape", "apo"}

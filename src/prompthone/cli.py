@@ -134,8 +134,11 @@ def runs(
     status: Annotated[str | None, typer.Option(help="Only runs in this state: running | finished | failed | "
                                                "interrupted.")] = None,
 ) -> None:
-    """List the runs of a store (newest first), with the ids `optimize --resume` and `report` take."""
+    """List the runs of a store (newest first), with the ids `optimize --resume` and `report` take. A run still
+    marked running whose heartbeat stopped (its process died without ending it) shows as "running (stale)":
+    `optimize --resume ID` continues it."""
     from prompthone.run.driver import open_store
+    from prompthone.store.heartbeat import is_stale
 
     with open_store(store, runs_dir) as db:
         found = db.list_runs(limit=limit, status=status)
@@ -144,7 +147,8 @@ def runs(
             table.add_column(col, justify="right" if col in ("seed", "best dev", "test") else "left", overflow="fold")
         for r in found:
             result = r.result or {}
-            table.add_row(r.id, r.method, r.task, r.status, str(r.seed), _fmt(result.get("best_dev_score")),
+            state = f"{r.status} (stale)" if is_stale(r) else r.status
+            table.add_row(r.id, r.method, r.task, state, str(r.seed), _fmt(result.get("best_dev_score")),
                           _fmt(result.get("test_score")), f"{r.created_at:%Y-%m-%d %H:%M:%S}")
     out.print(table if found else f"no runs in {db.url}", highlight=False)
 

@@ -7,6 +7,7 @@ once; the seed changes only the search. `seed` is the unoptimized seed prompt, s
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
 from prompthone.models.base import Model
 from prompthone.optimizers import get_method
-from prompthone.store.run_dir import RunDirectory, new_run_id
+from prompthone.run.group import GroupRun, group_run, member_id
 from prompthone.tasks.example import Task
 
 DEFAULT_METHODS = ("seed", "ape", "opro", "apo:selector=ucb", "apo:selector=ucb-e",
@@ -62,6 +63,7 @@ class ComparisonRow:
     tokens: int
     wall_time_s: float
     run_dir: str | None = None
+    run_id: str | None = None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -97,27 +99,38 @@ def compare(task: Task, methods: Sequence[str] = DEFAULT_METHODS, *, model: str 
             meta_model: str | Model | None = None, task_calls: int = 400, seeds: Sequence[int] = (0, 1, 2),
             run_dir: str | Path = "runs", cache: bool | str | Path | None = True,
             progress: bool = True) -> tuple[list[ComparisonRow], Path]:
-    """Run every method on every seed under the same task-call budget; write compare.json and compare.md."""
+    """Run every method on every seed under the same task-call budget; write compare.json and compare.md.
+
+    The comparison is a run of the store under `run_dir` (method `compare`, see `run.group`) and every
+    optimization in it is a run of that store too, listed by `prompthone runs` and resumable on its own.
+    """
     specs = [MethodSpec.parse(m) for m in methods]
     if not specs or not seeds:
         raise ConfigError("compare needs at least one method and one seed")
     task_model = resolve_model(model)
     meta = resolve_model(meta_model) if meta_model is not None else task_model
     call_cache = resolve_cache(cache)
-    out = RunDirectory(run_dir, new_run_id("compare", task.name))
+    config = {"methods": [s.label for s in specs], "task_calls": task_calls, "seeds": list(seeds),
+              "task_model": task_model.id, "meta_model": meta.id}
     rows: list[ComparisonRow] = []
-    for spec in specs:
-        for seed in seeds:
-            rows.append(_run_one(task, spec, seed, task_model, meta, task_calls, out.path, call_cache, progress))
-            out.write_json("compare.json", {"task": task.name, "task_calls": task_calls, "seeds": list(seeds),
-                                            "rows": [asdict(r) for r in rows], "summary": summarize(rows)})
-    header = (f"{task.name}: {len(seeds)} seeds, budget {task_calls} task-model calls, task model "
-              f"{task_model.id}, meta model {meta.id}")
-    (out.path / "compare.md").write_text(markdown(summarize(rows), header), encoding="utf-8")
-    return rows, out.path
+    with group_run("compare", task, config, root=run_dir, seed=seeds[0]) as (group, result):
+        for spec in specs:
+            for seed in seeds:
+                row = _run_one(task, spec, seed, task_model, meta, task_calls, group, call_cache, progress)
+                rows.append(row)
+                group.member(asdict(row))
+        result.update({"task": task.name, "task_calls": task_calls, "seeds": list(seeds),
+                       "rows": [asdict(r) for r in rows], "summary": summarize(rows)})
+        path = group.path
+        (path / "compare.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")
+        header = (f"{task.name}: {len(seeds)} seeds, budget {task_calls} task-model calls, task model "
+                  f"{task_model.id}, meta model {meta.id}")
+        (path / "compare.md").write_text(markdown(summarize(rows), header), encoding="utf-8")
+    return rows, path
 
 
-def _run_one(task: Task, spec: MethodSpec, seed: int, model: Model, meta: Model, task_calls: int, root: Path,
+def _run_one(task: Task, spec: MethodSpec, seed: int, model: Model, meta: Model, task_calls: int, group: GroupRun,
              cache: Any, progress: bool) -> ComparisonRow:
     started = time.monotonic()
     if spec.method == "seed":
@@ -126,8 +139,9 @@ def _run_one(task: Task, spec: MethodSpec, seed: int, model: Model, meta: Model,
         return ComparisonRow(spec.label, seed, test.score, dev.score, 0, 0, 0,
                              round(time.monotonic() - started, 3))
     result = optimize(task, method=spec.method, model=model, meta_model=meta, budget=Budget(task_calls=task_calls),
-                      seed=seed, options=dict(spec.options), run_dir=root / "runs", cache=cache, progress=progress)
+                      seed=seed, options=dict(spec.options), run_dir=group.root, store=group.store, cache=cache,
+                      progress=progress)
     by_role: dict[str, int] = result.spend["by_role"]  # type: ignore[assignment]
     return ComparisonRow(spec.label, seed, result.test_score, result.best_dev_score, by_role.get("task", 0),
                          by_role.get("meta", 0), int(result.spend["tokens"]),  # type: ignore[call-overload]
-                         result.wall_time_s, result.run_dir)
+                         result.wall_time_s, result.run_dir, member_id(result))

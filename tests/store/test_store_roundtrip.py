@@ -11,6 +11,7 @@ import pytest
 
 from prompthone.errors import StoreError
 from prompthone.store import RunStore
+from prompthone.store.export import export_run_dir
 from prompthone.store.run_dir import read_candidates
 
 
@@ -166,7 +167,7 @@ def _lines(path: Path) -> list[Any]:
 
 def test_export_run_dir_reads_back(store: RunStore, tmp_path: Path) -> None:
     run_id = _filled_run(store)
-    target = store.export_run_dir(run_id, tmp_path / "exports" / run_id)
+    target = export_run_dir(store, run_id, tmp_path / "exports" / run_id)
     assert not (target / "result.json").exists()  # still running: no result yet
     assert read_candidates(target) == store.candidates(run_id)
     assert _lines(target / "steps.jsonl") == store.steps(run_id)
@@ -177,8 +178,10 @@ def test_export_run_dir_reads_back(store: RunStore, tmp_path: Path) -> None:
     assert json.loads((target / "config.json").read_text()) == {"budget": {"calls": 400}}
     assert json.loads((target / "run.json").read_text())["status"] == "running"
     store.finish_run(run_id, "finished", {"test_score": math.nan})
-    store.export_run_dir(run_id, target)  # an earlier export of the same run is replaced
+    (target / "report.html").write_text("<html>mine</html>")
+    export_run_dir(store, run_id, target)  # an earlier export of the same run is replaced
     assert math.isnan(json.loads((target / "result.json").read_text())["test_score"])
+    assert (target / "report.html").read_text() == "<html>mine</html>"  # what else it held is kept
     assert json.loads((target / "run.json").read_text())["status"] == "finished"
     assert sorted(p.name for p in target.parent.iterdir()) == [run_id]  # no temporary directories left
 
@@ -188,7 +191,7 @@ def test_export_refuses_a_directory_it_did_not_write(store: RunStore, tmp_path: 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(StoreError, match="is not an earlier export"):
-        store.export_run_dir(run_id, tmp_path / "mine")
+        export_run_dir(store, run_id, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
@@ -204,7 +207,6 @@ def test_rewinding_for_a_resume(store: RunStore) -> None:
     store.claim_run(run_id)
     run = store.get_run(run_id)
     assert (run.status, run.result, run.finished_at) == ("running", None, None)
-    host, pid = store.run_process(run_id)
-    assert host and pid is not None and (host, pid) == (run.host, run.pid)
+    assert run.host and run.pid is not None
     with pytest.raises(StoreError, match="no run 'nope'"):
-        store.run_process("nope")
+        store.get_run("nope")

@@ -12,11 +12,14 @@ import pytest
 from tests.fakes.fake_model import CountingModel
 
 import prompthone as ph
+from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.grid_study import GridSpec, expand_grid, study
 from prompthone.grid_study.evaluate import SliceScorer
+from prompthone.report.from_store import run_data_from_store
+from prompthone.store import RunStore
 
 GRID = GridSpec(("", "You are smart."), ("", "Answer the question."), ("", "Go!"))
 TINY_APE = "ape:num_subsamples=2,num_prompts_per_subsample=2,num_demos=2,eval_samples=4,mc_rounds=0,score_with=metric"
@@ -77,6 +80,32 @@ def test_study_on_a_fake_model(tmp_path: Path) -> None:
     assert again.grid_outcome.spend["new_calls"] == 0 and again.grid_outcome.calls == g.calls
     assert again.optimizers[0].spend["new_calls"] == 0
     assert [r.dev_score for r in again.rows] == scores and again.run_dir != result.run_dir
+
+
+def test_a_study_and_its_optimizers_are_runs_of_one_store(tmp_path: Path) -> None:
+    task = ph.load_task("gen:sentiment_templates", limit=30)
+    result = study(task, CountingModel(), grid=GRID, methods=[TINY_APE], cot_tokens=0, seed=1, run_dir=tmp_path,
+                   cache=tmp_path / "c.sqlite", progress=False)
+    [opt] = result.optimizers
+    group_id = Path(result.run_dir).name
+    with RunStore.default(tmp_path) as store:
+        runs = {r.id: r for r in store.list_runs()}
+        assert set(runs) == {group_id, opt.run_id}  # one store: the study and its optimizer beside it
+        group = runs[group_id]
+        assert (group.method, group.status) == ("study", "finished") and group.config["kind"] == "study"
+        assert group.result is not None and group.result["members"] == [opt.run_id]
+        assert group.result["optimizers"][0]["run_id"] == opt.run_id
+        [member] = [e for e in store.events(group_id) if e["event"] == "member"]
+        assert (member["run_id"], member["dev_score"]) == (opt.run_id, opt.dev_score)
+        assert runs[opt.run_id].method == "ape" and opt.run_dir == str(tmp_path / opt.run_id)
+        with pytest.raises(ConfigError, match=f"is a study run.*its member runs: {opt.run_id}"):
+            run_data_from_store(store, group_id)
+    with pytest.raises(ConfigError, match="is a study run"):
+        ph.resume(group_id, run_dir=tmp_path, progress=False)
+    run = Path(result.run_dir)  # the study's files and its exported records share its directory
+    assert {"table.csv", "summary.md", "study.json", "run.json", "config.json", "events.jsonl"} <= {
+        p.name for p in run.iterdir()}
+    assert json.loads((run / "run.json").read_text())["id"] == group_id
 
 
 def test_study_with_halving_counts_what_it_saved(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from prompthone.dashboard.access import open_readonly
 from prompthone.dashboard.candidate import candidate_view
 from prompthone.dashboard.compare import MIN_RUNS, compare_view
 from prompthone.dashboard.data import FILTERS, NotFound, list_view, run_view
-from prompthone.errors import StoreError
+from prompthone.errors import ConfigError, StoreError
 from prompthone.report.figures import PALETTE
 from prompthone.report.render import fmt_count, fmt_delta, fmt_num, fmt_score, fmt_seconds
 from prompthone.store import RunStore
@@ -148,9 +148,12 @@ class Dashboard:
                             headers={"cache-control": "public, max-age=31536000, immutable"})
 
     async def error(self, request: Request, exc: Exception) -> Response:
-        """404 for an unknown run or candidate or path, 400 for a bad request, 503 when the store fails."""
+        """404 for an unknown run or candidate or path, 400 for a bad request (a group run has no run page: the
+        message names its members), 503 when the store fails."""
         if isinstance(exc, NotFound):
             status, message = 404, str(exc)
+        elif isinstance(exc, ConfigError):
+            status, message = 400, str(exc)
         elif isinstance(exc, HTTPException):
             status = exc.status_code
             message = exc.detail if status != 404 else f"no page at {request.url.path}"
@@ -178,7 +181,8 @@ def create_app(store_url: str, *, refresh_s: float = 2.0, allowed_hosts: list[st
     if allowed_hosts is not None:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        NotFound: dashboard.error, StoreError: dashboard.error, HTTPException: dashboard.error}
+        NotFound: dashboard.error, StoreError: dashboard.error, HTTPException: dashboard.error,
+        ConfigError: dashboard.error}
     app = Starlette(routes=dashboard.routes(), middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
     app.state.store = dashboard.store
     return app

@@ -5,11 +5,13 @@
 2. Run one or more optimizers, seeded, at the same budget in model calls as the grid spent (all calls: task
    and meta model; cache hits count as calls, so a warm cache gives the same budget), sharing the call cache.
 3. Rank each optimized prompt among the hand combos on dev, and score the best hand prompt and each optimized
-   prompt on test. Everything lands in one run directory (table, heat map, summary).
+   prompt on test. The study is a run of the store (`run.group`), each optimizer a run of it too; its
+   directory holds the table, heat map, summary and study.json beside the exported records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import platform
@@ -34,8 +36,8 @@ from prompthone.grid_study.outputs import write_summary, write_table
 from prompthone.grid_study.ranking import Ranking, rank_among
 from prompthone.models.base import Model
 from prompthone.prompts.prompt import Prompt
+from prompthone.run.group import GroupRun, group_run, member_id
 from prompthone.run.session import Session
-from prompthone.store.run_dir import RunDirectory, new_run_id
 from prompthone.tasks import load_task
 from prompthone.tasks.example import Task
 
@@ -61,6 +63,7 @@ class OptimizerOutcome:
     stopped_reason: str
     wall_time_s: float
     run_dir: str | None
+    run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -133,35 +136,40 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     task_model = resolve_model(model)
     meta = resolve_model(meta_model) if meta_model is not None else task_model
     call_cache = resolve_cache(cache)
-    out = RunDirectory(run_dir, new_run_id("study", task_obj.name))
-    out.write_json("config.json", _config(task_obj, spec, specs, task_model, meta, cot_tokens, halving, eta,
-                                          min_slice, seed, scoring))
-    outcome = evaluate_grid(task_obj, variants, task_model, cot_tokens=cot_tokens, cache=call_cache, scoring=scoring,
-                            halving=halving, eta=eta, min_slice=min_slice, rng=random.Random(seed),
-                            progress=progress)
-    files = write_table(out.path, outcome.rows)
-    notes = list(outcome.notes)
-    title = f"{task_obj.name} on {task_model.id}: dev score of {len(variants)} hand prompts"
-    plot_note = plot_heatmap(outcome.rows, spec, out.path / "heatmap.png", title=title)
-    if plot_note is None:
-        files["heatmap"] = str(out.path / "heatmap.png")
-    else:
-        notes.append(plot_note)
-    best_hand = outcome.rows[0]
-    best_test = _test_score(task_obj, variants[best_hand.index].prompt(task_obj, cot_tokens), task_model,
-                            call_cache, scoring)
-    full_dev = [r.dev_score for r in outcome.full_dev_rows]
-    optimizers = []
-    for method in specs:
-        optimizers.append(_run_optimizer(task_obj, method, task_model, meta, outcome.calls, seed, out.path, call_cache,
-                                         scoring, progress, full_dev, len(variants)))
-    result = StudyResult(task=task_obj.name, model=task_model.id, meta_model=meta.id, grid=spec,
-                         cot_tokens=cot_tokens, seed=seed, grid_outcome=outcome, best_hand=best_hand,
-                         best_hand_test_score=best_test, optimizers=optimizers, run_dir=str(out.path), files=files,
-                         notes=notes)
-    files["summary"] = str(write_summary(out.path, result))
-    files["study"] = str(out.path / "study.json")
-    out.write_json("study.json", result.to_dict())
+    config = _config(task_obj, spec, specs, task_model, meta, cot_tokens, halving, eta, min_slice, seed, scoring)
+    with group_run("study", task_obj, config, root=run_dir, seed=seed) as (group, stored):
+        path = group.path
+        outcome = evaluate_grid(task_obj, variants, task_model, cot_tokens=cot_tokens, cache=call_cache,
+                                scoring=scoring, halving=halving, eta=eta, min_slice=min_slice,
+                                rng=random.Random(seed), progress=progress)
+        files = write_table(path, outcome.rows)
+        notes = list(outcome.notes)
+        title = f"{task_obj.name} on {task_model.id}: dev score of {len(variants)} hand prompts"
+        plot_note = plot_heatmap(outcome.rows, spec, path / "heatmap.png", title=title)
+        if plot_note is None:
+            files["heatmap"] = str(path / "heatmap.png")
+        else:
+            notes.append(plot_note)
+        best_hand = outcome.rows[0]
+        best_test = _test_score(task_obj, variants[best_hand.index].prompt(task_obj, cot_tokens), task_model,
+                                call_cache, scoring)
+        full_dev = [r.dev_score for r in outcome.full_dev_rows]
+        optimizers = []
+        for method in specs:
+            optimizers.append(_run_optimizer(task_obj, method, task_model, meta, outcome.calls, seed, group,
+                                             call_cache, scoring, progress, full_dev, len(variants)))
+            done = optimizers[-1]
+            group.member({"label": done.label, "run_id": done.run_id, "dev_score": done.dev_score,
+                          "test_score": done.test_score, "rank": done.ranking.rank})
+        result = StudyResult(task=task_obj.name, model=task_model.id, meta_model=meta.id, grid=spec,
+                             cot_tokens=cot_tokens, seed=seed, grid_outcome=outcome, best_hand=best_hand,
+                             best_hand_test_score=best_test, optimizers=optimizers, run_dir=str(path), files=files,
+                             notes=notes)
+        files["summary"] = str(write_summary(path, result))
+        files["study"] = str(path / "study.json")
+        (path / "study.json").write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str)
+                                         + "\n", encoding="utf-8")
+        stored.update(result.to_dict())
     return result
 
 
@@ -172,19 +180,19 @@ def _test_score(task: Task, prompt: Prompt, model: Model, cache: CallCache | Non
     return Session(cache=cache).evaluator(task, model, role="final", mode=scoring).evaluate(prompt, task.test).score
 
 
-def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, calls: int, seed: int, root: Path,
+def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, calls: int, seed: int, group: GroupRun,
                    cache: CallCache | None, scoring: ScoringMode, progress: bool, full_dev: list[float],
                    n_combos: int) -> OptimizerOutcome:
     started = time.monotonic()
     result = optimize(task, method=method.method, model=model, meta_model=meta, budget=Budget(calls=calls),
-                      seed=seed, options=dict(method.options), run_dir=root / "runs", cache=cache, scoring=scoring,
-                      progress=progress)
+                      seed=seed, options=dict(method.options), run_dir=group.root, store=group.store, cache=cache,
+                      scoring=scoring, progress=progress)
     return OptimizerOutcome(label=method.label, method=method.method, options=result.options, budget_calls=calls,
                             dev_score=result.best_dev_score, test_score=result.test_score,
                             ranking=rank_among(result.best_dev_score, full_dev, n_combos),
                             best_prompt=result.best_prompt, spend=result.spend, final_spend=result.final_spend,
                             stopped_reason=result.stopped_reason, wall_time_s=round(time.monotonic() - started, 3),
-                            run_dir=result.run_dir)
+                            run_dir=result.run_dir, run_id=member_id(result))
 
 
 def _config(task: Task, grid: GridSpec, methods: list[MethodSpec], model: Model, meta: Model, cot_tokens: int,

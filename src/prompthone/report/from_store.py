@@ -16,6 +16,7 @@ def run_data_from_store(store: RunStore, run_id: str, *, record: RunRecord | Non
     """Everything the report reads about `run_id` (raises StoreError for an unknown id). `details=False` leaves
     out events, examples and per-example evaluations: the dashboard's run pages, refreshed every 2 s, need none."""
     record = record or store.get_run(run_id)
+    record.refuse_group("reported")
     if not details:
         return RunData(run_id=record.id, status=record.status, config=record.config,
                        candidates=store.candidates(run_id), steps=store.steps(run_id), result=record.result)

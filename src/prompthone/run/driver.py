@@ -144,15 +144,22 @@ def _recorder(task: Task, config: RunConfig, run_root: str | Path | None, store:
               continuation: Continuation | None) -> Iterator[Recorder]:
     """The run's recorder: the continued run's, a new run in the store (closed after if opened here), or none."""
     if continuation is not None:
-        yield continuation.recorder
+        try:
+            yield continuation.recorder
+        finally:
+            continuation.recorder.release()
         return
     if run_root is None:
         yield NullRecorder()
         return
     owned = open_store(store, run_root)
     try:
-        yield RunRecorder.create(owned, new_run_id(config.method, task.name), task=task, method=config.method,
+        rec = RunRecorder.create(owned, new_run_id(config.method, task.name), task=task, method=config.method,
                                  seed=config.seed, config=config.to_dict(), export_root=Path(run_root))
+        try:
+            yield rec
+        finally:
+            rec.release()
     finally:
         if not isinstance(store, RunStore):
             owned.close()

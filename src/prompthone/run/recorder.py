@@ -5,6 +5,8 @@ exists, each in its own committed transaction, so a killed process loses nothing
 ends for any reason (finished, budget, interrupted, an exception) the store's records are exported as the JSON
 run directory (`runs/<id>/`), which tools and people read; `prompthone export` writes it again from the store.
 A run that records nothing (`run_root=None`) gets the `NullRecorder`, so the loop never asks whether it records.
+While the recorder owns a running run (from `create` or the claim in `rewind` to `finish` or `release`) its
+`Heartbeat` stamps the run, so that a process that dies without a word leaves a run readers can see is stale.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from prompthone.evaluation.evaluator import EvalResult
 from prompthone.store.db import RunStore
+from prompthone.store.export import export_run_dir
+from prompthone.store.heartbeat import Heartbeat
 from prompthone.tasks.example import Task, example_key
 
 
@@ -26,6 +30,7 @@ class RunRecorder:
         self.store = store
         self.run_id = run_id
         self.export_root = export_root
+        self._heartbeat: Heartbeat | None = None
 
     @classmethod
     def create(cls, store: RunStore, run_id: str, *, task: Task, method: str, seed: int, config: dict[str, Any],
@@ -35,7 +40,9 @@ class RunRecorder:
         store.record_examples(run_id, [
             {"hash": ex.key, "split": split, "index": i, "input": ex.input, "target": ex.target}
             for split in ("train", "dev", "test") for i, ex in enumerate(task.split(split))])
-        return cls(store, run_id, export_root)
+        recorder = cls(store, run_id, export_root)
+        recorder._beat()
+        return recorder
 
     @property
     def path(self) -> Path | None:
@@ -67,17 +74,29 @@ class RunRecorder:
         self.store.delete_steps_after(self.run_id, step)
         self.store.delete_candidates_from(self.run_id, next_id)
         self.store.claim_run(self.run_id)
+        self._beat()
 
     def finish(self, status: str, result: dict[str, Any] | None) -> Path | None:
         """Mark the run ended and export its directory (returned)."""
+        self.release()
         self.store.finish_run(self.run_id, status, result)
         return self.export()
+
+    def release(self) -> None:
+        """Stop the heartbeat (idempotent): the run is ended, or this process gives it up without ending it."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     def export(self) -> Path | None:
         path = self.path
         if path is not None:
-            self.store.export_run_dir(self.run_id, path)
+            export_run_dir(self.store, self.run_id, path)
         return path
+
+    def _beat(self) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self.store, self.run_id).start()
 
 
 class NullRecorder:
@@ -106,6 +125,9 @@ class NullRecorder:
         return None
 
     def finish(self, status: str, result: dict[str, Any] | None) -> Path | None:
+        return None
+
+    def release(self) -> None:
         return None
 
 

@@ -21,6 +21,7 @@ from prompthone.run.driver import Continuation, open_store
 from prompthone.run.faults import counted_before
 from prompthone.run.recorder import RunRecorder
 from prompthone.store.db import RunStore
+from prompthone.store.heartbeat import is_stale
 from prompthone.tasks.example import Example, Task
 
 
@@ -45,6 +46,7 @@ def open_run(run_id: str, *, store: str | Path | RunStore | None, run_dir: str |
     owned = None if isinstance(store, RunStore) else db
     try:
         run = db.get_run(run_id)
+        run.refuse_group("resumed")
         if run.status == "finished":
             raise StoreError(f"run {run_id!r} has finished; there is nothing to resume "
                              f"(its result: {Path(run_dir) / run_id})")
@@ -94,9 +96,17 @@ def _task(fields: TaskFields, rows: list[dict[str, object]]) -> Task:
 
 
 def _refuse_if_alive(run_id: str, db: RunStore) -> None:
-    """A run whose process still lives on this machine is not resumed a second time beside it."""
-    host, pid = db.run_process(run_id)
-    if host != socket.gethostname() or pid is None or pid == os.getpid():
+    """A run whose process still lives is not resumed a second time beside it: on this machine its pid tells,
+    on another its heartbeat (a running run whose stamps stopped is stale, its process gone)."""
+    run = db.get_run(run_id)
+    host, pid = run.host, run.pid
+    if host != socket.gethostname():
+        if run.status == "running" and run.heartbeat_at is not None and not is_stale(run):
+            raise StoreError(f"run {run_id!r} is still running on {host} (pid {pid}, heartbeat at "
+                             f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); stop it, or wait until `prompthone runs` "
+                             f"shows it as stale, before resuming")
+        return
+    if pid is None or pid == os.getpid():
         return
     try:
         os.kill(pid, 0)

@@ -171,11 +171,6 @@ class RunStore(StoreConnection):
         assert row is not None
         return run_record(row)
 
-    def run_process(self, run_id: str) -> tuple[str | None, int | None]:
-        """(host, pid) of the process that last created, claimed or heartbeat the run: a resumer checks it is gone."""
-        run = self.get_run(run_id)
-        return run.host, run.pid
-
     def list_runs(self, limit: int | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs newest first, optionally only those with `status`."""
         query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(limit)
@@ -222,10 +217,3 @@ class RunStore(StoreConnection):
                           .where(STEPS.c.run_id == run_id, STEPS.c.checkpoint.is_not(None))
                           .order_by(STEPS.c.step.desc()).limit(1))
         return (rows[0].step, rows[0].checkpoint) if rows else None
-
-    def export_run_dir(self, run_id: str, path: Path) -> Path:
-        """Write the run as a JSON run directory at `path` (atomically; see `store.export`)."""
-        from prompthone.store.export import export_run_dir
-
-        return export_run_dir(self, run_id, Path(path))
-

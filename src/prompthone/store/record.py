@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from prompthone.errors import ConfigError
+
+#: the methods of runs that group other runs (`run.group`) rather than search prompts themselves
+GROUP_METHODS = ("compare", "study")
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -27,6 +32,15 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+    def refuse_group(self, action: str) -> None:
+        """A group run has no prompts of its own: say so and name its members, instead of failing further on."""
+        if self.method not in GROUP_METHODS:
+            return
+        members = (self.result or {}).get("members") or []
+        named = f"its member runs: {', '.join(members)}" if members else "it has no finished member runs"
+        raise ConfigError(f"run {self.id!r} is a {self.method} run, which groups other runs and cannot be "
+                          f"{action} itself; {named}")
 
 
 def run_record(row: Any) -> RunRecord:

@@ -1,16 +1,16 @@
 """The run directory: a run's records as JSON files, exported from the run store (`store.export`) when a run ends.
 
-Files: `config.json` (what was asked, with versions), `candidates.jsonl` (one line per candidate update,
-last line per id wins), `steps.jsonl` (one line per optimizer step), `events.jsonl` (a method's decisions),
-`examples.jsonl` (the task's examples with their content keys), `evaluations.jsonl` (per-example outcomes of
-full scorings: candidate, score key, example key, prediction, score), `result.json` (written atomically at
-the end). A crash loses nothing that was recorded; model calls themselves live in the call cache.
+Run ids, and reading a directory's candidates. Files: `config.json` (what was asked, with versions),
+`candidates.jsonl` (one line per candidate; when several lines name one id the last one wins), `steps.jsonl`
+(one line per optimizer step), `events.jsonl` (a method's decisions), `examples.jsonl` (the task's examples
+with their content keys), `evaluations.jsonl` (per-example outcomes of full scorings: candidate, score key,
+example key, prediction, score), `result.json`, `run.json` (the run's row). A crash loses nothing that was
+recorded; model calls themselves live in the call cache.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -25,28 +25,6 @@ def new_run_id(method: str, task_name: str) -> str:
     """A sortable, readable id: UTC time, method, task."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{stamp}-{_slug(method)}-{_slug(task_name)}"
-
-
-class RunDirectory:
-    """Append-only JSON records of one run under `root/run_id`."""
-
-    def __init__(self, root: str | Path, run_id: str) -> None:
-        base = Path(root) / run_id
-        path, n = base, 1
-        while path.exists():  # two runs started in the same second
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
-        self.path = path
-        self.run_id = path.name
-
-    def write_json(self, name: str, data: dict[str, Any]) -> Path:
-        """Write `name` atomically (temp file + rename), so readers never see half a file."""
-        target = self.path / name
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-        return target
 
 
 def read_candidates(run_path: str | Path) -> dict[int, dict[str, Any]]:
