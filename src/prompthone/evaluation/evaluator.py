@@ -66,6 +66,10 @@ class EvalResult:
         return [r.score for r in self.examples]
 
 
+#: new tokens an answer may take when it is generated and parsed (labels and short answers need far fewer)
+ANSWER_TOKENS = 64
+
+
 class Evaluator:
     """Scores prompts for one task on one (metered) task model.
 
@@ -79,7 +83,7 @@ class Evaluator:
     """
 
     def __init__(self, task: Task, model: MeteredModel, *, mode: ScoringMode = "auto",
-                 max_tokens: int = 64) -> None:
+                 max_tokens: int = ANSWER_TOKENS) -> None:
         self.task = task
         self.model = model
         self.metric = get_metric(task.metric)

@@ -202,18 +202,7 @@ class GREATER(Optimizer):
         reason = self._reason(wb, holder, s.ids[pos], here, chosen, chosen_losses, tried)
         s.ids[pos] = chosen
         s.ids, s.pos, wrapped = self._advance(wb, s.ids, pos, s.placeholder, cut=changed)
-        new: list[Candidate] = []
-        if changed:
-            prompt = self._prompt(ctx, s, s.real_ids())
-            cand = ctx.new_candidate(state, prompt, parent=s.current.id, origin="greater",
-                                     data={"position": pos, "token": wb.decode([chosen]),
-                                           "loss": chosen_losses.total(self.lam), "tokens": s.real_ids()})
-            if cand is not None:
-                new.append(cand)
-            else:  # back to a prompt met before: it is the current one again (already scored)
-                met = state.find(prompt)
-                assert met is not None
-                s.current = met
+        new = self._adopt(ctx, state, s, pos, chosen, chosen_losses) if changed else []
         s.event = {
             "step": state.step, "position": pos, "placeholder": holder,
             "current_token": None if holder else wb.decode([basis[0]]),
@@ -227,6 +216,20 @@ class GREATER(Optimizer):
             **{k: round(v, 3) for k, v in timings.items()},
         }
         return new
+
+    def _adopt(self, ctx: OptimizationContext, state: OptimizationState, s: _Search, pos: int, chosen: int,
+               chosen_losses: Losses) -> list[Candidate]:
+        """The prompt with the new token at `pos` as a candidate; a prompt met before becomes current again."""
+        prompt = self._prompt(ctx, s, s.real_ids())
+        cand = ctx.new_candidate(state, prompt, parent=s.current.id, origin="greater",
+                                 data={"position": pos, "token": s.wb.decode([chosen]),
+                                       "loss": chosen_losses.total(self.lam), "tokens": s.real_ids()})
+        if cand is not None:
+            return [cand]
+        met = state.find(prompt)  # back to a prompt met before: it is the current one again (already scored)
+        assert met is not None
+        s.current = met
+        return []
 
     def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
         s = self._state(state)

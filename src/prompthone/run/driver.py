@@ -80,13 +80,14 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     session = Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None)
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")
-    config = _config(task, optimizer, evaluator.mode, task_model, meta_model, budget, seed, scoring, final_top_k,
-                     provenance or Provenance())
+    config = continuation.config if continuation is not None else _config(
+        task, optimizer, evaluator.mode, task_model, meta_model, budget, seed, scoring, final_top_k,
+        provenance or Provenance())
     faults = BackendFaults(task_model, meta_model,
                            carried=continuation.faults_before if continuation is not None else None)
     with _recorder(task, config, run_root, store, continuation) as rec:
         if on_start is not None and rec.run_id is not None:
-            on_start(rec.run_id, continuation.config if continuation is not None else config)
+            on_start(rec.run_id, config)
         ctx = _context(task, evaluator, meta, seed, rec, optimizer.name, session)
         point = continuation.checkpoint if continuation is not None else resume
         state = begin(ctx, optimizer, session.meter, rec, point, fresh=continuation is None)
@@ -103,7 +104,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                 steps=state.step, n_candidates=len(state.pool), spend=session.meter.spend.to_dict(),
                 wall_time_s=round(time.monotonic() - started, 3),
                 run_dir=str(rec.path) if rec.path is not None else None,
-                options=dict(config.options), backend=faults.counts(), **result)
+                options=_options(optimizer), backend=faults.counts(), **result)
             outcome.finish("interrupted" if outcome.stopped == "interrupted" else "finished", out.to_dict())
         except BackendError as exc:  # the server is gone (or refuses): keep what is finished, say how to go on
             outcome.fail(exc, {"method": optimizer.name, "task": task.name, "stopped_reason": "backend_error",
@@ -172,12 +173,16 @@ def open_store(store: RunStore | str | Path | None, run_root: str | Path) -> Run
     return RunStore(store) if store is not None else RunStore.default(Path(run_root))
 
 
+def _options(optimizer: Optimizer) -> dict[str, Any]:
+    return {k: getattr(optimizer, k) for k in optimizer.knobs()}
+
+
 def _config(task: Task, optimizer: Optimizer, mode: str, task_model: Model, meta_model: Model | None,
             budget: Budget | None, seed: int, scoring: str, final_top_k: int, provenance: Provenance) -> RunConfig:
     """What was asked, with versions; with the task's own fields, so that a resume can rebuild the task from the
     store's examples alone, and the provenance (model specs, cache file, executor) for rebuilding the rest."""
     meta = meta_model or task_model
-    return RunConfig(method=optimizer.name, options={k: getattr(optimizer, k) for k in optimizer.knobs()},
+    return RunConfig(method=optimizer.name, options=_options(optimizer),
                      task=TaskFields.of(task), task_model=task_model.id, meta_model=meta.id,
                      budget=budget or Budget(), seed=seed, scoring=scoring, scoring_mode=mode,
                      final_top_k=final_top_k, model_spec=provenance.model, meta_model_spec=provenance.meta_model,

@@ -62,8 +62,7 @@ class RunRecorder:
 
     def reuse_evaluations(self, cand_id: int, key: str, as_key: str) -> None:
         """File the per-example scores a candidate has under `key` under `as_key` too (a score reused, not paid)."""
-        rows = [r for r in self.store.evaluations(self.run_id, cand_id) if r["key"] == key]
-        self.store.record_evaluations(self.run_id, cand_id, as_key, rows)
+        self.store.record_evaluations(self.run_id, cand_id, as_key, self.store.evaluations(self.run_id, cand_id, key))
 
     def step(self, record: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
         self.store.record_step(self.run_id, record, checkpoint)

@@ -11,7 +11,7 @@ from types import TracebackType
 
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.evaluator import Evaluator, ScoringMode
+from prompthone.evaluation.evaluator import ANSWER_TOKENS, Evaluator, ScoringMode
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import Model
 from prompthone.progress import RunProgress
@@ -42,10 +42,8 @@ class Session:
                             on_result=self.ui.tick)
 
     def evaluator(self, task: Task, model: Model | MeteredModel, *, role: str = "task", mode: ScoringMode = "auto",
-                  max_tokens: int | None = None) -> Evaluator:
-        """An evaluator of `task` on `model` in this session (`max_tokens`: None keeps the evaluator's default)."""
-        if max_tokens is None:
-            return Evaluator(task, self.model(model, role), mode=mode)
+                  max_tokens: int = ANSWER_TOKENS) -> Evaluator:
+        """An evaluator of `task` on `model` in this session, answers generated up to `max_tokens`."""
         return Evaluator(task, self.model(model, role), mode=mode, max_tokens=max_tokens)
 
     def scope(self, budget: Budget | None = None) -> Session:

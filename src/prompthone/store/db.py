@@ -203,10 +203,13 @@ class RunStore(StoreConnection):
         return [{"hash": r.hash, "split": r.split, "index": r.idx, "input": r.input, "target": r.target}
                 for r in rows]
 
-    def evaluations(self, run_id: str, cand_id: int | None = None) -> list[dict[str, Any]]:
+    def evaluations(self, run_id: str, cand_id: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
+        """Per-example scores, of one candidate and one score key where given."""
         query = select(EVALUATIONS).where(EVALUATIONS.c.run_id == run_id)
         if cand_id is not None:
             query = query.where(EVALUATIONS.c.cand_id == cand_id)
+        if key is not None:
+            query = query.where(EVALUATIONS.c.key == key)
         rows = self._read(run_id, query.order_by(EVALUATIONS.c.cand_id, EVALUATIONS.c.key, EVALUATIONS.c.hash))
         return [{"cand_id": r.cand_id, "key": r.key, "hash": r.hash, "score": r.score, "prediction": r.prediction}
                 for r in rows]
