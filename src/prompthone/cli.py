@@ -115,6 +115,7 @@ def optimize(
     table.add_row("best", f"{result.best_dev_score:.3f}", f"{result.test_score:.3f}")
     out.print(table)
     out.print(f"[bold]best instruction:[/] {escape(result.best_prompt.instruction)}", highlight=False)
+    out.print(f"[bold]best vs seed on test:[/] {escape(result.improvement)}", highlight=False)
     spend, final = result.spend, result.final_spend
     out.print(f"search: {spend['calls']} calls ({spend['new_calls']} new, {spend['cache_hits']} cached), "
               f"{spend['tokens']} tokens ({result.stopped_reason}); final scoring: {final['calls']} calls "

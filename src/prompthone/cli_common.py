@@ -40,6 +40,12 @@ LabelsOpt = Annotated[str | None, typer.Option(help="Comma-separated label set (
                                                "from the targets when omitted.")]
 InstructionOpt = Annotated[str | None, typer.Option(help="Seed instruction (default: the task's own).")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use at most this many examples.")]
+DevSizeOpt = Annotated[float | None, typer.Option(help="Dev split size: a count of examples, or a fraction of all "
+                                                  "of them below 1 (default: 20%). Dev picks the best prompt.",
+                                                  show_default=False)]
+TestSizeOpt = Annotated[float | None, typer.Option(help="Test split size: a count, or a fraction below 1 (default: "
+                                                   "40%). Test measures the gain: more examples resolve smaller "
+                                                   "differences.", show_default=False)]
 StoreOpt = Annotated[str | None, typer.Option(help="Run store: a SQLite file or a postgresql:// URL (default: "
                                               "<runs-dir>/prompthone.sqlite). Passwords are never written out.")]
 ExecutorOpt = Annotated[str | None, typer.Option(help="Where the task model's calls run: local (this process) | ray "
@@ -86,6 +92,8 @@ class TaskSource:
     labels: str | None = None
     instruction: str | None = None
     limit: int | None = None
+    dev_size: float | None = None
+    test_size: float | None = None
     cache_file: Path | None = None
     no_cache: bool = False
 
@@ -97,7 +105,8 @@ class TaskSource:
             raise InputError("missing option: say which task with --task (see `prompthone tasks`)", field="--task")
         labels = [x.strip() for x in self.labels.split(",") if x.strip()] if self.labels else None
         return load_task(self.task, seed=seed, input_field=self.input_field, target_field=self.target_field,
-                         labels=labels, instruction=self.instruction, limit=self.limit)
+                         labels=labels, instruction=self.instruction, limit=self.limit, dev_size=self.dev_size,
+                         test_size=self.test_size)
 
     @property
     def cache(self) -> bool | Path:
@@ -129,7 +138,8 @@ def executor_setting(executor: str | None, ray_address: str | None, ray_workers:
 #: the command-line form of each TaskSource field: its option type (the default comes from the dataclass)
 _TASK_OPTION_TYPES: dict[str, Any] = {
     "task": TaskOpt, "input_field": InputFieldOpt, "target_field": TargetFieldOpt, "labels": LabelsOpt,
-    "instruction": InstructionOpt, "limit": LimitOpt, "cache_file": CacheOpt, "no_cache": NoCacheOpt,
+    "instruction": InstructionOpt, "limit": LimitOpt, "dev_size": DevSizeOpt, "test_size": TestSizeOpt,
+    "cache_file": CacheOpt, "no_cache": NoCacheOpt,
 }
 
 

@@ -63,6 +63,14 @@ def test_python_api_optimize_and_evaluate(embedded_model, tmp_path: Path) -> Non
     again = ph.evaluate(task, result.best_prompt, embedded_model, split="test", cache=tmp_path / "c.sqlite")
     assert again.score == pytest.approx(result.test_score)
     assert again.n == len(task.test)
+    if result.test_comparison is None:  # the winner is the seed candidate itself
+        assert result.best_prompt == result.seed_prompt and "seed prompt was kept" in result.improvement
+    else:  # best vs seed, pair by pair on the same test examples
+        c = result.test_comparison
+        assert c is not None and c["n"] == len(task.test)
+        assert c["difference"] == pytest.approx(result.test_score - result.seed_test_score)
+        assert c["low"] <= c["difference"] <= c["high"] and c["wins"] + c["losses"] + c["ties"] == c["n"]
+        assert ("no significant difference" in result.improvement) != c["significant"]
 
 
 def test_generate_and_parse_mode_on_a_numeric_task(embedded_model, tmp_path: Path) -> None:

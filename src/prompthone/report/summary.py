@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from prompthone.evaluation.statistics import PairedComparison
 from prompthone.report.data import RunData
 from prompthone.run.config import RunConfig
 
@@ -179,4 +180,12 @@ def summary(run: RunData) -> dict[str, Any]:
         "steps": result.get("steps", max((int(s.get("step", 0)) for s in run.steps), default=0)),
         "candidates": len(run.candidates), "wall_time_s": result.get("wall_time_s"),
         "best": top, "seed_id": seed, "rank_key": rank_key(run),
+        "verdict": _verdict(result.get("test_comparison")),
     }
+
+
+def _verdict(comparison: Any) -> str | None:
+    """Best vs seed on test in words, from the run's paired comparison (runs before it was recorded: None)."""
+    if not isinstance(comparison, dict):
+        return None
+    return PairedComparison.from_dict(comparison).describe()

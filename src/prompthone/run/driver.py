@@ -8,6 +8,7 @@ with its finished steps and resume point kept and the error in the stored result
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from prompthone.errors import BackendError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import ScoringMode
+from prompthone.evaluation.statistics import split_warnings
 from prompthone.models.base import Model
 from prompthone.optimizers.base import OptimizationContext, Optimizer
 from prompthone.prompts.prompt import Prompt
@@ -33,6 +35,8 @@ from prompthone.run.session import Session
 from prompthone.store.db import RunStore
 from prompthone.store.run_dir import new_run_id
 from prompthone.tasks.example import Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     `on_start(run_id, config)` is told the run's id and config before the first step (MLflow names its run so).
     """
     started = time.monotonic()
+    if continuation is None:
+        for warning in split_warnings({split: len(task.split(split)) for split in ("dev", "test")}):
+            log.warning("%s", warning)
     session = Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None)
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")

@@ -5,13 +5,16 @@ the seed, so the returned prompt is never worse than the seed on dev and differs
 better), and the seed and the winner are scored on the test split. A candidate that the method already scored on
 exactly the whole dev split (`Candidate.full_dev`, e.g. MIPRO's full evaluations) keeps that score as its dev score:
 nothing is scored twice. Finalization calls go through the run's cache but are counted apart from the search
-budget (`final_spend`).
+budget (`final_spend`). The winner and the seed, scored on the same test examples, are compared pair by pair
+(`evaluation.statistics`): the difference, its 95% bootstrap interval and the exact test (`test_comparison`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from prompthone.evaluation.evaluator import EvalResult
+from prompthone.evaluation.statistics import compare_results
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
 from prompthone.run.recorder import Recorder
 from prompthone.run.session import Session
@@ -43,18 +46,22 @@ def finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Opti
                 if ScoreKey.DEV not in cand.scores:
                     final_ctx.score(cand, ctx.task.dev, ScoreKey.DEV)
         best = min(finalists, key=lambda c: (-c.scores.get(ScoreKey.DEV, float("-inf")), finalists.index(c)))
+    tested: dict[int, EvalResult] = {}
     if not skip_calls and ctx.task.test:  # a task without a test split (the peer benchmark's runners) reports NaN
         final.ui.phase("final: scoring seed and best on test")
         for cand in {seed_cand.id: seed_cand, best.id: best}.values():
             if ScoreKey.TEST not in cand.scores:
-                final_ctx.score(cand, ctx.task.test, ScoreKey.TEST)
+                tested[cand.id] = final_ctx.score(cand, ctx.task.test, ScoreKey.TEST)
     nan = float("nan")
+    comparison = None
+    if seed_cand.id in tested and best.id in tested:
+        comparison = compare_results(tested[best.id], tested[seed_cand.id], ctx.task).to_dict()
     return {"best_prompt": best.prompt, "best_candidate_id": best.id,
             "best_dev_score": best.scores.get(ScoreKey.DEV, nan),
             "seed_dev_score": seed_cand.scores.get(ScoreKey.DEV, nan),
             "test_score": best.scores.get(ScoreKey.TEST, nan),
             "seed_test_score": seed_cand.scores.get(ScoreKey.TEST, nan),
-            "final_spend": final.meter.spend.to_dict()}
+            "test_comparison": comparison, "final_spend": final.meter.spend.to_dict()}
 
 
 def _reuse_full_dev(ctx: OptimizationContext, cand: Candidate, recorder: Recorder) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from prompthone.evaluation.statistics import PairedComparison
 from prompthone.prompts.prompt import Prompt
 
 
@@ -47,9 +48,22 @@ class OptimizationResult:
     run_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     backend: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: best vs seed on test, pair by pair (`PairedComparison.to_dict()`); None without a test split or when the
+    #: winner is the seed
+    test_comparison: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["best_prompt"] = self.best_prompt.to_dict()
         data["seed_prompt"] = self.seed_prompt.to_dict()
         return data
+
+    @property
+    def improvement(self) -> str:
+        """Best vs seed on test in words: "improved by +0.21 (95% CI ...)" or "no significant difference"."""
+        c = self.test_comparison
+        if c is None:
+            if self.best_candidate_id == 0 or self.best_prompt == self.seed_prompt:
+                return "the seed prompt was kept: no candidate beat it on dev"
+            return "not compared on test (no test split, or the run stopped before its final scoring)"
+        return PairedComparison.from_dict(c).describe()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from prompthone.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,33 @@ def split_examples(examples: Sequence[Example], *, seed: int = 0,
     dev = tuple(items[n_train:n_train + n_dev])
     test = tuple(items[n_train + n_dev:])
     return train, dev, test
+
+
+def _split_count(size: float, n: int, name: str) -> int:
+    """A split's size given as a count (>= 1) or as a fraction of `n` (0 < size < 1)."""
+    if not size > 0 or math.isinf(size):
+        raise ConfigError(f"{name} must be a count (1, 2, ...) or a fraction between 0 and 1, got {size}")
+    if size < 1:
+        return max(1, round(size * n))
+    if size != int(size):
+        raise ConfigError(f"{name} must be a whole number of examples or a fraction below 1, got {size}")
+    return int(size)
+
+
+def resize_splits(task: Task, *, seed: int = 0, dev_size: float | None = None,
+                  test_size: float | None = None) -> Task:
+    """The task with its examples split again: `dev_size` and `test_size` examples (counts, or fractions of
+    all examples when below 1; a size not given keeps its split's share), train the rest (at least one).
+
+    The split is seeded like `split_examples`: the same seed and sizes give the same splits.
+    """
+    items = [*task.train, *task.dev, *task.test]
+    n = len(items)
+    n_dev = len(task.dev) if dev_size is None else _split_count(dev_size, n, "dev_size")
+    n_test = len(task.test) if test_size is None else _split_count(test_size, n, "test_size")
+    if n_dev + n_test > n - 1:
+        raise ConfigError(f"task {task.name!r} has {n} examples: dev {n_dev} + test {n_test} leave none for "
+                          "train; ask for smaller splits")
+    random.Random(seed).shuffle(items)
+    return dataclasses.replace(task, train=tuple(items[:n - n_dev - n_test]),
+                               dev=tuple(items[n - n_dev - n_test:n - n_test]), test=tuple(items[n - n_test:]))

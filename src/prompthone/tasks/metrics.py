@@ -33,6 +33,8 @@ class Metric:
     per_example: PerExample
     aggregate: Aggregate
     description: str = ""
+    #: whether `aggregate` is the mean of `per_example` (statistics then resample per-example scores directly)
+    is_mean: bool = True
 
     def __call__(self, predictions: Sequence[str | None], targets: Sequence[str],
                  labels: Sequence[str] | None = None) -> float:
@@ -163,9 +165,9 @@ METRICS: dict[str, Metric] = {
         Metric("numeric_match", numeric_match, _mean_of(numeric_match),
                "numbers equal within 1e-6; commas, signs and decimals understood"),
         Metric("macro_f1", label_accuracy, macro_f1_score,
-               "unweighted mean F1 over the label set; per example: correct label"),
+               "unweighted mean F1 over the label set; per example: correct label", is_mean=False),
         Metric("binary_f1", label_accuracy, binary_f1_score,
-               "F1 of the first label of the task's label set; per example: correct label"),
+               "F1 of the first label of the task's label set; per example: correct label", is_mean=False),
     )
 }
 

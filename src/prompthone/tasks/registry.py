@@ -16,7 +16,7 @@ from typing import Any
 
 from prompthone.errors import ConfigError, InputError
 from prompthone.tasks import bigbench
-from prompthone.tasks.example import Example, Task, split_examples
+from prompthone.tasks.example import Example, Task, resize_splits, split_examples
 from prompthone.tasks.generated import GENERATED
 from prompthone.tasks.loaders import examples_from_json, load_csv, load_jsonl, read_json_file
 from prompthone.tasks.metrics import get_metric, parse_number
@@ -184,7 +184,8 @@ def _path_or_spec_error(spec: str) -> Exception:
 def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_field: str = "target",
               labels: Sequence[str] | None = None, instruction: str | None = None,
               output_format: str | None = None, metric: str | None = None, limit: int | None = None,
-              fractions: Fractions = (0.4, 0.2, 0.4), max_line_bytes: int | None = None) -> Task:
+              fractions: Fractions = (0.4, 0.2, 0.4), max_line_bytes: int | None = None,
+              dev_size: float | None = None, test_size: float | None = None) -> Task:
     """Load a task from a spec and split it (train, dev, test) with `seed`.
 
     Specs: a path ending in .jsonl, .json or .csv; `bbh:<name>` or `bigbench:<name>` (BIG-bench, downloaded
@@ -192,6 +193,9 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
     (see `infer_labels`) and the metric defaults to label_accuracy, numeric_match when every target is a
     number, else exact_match; passing `metric="exact_match"` or `"numeric_match"` turns inference off.
     `limit` keeps that many examples, chosen by a seeded shuffle. Overrides replace the loaded values.
+    `dev_size`/`test_size` size those splits (a count, or a fraction of all examples when below 1; see
+    `resize_splits`); train keeps the rest. A larger test split measures a gain more finely
+    (`evaluation.statistics.resolvable_difference`).
 
     Classification needs two or more labels: an explicit `labels` with fewer (or one listed twice), or a file
     whose targets are all one label, is an InputError. `max_line_bytes` bounds one line of a data file (default
@@ -217,6 +221,8 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
         raise _path_or_spec_error(spec)
     if labels and tuple(labels) != task.labels:
         task = _with_labels(task, labels)
+    if dev_size is not None or test_size is not None:
+        task = resize_splits(task, seed=seed, dev_size=dev_size, test_size=test_size)
     return dataclasses.replace(
         task, metric=task.metric if metric is None else metric,
         instruction=task.instruction if instruction is None else instruction,
