@@ -81,9 +81,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     `on_start(run_id, config)` is told the run's id and config before the first step (MLflow names its run so).
     """
     started = time.monotonic()
-    if continuation is None:
-        for warning in split_warnings({split: len(task.split(split)) for split in ("dev", "test")}):
-            log.warning("%s", warning)
+    _warn_small_splits(task, continued=continuation is not None)
     session = Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None)
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")
@@ -122,6 +120,13 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
             rec.finish(outcome.status, outcome.result)
     _raise_if_stopped(outcome, rec.run_id, state.step, faults)
     return out
+
+
+def _warn_small_splits(task: Task, continued: bool) -> None:
+    """Say before a new run what its dev and test splits are too small to tell apart (a resume was told)."""
+    if not continued:
+        for warning in split_warnings({split: len(task.split(split)) for split in ("dev", "test")}):
+            log.warning("%s", warning)
 
 
 def _raise_if_stopped(outcome: Outcome, run_id: str | None, step: int, faults: BackendFaults) -> None:
