@@ -170,3 +170,20 @@ def test_a_postgres_store_never_shows_its_password(pg_url: str, caplog: pytest.L
             store.get_run("nope")
         assert password not in str(err.value) and ":***@" in str(err.value)
     assert password not in caplog.text
+
+
+def test_a_lock_the_busy_timeout_does_not_cover_is_waited_out_at_connect() -> None:
+    """WAL recovery and cleanup answer "database is locked" at once, busy timeout or not: the connect retries."""
+    from prompthone.store import engine as engines
+
+    calls: list[int] = []
+
+    def statement() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    engines._while_locked(statement)
+    assert len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        engines._while_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("no such table: x")))

@@ -9,6 +9,8 @@ fails at once with "database is locked" instead of waiting out the busy timeout.
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,12 +122,32 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _while_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"))
         # NORMAL in WAL mode: a committed write survives the process being killed (only an OS crash may lose it).
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _while_locked(statement: Callable[[], object]) -> None:
+    """Run `statement`, retrying for up to the busy timeout while SQLite answers "database is locked".
+
+    The busy timeout does not cover every lock in WAL mode: while the first connection recovers the WAL or the
+    last one cleans it up, another process's first statement fails at once (sqlite.org/wal.html, "Sometimes
+    Queries Return SQLITE_BUSY"). Two runs opening one store at the same moment hit exactly that.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def _sqlite_on_begin(conn: Any) -> None:
