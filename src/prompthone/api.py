@@ -14,8 +14,9 @@ from prompthone.evaluation.evaluator import EvalResult, ScoringMode
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel, resolve_executor
 from prompthone.models.registry import DEFAULT_MODEL, make_model
-from prompthone.models.spec import ModelSpec
+from prompthone.models.spec import EMBEDDED_KINDS, ModelSpec
 from prompthone.optimizers import get_method
+from prompthone.prompts.calibration import DEFAULT_CALIBRATION, check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.config import RunConfig
 from prompthone.run.driver import Provenance, run_optimization
@@ -80,8 +81,9 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
              options: dict[str, Any] | None = None, run_dir: str | Path | None = "runs",
              store: str | Path | RunStore | None = None,
              cache: bool | str | Path | CallCache | None = True, scoring: ScoringMode = "auto",
-             progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
-             final_top_k: int = 3, mlflow: str | None = None, mlflow_experiment: str = "prompthone",
+             calibration: str = DEFAULT_CALIBRATION, progress: bool = True,
+             callbacks: Sequence[Callable[[StepRecord], None]] = (), final_top_k: int = 3,
+             mlflow: str | None = None, mlflow_experiment: str = "prompthone",
              executor: Executor = None) -> OptimizationResult:
     """Search for the prompt that makes `model` do best on `task`.
 
@@ -93,6 +95,9 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     seed and best prompts on dev/test is reported apart in `final_spend`. `meta_model` proposes prompts and
     defaults to `model`. `options` sets the method's knobs (see `prompthone methods`). The seed and the method's
     `final_top_k` best are re-scored on the full dev split to pick the winner (0: trust the method's own ranking).
+    `calibration` ("none", "contextual", "batch"; label scoring only) divides each candidate's label prior out
+    of its scores (`prompts.calibration`): the search selects on calibrated scores, and the found prompt (the seed
+    too) carries its estimated prior, applied wherever it is scored again.
 
     The run is recorded as it goes in `store` (a SQLite path or a `postgresql://` URL; default
     `<run_dir>/prompthone.sqlite`) with a resume point after every step, and exported to `<run_dir>/<run id>/`
@@ -107,9 +112,12 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     tracker = _tracker(mlflow, mlflow_experiment)  # a bad tracking URI fails before any model is loaded
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     optimizer = get_method(method).from_options(options or {})
+    check_calibration(calibration)
     if isinstance(budget, int):
         budget = Budget(calls=budget)
     call_cache = resolve_cache(cache)
+    if meta_model is None:
+        meta_model = default_meta_model(model)
     with run_models(model, meta_model, executor) as (task_model, meta):
         on_ray = task_model if isinstance(task_model, RayModel) else None  # recorded as spec + executor
         provenance = Provenance(model=_recordable(on_ray.spec if on_ray is not None
@@ -118,8 +126,28 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
                                 executor=on_ray.executor.record() if on_ray is not None else None)
         return _tracked(tracker, lambda extra, on_start: run_optimization(
             task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
-            run_root=run_dir, store=store, scoring=scoring, progress=progress, callbacks=[*callbacks, *extra],
+            run_root=run_dir, store=store, scoring=scoring, calibration=calibration, progress=progress,
+            callbacks=[*callbacks, *extra],
             final_top_k=final_top_k, provenance=provenance, on_start=on_start))
+
+
+def default_meta_model(model: str | Model | None) -> str | None:
+    """The meta model of a run that names none: the strongest embedded instruct model installed when the task
+    model is an embedded spec (`local`, `qwen-0.5b`, `qwen-1.5b`, or None), else None (the task model itself).
+
+    Why: the meta model writes the instructions every proposing method searches over, and SmolLM2-135M cannot
+    (it answers "The suggested improvement is: ..."); Qwen2.5-Coder-1.5B-Instruct writes real ones. A model
+    given as an object, a file or a server is the user's choice and proposes for itself.
+    """
+    spec = DEFAULT_MODEL if model is None else model
+    if not isinstance(spec, str) or ModelSpec.parse(spec).kind not in EMBEDDED_KINDS:
+        return None
+    from prompthone.models.embedded import strongest_installed_embedded
+
+    strongest = strongest_installed_embedded()
+    if strongest is None or strongest == ModelSpec.parse(spec).kind:
+        return None
+    return strongest
 
 
 @contextmanager
@@ -212,9 +240,14 @@ def _scoring(config: RunConfig) -> ScoringMode:
 
 def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | Model | None = None, *,
              split: str = "test", cache: bool | str | Path | CallCache | None = True,
-             scoring: ScoringMode = "auto", seed: int = 0, progress: bool = False,
+             scoring: ScoringMode = "auto", calibration: str = "none", seed: int = 0, progress: bool = False,
              executor: Executor = None) -> EvalResult:
-    """Score one prompt (default: the task's seed prompt) on a split of `task` (on Ray workers with `executor`)."""
+    """Score one prompt (default: the task's seed prompt) on a split of `task` (on Ray workers with `executor`).
+
+    A prompt that carries a calibration (a found prompt, from `result.json`) is scored with it. `calibration`
+    estimates one for a prompt that has none, from the train split's inputs or content-free inputs, never from
+    the split scored.
+    """
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     if prompt is None:
         prompt = Prompt(task_obj.instruction, output_format=task_obj.output_format)
@@ -225,4 +258,7 @@ def evaluate(task: Task | str, prompt: Prompt | str | None = None, model: str | 
         session = Session(cache=resolve_cache(cache), progress=f"eval {task_obj.name} [{split}]" if progress else None,
                           total=len(examples))
         with session:
-            return session.evaluator(task_obj, backend, mode=scoring).evaluate(prompt, examples)
+            evaluator = session.evaluator(task_obj, backend, mode=scoring)
+            if prompt.calibration is None:
+                prompt = evaluator.calibrate(prompt, calibration)
+            return evaluator.evaluate(prompt, examples)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from prompthone.cli_common import (
+    CalibrationOpt,
     ExecutorOpt,
     MetaModelOpt,
     ModelOpt,
@@ -70,6 +71,7 @@ def optimize(
     seed: SeedOpt = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories are written.")] = Path("runs"),
     scoring: ScoringOpt = "auto",
+    calibration: CalibrationOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     executor: ExecutorOpt = None,
@@ -85,11 +87,13 @@ def optimize(
     from prompthone.api import resume as continue_run
     from prompthone.evaluation.budget import Budget
     from prompthone.progress import fault_summary
+    from prompthone.prompts.calibration import DEFAULT_CALIBRATION
 
     on = executor_setting(executor, ray_address, ray_workers)
     if resume is not None:
         given = [flag for flag, value in (("--task", source.task), ("--option", option), ("--budget", budget),
-                                          ("--budget-tokens", budget_tokens)) if value]
+                                          ("--budget-tokens", budget_tokens),
+                                          ("--calibration", calibration)) if value]
         if given:
             raise InputError(f"--resume continues run {resume!r} with its own task, method, options, budget and "
                              f"seed; leave out {', '.join(given)}", field="--resume")
@@ -98,10 +102,11 @@ def optimize(
                               cache=explicit_cache, progress=not quiet and not as_json, mlflow=mlflow,
                               mlflow_experiment=mlflow_experiment, executor=on)
     else:
+        meta_model = meta_model or _announced_meta_model(model or "local", quiet or as_json)
         result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
                      budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
-                     scoring=scoring,  # type: ignore[arg-type]
+                     scoring=scoring, calibration=calibration or DEFAULT_CALIBRATION,  # type: ignore[arg-type]
                      progress=not quiet and not as_json, mlflow=mlflow, mlflow_experiment=mlflow_experiment,
                      executor=on)
     if as_json:
@@ -115,7 +120,12 @@ def optimize(
     table.add_row("best", f"{result.best_dev_score:.3f}", f"{result.test_score:.3f}")
     out.print(table)
     out.print(f"[bold]best instruction:[/] {escape(result.best_prompt.instruction)}", highlight=False)
+    if result.best_prompt.calibration is not None:
+        out.print(f"[bold]calibration:[/] {escape(result.best_prompt.calibration.describe())}", highlight=False)
     out.print(f"[bold]best vs seed on test:[/] {escape(result.improvement)}", highlight=False)
+    if result.improvement_over_uncalibrated_seed is not None:
+        out.print(f"[bold]best vs the uncalibrated seed on test:[/] "
+                  f"{escape(result.improvement_over_uncalibrated_seed)}", highlight=False)
     spend, final = result.spend, result.final_spend
     out.print(f"search: {spend['calls']} calls ({spend['new_calls']} new, {spend['cache_hits']} cached), "
               f"{spend['tokens']} tokens ({result.stopped_reason}); final scoring: {final['calls']} calls "
@@ -200,6 +210,17 @@ def _fmt(score: object) -> str:
     return f"{score:.3f}" if isinstance(score, float) else "–"
 
 
+def _announced_meta_model(model: str, quiet: bool) -> str | None:
+    """The default meta model for `model` (`api.default_meta_model`), said on stderr when it is not the task model."""
+    from prompthone.api import default_meta_model
+
+    chosen = default_meta_model(model)
+    if chosen is not None and not quiet:
+        err.print(f"meta model: {chosen} (the strongest embedded model installed; --meta-model chooses another)",
+                  highlight=False)
+    return chosen
+
+
 @app.command()
 @guard
 @task_options
@@ -214,21 +235,24 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Number of seeds (0 .. N-1) per method.")] = 3,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split, the same for every run.")] = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where the comparison directory is written.")] = Path("runs"),
+    calibration: CalibrationOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Compare methods on one task: same model, splits and task-call budget, over several seeds."""
-    from prompthone.compare import DEFAULT_METHODS, summarize
+    from prompthone.compare import DEFAULT_METHODS, mean_cell, summarize, vs_seed_cell
     from prompthone.compare import compare as run
+    from prompthone.prompts.calibration import DEFAULT_CALIBRATION
 
     task_obj = source.load(split_seed)
     rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
                      task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=source.cache,
-                     progress=not quiet)
+                     calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet)
     table = Table(title=f"{task_obj.name}: {seeds} seeds, {budget} task-model calls each")
-    for col in ("method", "test mean ± std", "dev mean ± std", "task calls", "meta calls", "tokens", "wall s"):
+    for col in ("method", "test mean (95% CI)", "test std", "vs seed (paired, 95% CI, p)", "dev mean ± std",
+                "task calls", "meta calls", "tokens", "wall s"):
         table.add_column(col, justify="left" if col == "method" else "right", overflow="fold")
-    for s in summarize(rows):
-        table.add_row(s["method"], f"{s['test_mean']:.3f} ± {s['test_std']:.3f}",
+    for s in summarize(rows, task_obj):
+        table.add_row(s["method"], mean_cell(s), f"{s['test_std']:.3f}", vs_seed_cell(s),
                       f"{s['dev_mean']:.3f} ± {s['dev_std']:.3f}", f"{s['task_calls']:.0f}",
                       f"{s['meta_calls']:.0f}", f"{s['tokens']:.0f}", f"{s['wall_time_s']:.1f}")
     out.print(table)
@@ -246,21 +270,26 @@ def eval_(
     split: Annotated[str, typer.Option(help="train | dev | test")] = "test",
     seed: SeedOpt = 0,
     scoring: ScoringOpt = "auto",
+    calibration: CalibrationOpt = None,
     show: Annotated[int, typer.Option(help="Print this many per-example results.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
-    """Score one prompt (the task's seed prompt by default) on a split."""
+    """Score one prompt (the task's seed prompt by default) on a split.
+
+    A found prompt (a run's result.json) is scored with the calibration it carries; --calibration estimates one
+    for a prompt without.
+    """
     from prompthone.api import evaluate
     from prompthone.prompts.io import read_prompt_file
 
     on = executor_setting(executor, ray_address, ray_workers)
     task_obj = source.load(seed)
     prompt = read_prompt_file(prompt_file, task_obj) if prompt_file is not None else None
-    result = evaluate(task_obj, prompt, model, split=split, cache=source.cache,
-                      scoring=scoring, progress=not quiet, executor=on)  # type: ignore[arg-type]
+    result = evaluate(task_obj, prompt, model, split=split, cache=source.cache, scoring=scoring,  # type: ignore[arg-type]
+                      calibration=calibration or "none", progress=not quiet, executor=on)
     out.print(f"{escape(f'{task_obj.name} [{split}, n={result.n}] {task_obj.metric}')}: [bold]{result.score:.4f}[/]")
     for r in result.examples[:show]:
         mark = "✓" if r.score >= 1.0 else "✗"
@@ -294,6 +323,13 @@ def models() -> None:
     for info in available_models():
         table.add_row(info.spec, info.description, "yes" if info.capabilities.score else "no")
     out.print(table)
+    from prompthone.models.embedded import EMBEDDED_MODELS, assembled_path, installed_status
+
+    embedded = Table("embedded model", "weights", "status", show_header=True)
+    for model in EMBEDDED_MODELS:
+        embedded.add_row(model.spec, model.name, installed_status(model))
+    out.print(embedded)
+    out.print(f"assembled models are cached under {assembled_path(EMBEDDED_MODELS[-1]).parents[1]}", highlight=False)
 
 
 @app.command()

@@ -31,6 +31,10 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for splits, sampling and the se
                                       "same run.")]
 ScoringOpt = Annotated[str, typer.Option(help="auto (label log-probs for classification when the backend "
                                          "can) | labels | generate.")]
+CalibrationOpt = Annotated[str | None, typer.Option(
+    help="Label scoring only: divide each prompt's label prior out of its scores: none | contextual (content-free "
+         "inputs, 3 calls per prompt) | batch (the first 32 train inputs, 32 calls per prompt). The found prompt "
+         "keeps its prior. Default: none.", show_default=False)]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Call-cache file (default "
                                                "$PROMPTHONE_CACHE_DIR/calls.sqlite).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the call cache.")]

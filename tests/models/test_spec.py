@@ -175,7 +175,8 @@ def test_available_models_lists_the_same_rows_from_the_classes() -> None:
     llamacpp = Capabilities(generate=True, score=True, prefill=True, max_concurrency=1)
     torch = Capabilities(generate=True, score=True, white_box=True, prefill=True, max_concurrency=8)
     listed = [(m.spec, m.capabilities) for m in available_models()]
-    assert listed == [("local", llamacpp), ("gguf:<path>", llamacpp), ("local-torch", torch), ("torch:<path>", torch),
+    assert listed == [("local", llamacpp), ("qwen-0.5b", llamacpp), ("qwen-1.5b", llamacpp), ("gguf:<path>", llamacpp),
+                      ("hf:<org>/<repo>/<file>", llamacpp), ("local-torch", torch), ("torch:<path>", torch),
                       ("adapter:<dir>", torch),
                       ("openai:<base_url>/<model>", Capabilities(generate=True, score=True, max_concurrency=8))]
     assert available_models()[0].description.startswith(

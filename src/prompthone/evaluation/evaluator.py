@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from prompthone.errors import ConfigError
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import GenerationRequest, Message, ScoringRequest, logsumexp
+from prompthone.prompts.calibration import BATCH_INPUTS, CONTENT_FREE, Calibration, check_calibration
 from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, answer_prefill, render
 from prompthone.tasks.answers import extract_answer
 from prompthone.tasks.example import Example, Task
@@ -36,6 +37,8 @@ class ExampleResult:
     prediction: str | None
     score: float
     raw: str
+    #: the backend's label log-probabilities (label scoring only): a calibration can be applied afterwards
+    label_logprobs: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,16 @@ class Evaluator:
         """Score `prompt` on `examples` (raises BudgetExhausted if the budget runs out part-way)."""
         if not examples:
             return EvalResult(0.0, ())
+        label_logprobs: list[tuple[float, ...] | None]
         if self.mode == "labels":
-            predictions, raws = self._predict_labels(prompt, examples)
+            predictions, raws, label_logprobs = self._predict_labels(prompt, examples)
         else:
             predictions, raws = self._predict_generate(prompt, examples)
+            label_logprobs = [None] * len(examples)
         targets = [e.target for e in examples]
         results = tuple(
-            ExampleResult(e.input, e.target, p, self.metric.per_example(p, e.target), raw)
-            for e, p, raw in zip(examples, predictions, raws, strict=True))
+            ExampleResult(e.input, e.target, p, self.metric.per_example(p, e.target), raw, lp)
+            for e, p, raw, lp in zip(examples, predictions, raws, label_logprobs, strict=True))
         score = self.metric.aggregate(predictions, targets, self.task.labels)
         return EvalResult(score, results)
 
@@ -138,18 +143,52 @@ class Evaluator:
         return EvalResult(sum(r.score for r in results) / len(results), tuple(results))
 
     def _predict_labels(self, prompt: Prompt, examples: Sequence[Example],
-                        ) -> tuple[list[str | None], list[str]]:
+                        ) -> tuple[list[str | None], list[str], list[tuple[float, ...] | None]]:
+        """The argmax label of each example (after the prompt's calibration, if it has one), the raw record and
+        the label log-probabilities as the backend gave them."""
         labels = tuple(self.task.labels or ())
         contexts = self.answer_contexts(prompt, examples)
         requests = [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
         predictions: list[str | None] = []
         raws: list[str] = []
+        kept: list[tuple[float, ...] | None] = []
         for c, scores in zip(contexts, self.model.score(requests), strict=True):
-            best = max(range(len(labels)), key=lambda k: scores.logprobs[k])
+            decided = (list(scores.logprobs) if prompt.calibration is None
+                       else prompt.calibration.apply(labels, scores.logprobs))
+            best = max(range(len(labels)), key=lambda k: decided[k])
             predictions.append(labels[best])
             raws.append(c.show(" ".join(f"{lab}={lp:.3f}" if math.isfinite(lp) else f"{lab}=-inf"
                                         for lab, lp in zip(labels, scores.logprobs, strict=True))))
-        return predictions, raws
+            kept.append(tuple(scores.logprobs))
+        return predictions, raws, kept
+
+    def rescore(self, result: EvalResult, calibration: Calibration | None) -> EvalResult:
+        """`result` read again under another calibration (None: the raw argmax) from the label log-probabilities
+        it kept: no call is made, so a candidate is tried with and without its prior for free."""
+        labels = tuple(self.task.labels or ())
+        if self.mode != "labels" or any(r.label_logprobs is None for r in result.examples):
+            raise ConfigError("only a label-scored evaluation can be read again under another calibration")
+        rows = []
+        for r in result.examples:
+            kept = r.label_logprobs or ()
+            scores = list(kept) if calibration is None else calibration.apply(labels, kept)
+            prediction = labels[max(range(len(labels)), key=lambda k: scores[k])]
+            rows.append(replace(r, prediction=prediction, score=self.metric.per_example(prediction, r.target)))
+        score = self.metric.aggregate([r.prediction for r in rows], [r.target for r in rows], self.task.labels)
+        return EvalResult(score, tuple(rows))
+
+    def calibrate(self, prompt: Prompt, method: str) -> Prompt:
+        """`prompt` with its label prior estimated (`prompts.calibration`): from the content-free inputs
+        (contextual) or the first `BATCH_INPUTS` training inputs (batch), never a test input. The calls are
+        metered like any other. "none", or a task scored by generation, leaves the prompt as it is."""
+        if check_calibration(method) == "none" or self.mode != "labels":
+            return prompt
+        labels = tuple(self.task.labels or ())
+        inputs = CONTENT_FREE if method == "contextual" else tuple(e.input for e in self.task.train[:BATCH_INPUTS])
+        contexts = self.answer_contexts(prompt, [Example(text, "") for text in inputs])
+        requests = [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
+        rows = [list(scores.logprobs) for scores in self.model.score(requests)]
+        return replace(prompt, calibration=Calibration.estimate(method, labels, rows))
 
     def _predict_generate(self, prompt: Prompt, examples: Sequence[Example],
                           ) -> tuple[list[str | None], list[str]]:

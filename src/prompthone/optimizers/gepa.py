@@ -172,6 +172,7 @@ class GEPA(Optimizer):
                 event["outcome"] = "perfect"
                 return made
             names = self._select_components(parent)
+            ctx.record_candidate(parent)  # its round-robin turn moved: the store holds a candidate's latest state
             current = self.components(parent.prompt)
             texts = {name: self._reflection(ctx, name, current[name], parent.prompt, before) for name in names}
             event.update(components=names, proposed=texts)

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prompthone.errors import InputError
+from prompthone.errors import ConfigError, InputError
+from prompthone.prompts.calibration import Calibration
 from prompthone.prompts.prompt import DEFAULT_EXTRACTOR, POSITIONS, Prompt
 from prompthone.tasks.example import Example, Task
 from prompthone.tasks.lines import decode_utf8
@@ -72,7 +73,16 @@ def prompt_from_document(data: dict[str, Any], *, path: str) -> Prompt:
             if not isinstance(demo.get(key), str | int | float) or isinstance(demo.get(key), bool):
                 raise fail("demos", f"demo {number}: expected a string {key!r}, got {demo.get(key)!r}")
         parsed.append(Example(str(demo["input"]), str(demo["target"])))
+    calibration = None
+    if data.get("calibration") is not None:
+        if not isinstance(data["calibration"], dict):
+            raise fail("calibration", f"expected an object, got {type(data['calibration']).__name__}")
+        try:
+            calibration = Calibration.from_dict(data["calibration"])
+        except ConfigError as exc:
+            raise fail("calibration", str(exc)) from None
     return Prompt(instruction=data["instruction"], system=data.get("system"), demos=tuple(parsed),
                   output_format=data.get("output_format", ""),
                   instruction_position=data.get("instruction_position", "before"),
-                  reasoning_tokens=tokens, extractor=data.get("extractor", DEFAULT_EXTRACTOR))
+                  reasoning_tokens=tokens, extractor=data.get("extractor", DEFAULT_EXTRACTOR),
+                  calibration=calibration)

@@ -18,6 +18,7 @@ from typing import Any
 
 from prompthone.errors import ConfigError
 from prompthone.models.base import Message
+from prompthone.prompts.calibration import Calibration
 from prompthone.tasks.example import Example
 
 INPUT_PREFIX = "Input:"
@@ -36,7 +37,8 @@ class Prompt:
     (GREATER optimizes a prompt p that follows the input x). `reasoning_tokens > 0` makes the model reason
     first, up to that many tokens, and then answer after `extractor` (two-stage answering: the answer is
     read where the extractor ends). Both travel with the prompt, so a prompt found on one backend is
-    evaluated the same way on every other.
+    evaluated the same way on every other. So does `calibration`, the label prior divided out of label scores
+    (`prompts.calibration`): it changes the answer read, never the text sent.
     """
 
     instruction: str
@@ -46,6 +48,7 @@ class Prompt:
     instruction_position: str = "before"
     reasoning_tokens: int = 0
     extractor: str = DEFAULT_EXTRACTOR
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if self.instruction_position not in POSITIONS:
@@ -59,7 +62,7 @@ class Prompt:
         return self.reasoning_tokens > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "instruction": self.instruction,
             "system": self.system,
             "demos": [{"input": d.input, "target": d.target} for d in self.demos],
@@ -68,6 +71,9 @@ class Prompt:
             "reasoning_tokens": self.reasoning_tokens,
             "extractor": self.extractor,
         }
+        if self.calibration is not None:  # only then: an uncalibrated prompt's record is as it always was
+            data["calibration"] = self.calibration.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prompt:
@@ -76,11 +82,14 @@ class Prompt:
                    demos=demos, output_format=str(data.get("output_format", "")),
                    instruction_position=str(data.get("instruction_position", "before")),
                    reasoning_tokens=int(data.get("reasoning_tokens", 0)),
-                   extractor=str(data.get("extractor", DEFAULT_EXTRACTOR)))
+                   extractor=str(data.get("extractor", DEFAULT_EXTRACTOR)),
+                   calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None)
 
     def key(self) -> str:
-        """A canonical string identity, used to dedupe candidates."""
+        """A canonical string identity of what the model is sent, used to dedupe candidates: a prompt and its
+        calibrated form are one candidate (its calibration is estimated from the text, once per run)."""
         d = asdict(self)
+        d.pop("calibration")
         d["demos"] = [(x.input, x.target) for x in self.demos]
         return json.dumps(d, sort_keys=True)
 

@@ -1,5 +1,5 @@
 """The best prompt against the seed: a word-level diff of the instruction and system message, demos added or
-removed, and the settings that changed (answer format, instruction position, reasoning)."""
+removed, and the settings that changed (answer format, instruction position, reasoning, label calibration)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
 
+from prompthone.prompts.calibration import Calibration
+
 #: prompt settings shown only when they differ
 SETTINGS = (("output_format", "output format"), ("instruction_position", "instruction position"),
-            ("reasoning_tokens", "reasoning tokens"), ("extractor", "answer extractor"))
+            ("reasoning_tokens", "reasoning tokens"), ("extractor", "answer extractor"),
+            ("calibration", "label calibration"))
 _WORD = re.compile(r"\s*\S+\s*|\s+")
 
 
@@ -77,9 +80,16 @@ def prompt_diff(seed: dict[str, Any], best: dict[str, Any]) -> PromptDiff:
     """Compare two prompts in `Prompt.to_dict()` form."""
     fields = tuple(FieldDiff(label, word_diff(str(seed.get(name) or ""), str(best.get(name) or "")))
                    for name, label in (("instruction", "instruction"), ("system", "system message")))
-    settings = tuple((label, seed.get(name), best.get(name)) for name, label in SETTINGS
+    settings = tuple((label, _shown(name, seed.get(name)), _shown(name, best.get(name))) for name, label in SETTINGS
                      if seed.get(name) != best.get(name))
     return PromptDiff(fields, demo_changes(seed.get("demos") or [], best.get("demos") or []), settings)
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting as a reader wants it: a calibration in words (method, inputs, prior per label)."""
+    if name == "calibration":
+        return Calibration.from_dict(value).describe() if isinstance(value, dict) else "none"
+    return value
 
 
 def demo_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[DemoChange, ...]:

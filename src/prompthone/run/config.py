@@ -19,7 +19,7 @@ from prompthone.tasks.example import Task
 
 #: the config's keys this module reads and writes (everything else of a record goes to `RunConfig.extra`)
 _KNOWN = ("method", "options", "task", "task_model", "meta_model", "budget", "seed", "scoring", "scoring_mode",
-          "final_top_k", "provenance", "versions")
+          "calibration", "final_top_k", "provenance", "versions")
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,11 @@ class TaskFields:
 class RunConfig:
     """A run's settings: method and options, task, models (ids, and specs to rebuild them), budget, seed, scoring.
 
-    `task_model`/`meta_model` are the backends' ids (what cache keys and a resume check against);
-    `model_spec`/`meta_model_spec` the specs to build them again (None when given as an object, or when the spec
-    holds credentials, which are never written down). `meta_is_task_model` says the search proposed with the task
-    model itself. `executor` is the Ray executor's record (None: local).
+    `calibration` is how every candidate's label prior is divided out (`prompts.calibration`; "none" in runs
+    recorded before it existed). `task_model`/`meta_model` are the backends' ids (what cache keys and a resume
+    check against); `model_spec`/`meta_model_spec` the specs to build them again (None when given as an object,
+    or when the spec holds credentials, which are never written down). `meta_is_task_model` says the search
+    proposed with the task model itself. `executor` is the Ray executor's record (None: local).
     """
 
     method: str
@@ -73,6 +74,7 @@ class RunConfig:
     seed: int = 0
     scoring: str = "auto"
     scoring_mode: str | None = None
+    calibration: str = "none"
     final_top_k: int = 3
     model_spec: str | None = None
     meta_model_spec: str | None = None
@@ -90,7 +92,7 @@ class RunConfig:
                 "task_model": self.task_model, "meta_model": self.meta_model,
                 "budget": {"calls": b.calls, "tokens": b.tokens, "task_calls": b.task_calls},
                 "seed": self.seed, "scoring": self.scoring, "scoring_mode": self.scoring_mode,
-                "final_top_k": self.final_top_k,
+                "calibration": self.calibration, "final_top_k": self.final_top_k,
                 "provenance": {"model": self.model_spec, "meta_model": self.meta_model_spec,
                                "meta_is_task_model": self.meta_is_task_model, "cache": self.cache,
                                "executor": self.executor},
@@ -108,7 +110,8 @@ class RunConfig:
             task_model=_text(data.get("task_model")), meta_model=_text(data.get("meta_model")),
             budget=Budget(calls=budget.get("calls"), tokens=budget.get("tokens"), task_calls=budget.get("task_calls")),
             seed=int(data.get("seed") or 0), scoring=str(data.get("scoring") or "auto"),
-            scoring_mode=_text(data.get("scoring_mode")), final_top_k=int(data.get("final_top_k", 3)),
+            scoring_mode=_text(data.get("scoring_mode")),
+            calibration=str(data.get("calibration") or "none"), final_top_k=int(data.get("final_top_k", 3)),
             model_spec=_text(provenance.get("model")), meta_model_spec=_text(provenance.get("meta_model")),
             meta_is_task_model=bool(provenance.get("meta_is_task_model", True)),
             cache=_text(provenance.get("cache")), executor=executor if isinstance(executor, dict) else None,

@@ -24,6 +24,7 @@ from prompthone.evaluation.evaluator import ScoringMode
 from prompthone.evaluation.statistics import split_warnings
 from prompthone.models.base import Model
 from prompthone.optimizers.base import OptimizationContext, Optimizer
+from prompthone.prompts.calibration import check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.config import RunConfig, TaskFields
 from prompthone.run.faults import BackendFaults, stopped_message
@@ -64,8 +65,8 @@ class Continuation:
 def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, meta_model: Model | None = None,
                      budget: Budget | None = None, cache: CallCache | None = None, seed: int = 0,
                      run_root: str | Path | None = "runs", store: RunStore | str | Path | None = None,
-                     scoring: ScoringMode = "auto", final_top_k: int = 3, progress: bool = True,
-                     callbacks: Sequence[Callable[[StepRecord], None]] = (),
+                     scoring: ScoringMode = "auto", calibration: str = "none", final_top_k: int = 3,
+                     progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
                      resume: dict[str, Any] | None = None, continuation: Continuation | None = None,
                      provenance: Provenance | None = None,
@@ -79,6 +80,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     With the same task, method, options, seed and cache a continued run ends as it would have without the stop,
     the calls it had finished answered by the cache. `on_checkpoint(step, checkpoint)` receives each resume point;
     `on_start(run_id, config)` is told the run's id and config before the first step (MLflow names its run so).
+    `calibration` ("none", "contextual", "batch"): every candidate's label prior is divided out of its scores.
     """
     started = time.monotonic()
     _warn_small_splits(task, continued=continuation is not None)
@@ -86,14 +88,14 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")
     config = continuation.config if continuation is not None else _config(
-        task, optimizer, evaluator.mode, task_model, meta_model, budget, seed, scoring, final_top_k,
-        provenance or Provenance())
+        task, optimizer, evaluator.mode, task_model, meta_model, budget, seed, scoring, calibration,
+        final_top_k, provenance or Provenance())
     faults = BackendFaults(task_model, meta_model,
                            carried=continuation.faults_before if continuation is not None else None)
     with _recorder(task, config, run_root, store, continuation) as rec:
         if on_start is not None and rec.run_id is not None:
             on_start(rec.run_id, config)
-        ctx = _context(task, evaluator, meta, seed, rec, optimizer.name, session)
+        ctx = _context(task, evaluator, meta, config, rec, session)
         point = continuation.checkpoint if continuation is not None else resume
         state = begin(ctx, optimizer, session.meter, rec, point, fresh=continuation is None)
         seed_cand = state.pool[0]
@@ -105,7 +107,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                 result = finalize(ctx, state, optimizer, seed_cand, session.scope(), rec, final_top_k,
                                   skip_calls=outcome.stopped == "interrupted")
             out = OptimizationResult(
-                method=optimizer.name, task=task.name, seed_prompt=ctx.seed_prompt, stopped_reason=outcome.stopped,
+                method=optimizer.name, task=task.name, seed_prompt=seed_cand.prompt, stopped_reason=outcome.stopped,
                 steps=state.step, n_candidates=len(state.pool), spend=session.meter.spend.to_dict(),
                 wall_time_s=round(time.monotonic() - started, 3),
                 run_dir=str(rec.path) if rec.path is not None else None,
@@ -141,15 +143,16 @@ def _raise_if_stopped(outcome: Outcome, run_id: str | None, step: int, faults: B
         raise KeyboardInterrupt
 
 
-def _context(task: Task, evaluator: Any, meta: Any, seed: int, rec: Recorder, method: str,
+def _context(task: Task, evaluator: Any, meta: Any, config: RunConfig, rec: Recorder,
              session: Session) -> OptimizationContext:
     """The method's context, every candidate, event and per-example score going to `rec` as it happens."""
     meter = session.meter
     return OptimizationContext(
-        task, evaluator, meta, random.Random(seed), Prompt(task.instruction, output_format=task.output_format),
+        task, evaluator, meta, random.Random(config.seed), Prompt(task.instruction, output_format=task.output_format),
         on_candidate=lambda cand: rec.candidate({**cand.to_dict(), "calls_so_far": meter.spend.calls}),
-        on_event=lambda event: rec.event({"method": method, **event, "calls_so_far": meter.spend.calls}),
-        on_evaluation=lambda cand, key, result: rec.evaluations(cand.id, key, result))
+        on_event=lambda event: rec.event({"method": config.method, **event, "calls_so_far": meter.spend.calls}),
+        on_evaluation=lambda cand, key, result: rec.evaluations(cand.id, key, result),
+        calibration=config.calibration)
 
 
 @contextmanager
@@ -190,13 +193,15 @@ def _options(optimizer: Optimizer) -> dict[str, Any]:
 
 
 def _config(task: Task, optimizer: Optimizer, mode: str, task_model: Model, meta_model: Model | None,
-            budget: Budget | None, seed: int, scoring: str, final_top_k: int, provenance: Provenance) -> RunConfig:
+            budget: Budget | None, seed: int, scoring: str, calibration: str, final_top_k: int,
+            provenance: Provenance) -> RunConfig:
     """What was asked, with versions; with the task's own fields, so that a resume can rebuild the task from the
     store's examples alone, and the provenance (model specs, cache file, executor) for rebuilding the rest."""
     meta = meta_model or task_model
     return RunConfig(method=optimizer.name, options=_options(optimizer),
                      task=TaskFields.of(task), task_model=task_model.id, meta_model=meta.id,
                      budget=budget or Budget(), seed=seed, scoring=scoring, scoring_mode=mode,
+                     calibration=check_calibration(calibration),
                      final_top_k=final_top_k, model_spec=provenance.model, meta_model_spec=provenance.meta_model,
                      meta_is_task_model=meta is task_model, cache=provenance.cache, executor=provenance.executor)
 

@@ -7,13 +7,15 @@ exactly the whole dev split (`Candidate.full_dev`, e.g. MIPRO's full evaluations
 nothing is scored twice. Finalization calls go through the run's cache but are counted apart from the search
 budget (`final_spend`). The winner and the seed, scored on the same test examples, are compared pair by pair
 (`evaluation.statistics`): the difference, its 95% bootstrap interval and the exact test (`test_comparison`).
+Under a calibration the seed candidate is the calibrated seed; the winner is also compared with the seed as
+written, uncalibrated (`vs_uncalibrated_seed`), read from the same test calls.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prompthone.evaluation.evaluator import EvalResult
+from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.statistics import compare_results
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
 from prompthone.run.recorder import Recorder
@@ -56,12 +58,24 @@ def finalize(ctx: OptimizationContext, state: OptimizationState, optimizer: Opti
     comparison = None
     if seed_cand.id in tested and best.id in tested:
         comparison = compare_results(tested[best.id], tested[seed_cand.id], ctx.task).to_dict()
-    return {"best_prompt": best.prompt, "best_candidate_id": best.id,
+    return {**_against_uncalibrated_seed(evaluator, seed_cand, best, tested),
+            "best_prompt": best.prompt, "best_candidate_id": best.id,
             "best_dev_score": best.scores.get(ScoreKey.DEV, nan),
             "seed_dev_score": seed_cand.scores.get(ScoreKey.DEV, nan),
             "test_score": best.scores.get(ScoreKey.TEST, nan),
             "seed_test_score": seed_cand.scores.get(ScoreKey.TEST, nan),
             "test_comparison": comparison, "final_spend": final.meter.spend.to_dict()}
+
+
+def _against_uncalibrated_seed(evaluator: Evaluator, seed: Candidate, best: Candidate,
+                               tested: dict[int, EvalResult]) -> dict[str, Any]:
+    """Under a calibration, the seed as the user wrote it (no prior divided out), read from the label
+    log-probabilities of its test scoring (no call), and the winner against it: what the run gained in all."""
+    if seed.prompt.calibration is None or seed.id not in tested or best.id not in tested:
+        return {}
+    raw = evaluator.rescore(tested[seed.id], None)
+    return {"uncalibrated_seed_test_score": raw.score,
+            "vs_uncalibrated_seed": compare_results(tested[best.id], raw, evaluator.task).to_dict()}
 
 
 def _reuse_full_dev(ctx: OptimizationContext, cand: Candidate, recorder: Recorder) -> None:

@@ -51,6 +51,9 @@ class OptimizationResult:
     #: best vs seed on test, pair by pair (`PairedComparison.to_dict()`); None without a test split or when the
     #: winner is the seed
     test_comparison: dict[str, Any] | None = None
+    #: under a calibration: the seed as written (no prior divided out) on test, and best against it
+    uncalibrated_seed_test_score: float | None = None
+    vs_uncalibrated_seed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -67,3 +70,9 @@ class OptimizationResult:
                 return "the seed prompt was kept: no candidate beat it on dev"
             return "not compared on test (no test split, or the run stopped before its final scoring)"
         return PairedComparison.from_dict(c).describe()
+
+    @property
+    def improvement_over_uncalibrated_seed(self) -> str | None:
+        """Under a calibration, best vs the seed as written (uncalibrated) on test in words; None otherwise."""
+        c = self.vs_uncalibrated_seed
+        return PairedComparison.from_dict(c).describe() if c is not None else None
