@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import prompthone as ph
-from benchmarks.results_md import write_section
+from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.evaluation.statistics import paired_comparison
 
 TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "examples/sentiment.jsonl", "bbh:navigate",
@@ -118,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--from-raw", action="store_true", help="rewrite RESULTS.md from the raw file only")
-    parser.add_argument("--raw", type=Path, default=RAW)
-    parser.add_argument("--results-md", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    add_raw_options(parser, RAW)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/out/calibration/calls.sqlite"))
     args = parser.parse_args(argv)
     if args.from_raw:
@@ -130,14 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         args.tasks, args.seeds, args.test_size = args.tasks[:1], args.seeds[:1], 40
     args.cache.parent.mkdir(parents=True, exist_ok=True)
     raw = measure(args.models, args.tasks, args.seeds, args.test_size, args.cache)
-    raw["command"] = "python -m benchmarks.calibration " + " ".join(argv if argv is not None else sys.argv[1:])
-    raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
-                       f"Python {platform.python_version()}")
+    stamp(raw, "benchmarks.calibration", argv)
     if args.quick:
         print(table(summarize(raw)))
         return 0
-    args.raw.parent.mkdir(parents=True, exist_ok=True)
-    args.raw.write_text(json.dumps(raw) + "\n")
+    save_raw(raw, args.raw)
     print(publish(raw, args.results_md))
     return 0
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import prompthone as ph
-from benchmarks.results_md import write_section
+from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.models.base import GenerationRequest, Message
 from prompthone.models.embedded import EMBEDDED_MODELS, is_installed
 
@@ -99,20 +97,15 @@ def publish(raw: dict[str, Any], results_md: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=[m.spec for m in EMBEDDED_MODELS if is_installed(m)])
-    parser.add_argument("--from-raw", action="store_true", help="rewrite RESULTS.md from the raw file only")
-    parser.add_argument("--raw", type=Path, default=RAW)
-    parser.add_argument("--results-md", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    add_raw_options(parser, RAW)
     args = parser.parse_args(argv)
     if args.from_raw:
         print(publish(json.loads(args.raw.read_text()), args.results_md))
         return 0
     raw: dict[str, Any] = {"rows": [measure_one(spec) for spec in args.models]}
-    raw["command"] = "python -m benchmarks.embedded_models " + " ".join(argv if argv is not None else sys.argv[1:])
+    stamp(raw, "benchmarks.embedded_models", argv)
     raw["cpus"] = os.cpu_count()
-    raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
-                       f"Python {platform.python_version()}")
-    args.raw.parent.mkdir(parents=True, exist_ok=True)
-    args.raw.write_text(json.dumps(raw, indent=1) + "\n")
+    save_raw(raw, args.raw, indent=1)
     print(publish(raw, args.results_md))
     return 0
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import platform
+import sys
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -21,3 +27,24 @@ def write_section(results_md: Path, name: str, title: str, text: str) -> None:
     else:
         updated = current.rstrip("\n") + "\n\n" + block
     results_md.write_text(updated, encoding="utf-8")
+
+
+def add_raw_options(parser: argparse.ArgumentParser, raw: Path) -> None:
+    """The options every benchmark that commits its raw results shares: where the raw file and RESULTS.md are, and
+    `--from-raw` to rewrite its section from the committed raw file without running anything."""
+    parser.add_argument("--from-raw", action="store_true", help="rewrite RESULTS.md from the raw file only")
+    parser.add_argument("--raw", type=Path, default=raw)
+    parser.add_argument("--results-md", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+
+
+def stamp(raw: dict[str, Any], module: str, argv: list[str] | None) -> None:
+    """Record in `raw` the command that made it and the versions it ran with (llama.cpp backends)."""
+    raw["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
+                       f"Python {platform.python_version()}")
+
+
+def save_raw(raw: dict[str, Any], path: Path, indent: int | None = None) -> None:
+    """Write the raw results (committed beside RESULTS.md, which cites them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw, indent=indent) + "\n", encoding="utf-8")

