@@ -65,6 +65,7 @@ SMALL: dict[str, dict[str, Any]] = {
             "mc_samples_per_step": 1, "max_expansion_factor": 3, "eval_rounds": 2, "eval_prompts_per_round": 3,
             "samples_per_eval": 4},
     "gepa": {"max_metric_calls": 120, "use_merge": True},
+    "auto": {"num_instructions": 2, "demo_sizes": "2", "min_slice": 2, "max_judged": 4, "max_summary_batches": 1},
     "mipro": {"num_demo_sets": 3, "num_instruction_candidates": 3, "num_trials": 6, "minibatch_size": 4,
               "minibatch_full_eval_steps": 2, "max_summary_batches": 1},
 }

@@ -83,6 +83,15 @@ class BudgetMeter:
             left.append(b.task_calls - s.by_role.get("task", 0))
         return min(left)
 
+    def remaining(self, role: str) -> int | None:
+        """Calls `role` may still make under the call limits (None: no call limit applies to it). A method that
+        sizes its search to the budget reads this; the token limit is not converted into calls."""
+        b = self.budget
+        if b.calls is None and (b.task_calls is None or role != "task"):
+            return None
+        with self._lock:
+            return max(0, self._remaining(role, 2**62))
+
     def reserve(self, role: str, n: int = 1) -> int:
         """Take up to `n` calls for `role` ('task', 'meta', ...); returns how many were granted (≥ 1).
 

@@ -147,20 +147,23 @@ class Evaluator:
         """The argmax label of each example (after the prompt's calibration, if it has one), the raw record and
         the label log-probabilities as the backend gave them."""
         labels = tuple(self.task.labels or ())
-        contexts = self.answer_contexts(prompt, examples)
-        requests = [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
+        contexts, requests = self._label_requests(prompt, examples)
         predictions: list[str | None] = []
         raws: list[str] = []
         kept: list[tuple[float, ...] | None] = []
         for c, scores in zip(contexts, self.model.score(requests), strict=True):
-            decided = (list(scores.logprobs) if prompt.calibration is None
-                       else prompt.calibration.apply(labels, scores.logprobs))
-            best = max(range(len(labels)), key=lambda k: decided[k])
-            predictions.append(labels[best])
+            predictions.append(_decide(labels, scores.logprobs, prompt.calibration))
             raws.append(c.show(" ".join(f"{lab}={lp:.3f}" if math.isfinite(lp) else f"{lab}=-inf"
                                         for lab, lp in zip(labels, scores.logprobs, strict=True))))
             kept.append(tuple(scores.logprobs))
         return predictions, raws, kept
+
+    def _label_requests(self, prompt: Prompt, examples: Sequence[Example],
+                        ) -> tuple[list[AnswerContext], list[ScoringRequest]]:
+        """The answer contexts of `examples` under `prompt` and one label-scoring request per context."""
+        labels = tuple(self.task.labels or ())
+        contexts = self.answer_contexts(prompt, examples)
+        return contexts, [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
 
     def rescore(self, result: EvalResult, calibration: Calibration | None) -> EvalResult:
         """`result` read again under another calibration (None: the raw argmax) from the label log-probabilities
@@ -170,9 +173,7 @@ class Evaluator:
             raise ConfigError("only a label-scored evaluation can be read again under another calibration")
         rows = []
         for r in result.examples:
-            kept = r.label_logprobs or ()
-            scores = list(kept) if calibration is None else calibration.apply(labels, kept)
-            prediction = labels[max(range(len(labels)), key=lambda k: scores[k])]
+            prediction = _decide(labels, r.label_logprobs or (), calibration)
             rows.append(replace(r, prediction=prediction, score=self.metric.per_example(prediction, r.target)))
         score = self.metric.aggregate([r.prediction for r in rows], [r.target for r in rows], self.task.labels)
         return EvalResult(score, tuple(rows))
@@ -185,8 +186,7 @@ class Evaluator:
             return prompt
         labels = tuple(self.task.labels or ())
         inputs = CONTENT_FREE if method == "contextual" else tuple(e.input for e in self.task.train[:BATCH_INPUTS])
-        contexts = self.answer_contexts(prompt, [Example(text, "") for text in inputs])
-        requests = [ScoringRequest(c.messages, labels, prefill=c.prefill) for c in contexts]
+        _, requests = self._label_requests(prompt, [Example(text, "") for text in inputs])
         rows = [list(scores.logprobs) for scores in self.model.score(requests)]
         return replace(prompt, calibration=Calibration.estimate(method, labels, rows))
 
@@ -216,3 +216,9 @@ class Evaluator:
                     for m, r in zip(messages, reasonings, strict=True)]
         return [AnswerContext((*m, Message("assistant", r.strip()), Message("user", prompt.extractor)), "", r)
                 for m, r in zip(messages, reasonings, strict=True)]
+
+
+def _decide(labels: tuple[str, ...], logprobs: Sequence[float], calibration: Calibration | None) -> str:
+    """The argmax label of the backend's log-probabilities, after dividing out `calibration`'s prior (if any)."""
+    scores = list(logprobs) if calibration is None else calibration.apply(labels, logprobs)
+    return labels[max(range(len(labels)), key=lambda k: scores[k])]

@@ -25,9 +25,9 @@ from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import WhiteBox
 from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
-from prompthone.prompts.calibration import check_calibration
+from prompthone.prompts.calibration import Calibration, check_calibration
 from prompthone.prompts.prompt import Prompt
-from prompthone.tasks.example import Example, Task
+from prompthone.tasks.example import Example, Task, example_key
 
 
 class ScoreKey:
@@ -85,10 +85,18 @@ class OptimizationState:
         scored = [c for c in self.pool.values() if key in c.scores]
         return sorted(scored, key=lambda c: (-c.scores[key], c.id))
 
-    def find(self, prompt: Prompt) -> Candidate | None:
-        """The candidate holding `prompt` (by content), if the search has made it."""
-        key = prompt.key()
-        return next((c for c in self.pool.values() if c.prompt.key() == key), None)
+    def find(self, prompt: Prompt, calibration: str | None = None) -> Candidate | None:
+        """The candidate holding `prompt` (by content) under the calibration method `calibration` (default: the
+        prompt's own, "none" without one), if the search has made it. A text and its calibrated form are two
+        candidates only when a method races calibrations itself (`auto`); their priors are not compared."""
+        key, method = prompt.key(), calibration or calibration_method(prompt)
+        return next((c for c in self.pool.values() if c.prompt.key() == key and calibration_method(c.prompt) == method),
+                    None)
+
+
+def calibration_method(prompt: Prompt) -> str:
+    """The calibration method a prompt carries ("none" when it has no prior)."""
+    return prompt.calibration.method if prompt.calibration is not None else "none"
 
 
 class OptimizationContext:
@@ -130,6 +138,12 @@ class OptimizationContext:
         return self.evaluator.model.meter.budget
 
     @property
+    def run_calibration(self) -> str:
+        """The calibration method every candidate of this run gets ("none" when the task is scored by generation,
+        where there is no label prior to divide out)."""
+        return self.calibration if self.evaluator.mode == "labels" else "none"
+
+    @property
     def white_box(self) -> WhiteBox | None:
         """The task model's backend when it is white-box (tokenizer, embeddings, gradients), else None."""
         backend = self.evaluator.model.model
@@ -152,15 +166,20 @@ class OptimizationContext:
             self._on_event(event)
 
     def new_candidate(self, state: OptimizationState, prompt: Prompt, *, parent: int | None, origin: str,
-                      data: dict[str, Any] | None = None) -> Candidate | None:
+                      data: dict[str, Any] | None = None, calibration: Calibration | None = None,
+                      ) -> Candidate | None:
         """Register a new prompt unless an identical one exists (returns None then).
 
         Under a run's calibration its label prior is estimated here, once per candidate (a prior inherited from
         the parent it was edited from belongs to another text and is dropped); the calls count like any other.
+        A method that chooses calibrations itself passes the prior it chose as `calibration`: the prompt is
+        registered with it as it is.
         """
-        if state.find(prompt) is not None:
+        method = calibration.method if calibration is not None else self.run_calibration
+        if state.find(prompt, method) is not None:
             return None
-        prompt = self.evaluator.calibrate(replace(prompt, calibration=None), self.calibration)
+        prompt = (replace(prompt, calibration=calibration) if calibration is not None
+                  else self.evaluator.calibrate(replace(prompt, calibration=None), self.calibration))
         cand = Candidate(self._next_id, prompt, parent, origin, state.step, data=dict(data or {}))
         self._next_id += 1
         state.pool[cand.id] = cand
@@ -170,11 +189,21 @@ class OptimizationContext:
     def score(self, cand: Candidate, examples: Sequence[Example], key: str) -> EvalResult:
         """Evaluate `cand` on `examples`, store the aggregate under `key`, and record it."""
         result = self.evaluator.evaluate(cand.prompt, examples)
+        self.file_result(cand, key, result)
+        return result
+
+    def file_result(self, cand: Candidate, key: str, result: EvalResult) -> None:
+        """File `result`, however the method obtained it (scored in parts, read under a calibration), as `cand`'s
+        score under `key` with its per-example records; a result on the whole dev split, in any order, is marked
+        for the finalization to reuse (`Candidate.full_dev`)."""
         self.record_score(cand, key, result.score, result.n)
-        if key != ScoreKey.DEV and self.task.dev and tuple(examples) == self.task.dev:
+        if key != ScoreKey.DEV and self.task.dev and _covers(result, self.task.dev):
             cand.full_dev = key
         self.record_evaluation(cand, key, result)
-        return result
+
+    def calls_left(self, role: str = "task") -> int | None:
+        """Calls the search may still make for `role` (None: unlimited), for a method that sizes itself to them."""
+        return self.evaluator.model.meter.remaining(role)
 
     def record_evaluation(self, cand: Candidate, key: str, result: EvalResult) -> None:
         """Keep the per-example outcomes behind `cand.scores[key]` (the report's wins and losses read them)."""
@@ -262,6 +291,12 @@ class Optimizer(ABC):
                               f"valid options: {', '.join(sorted(known))}")
         converted = {k: _convert(k, v, known[k]) for k, v in options.items()}
         return cls(**converted)
+
+
+def _covers(result: EvalResult, examples: Sequence[Example]) -> bool:
+    """Whether `result` holds exactly `examples`, each once, in any order."""
+    keys = sorted(example_key(r.input, r.target) for r in result.examples)
+    return keys == sorted(e.key for e in examples)
 
 
 def _convert(name: str, value: Any, default: Any) -> Any:
