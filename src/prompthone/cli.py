@@ -23,6 +23,7 @@ from prompthone.cli_common import (
     SeedOpt,
     StoreOpt,
     TaskSource,
+    announced_meta_model,
     err,
     executor_setting,
     guard,
@@ -102,7 +103,7 @@ def optimize(
                               cache=explicit_cache, progress=not quiet and not as_json, mlflow=mlflow,
                               mlflow_experiment=mlflow_experiment, executor=on)
     else:
-        meta_model = meta_model or _announced_meta_model(model or "local", quiet or as_json)
+        meta_model = meta_model or announced_meta_model(model or "local", quiet or as_json)
         result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
                      budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
@@ -208,17 +209,6 @@ def dashboard(
 
 def _fmt(score: object) -> str:
     return f"{score:.3f}" if isinstance(score, float) else "–"
-
-
-def _announced_meta_model(model: str, quiet: bool) -> str | None:
-    """The default meta model for `model` (`api.default_meta_model`), said on stderr when it is not the task model."""
-    from prompthone.api import default_meta_model
-
-    chosen = default_meta_model(model)
-    if chosen is not None and not quiet:
-        err.print(f"meta model: {chosen} (the strongest embedded model installed; --meta-model chooses another)",
-                  highlight=False)
-    return chosen
 
 
 @app.command()

@@ -26,7 +26,9 @@ TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="A .jsonl/.csv
                                              "(see `prompthone tasks`). Required.", show_default=False)]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
                                        "openai:<base_url>/<model> (see `prompthone models`).")]
-MetaModelOpt = Annotated[str | None, typer.Option(help="Model that proposes prompts (default: --model).")]
+MetaModelOpt = Annotated[str | None, typer.Option(help="Model that proposes prompts. Default: the strongest embedded "
+                                                 "model installed when --model is an embedded one (said on stderr), "
+                                                 "else --model.", show_default=False)]
 SeedOpt = Annotated[int, typer.Option(help="Seed for splits, sampling and the search; same seed + cache = "
                                       "same run.")]
 ScoringOpt = Annotated[str, typer.Option(help="auto (label log-probs for classification when the backend "
@@ -167,6 +169,22 @@ def task_options(fn: F) -> F:
 
     wrapper.__signature__ = inspect.Signature([shared[0], *own, *shared[1:]])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def announced_meta_model(model: str, quiet: bool, *, role: str = "meta model",
+                         option: str = "--meta-model") -> str | None:
+    """The default meta model for `model` (`api.default_meta_model`), said on stderr when it is not the task model.
+
+    `role` and `option` name the part it plays and the option that overrides it in that message (PAS's
+    `augment` defaults its complement model the same way).
+    """
+    from prompthone.api import default_meta_model
+
+    chosen = default_meta_model(model)
+    if chosen is not None and not quiet:
+        err.print(f"{role}: {chosen} (the strongest embedded model installed; {option} chooses another)",
+                  highlight=False)
+    return chosen
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:

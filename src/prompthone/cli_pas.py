@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from prompthone.cli_common import CacheOpt, NoCacheOpt, SeedOpt, cache_setting, guard, out
+from prompthone.cli_common import CacheOpt, NoCacheOpt, SeedOpt, announced_meta_model, cache_setting, guard, out
 from prompthone.errors import InputError
 
 pas_app = typer.Typer(name="pas", no_args_is_help=True, rich_markup_mode="rich",
@@ -191,8 +191,10 @@ def evaluate(
 @guard
 def augment(
     prompt: Annotated[str, typer.Argument(help="The user prompt to augment and answer.")],
-    complement_model: Annotated[str, typer.Option("--complement-model", "-c", help="Model that writes the "
-                                                  "complement, e.g. adapter:adapters/pas.")] = "local",
+    complement_model: Annotated[str | None, typer.Option(
+        "--complement-model", "-c", help="Model that writes the complement, e.g. adapter:adapters/pas. Default: as "
+        "a meta model, the strongest embedded model installed when --model is embedded (said on stderr), else "
+        "--model itself.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Target model that answers.")] = "local",
     design: Annotated[str | None, typer.Option(help="pas | bpo (default: the adapter's own, else pas).")] = None,
     cache: CacheOpt = None,
@@ -204,6 +206,8 @@ def augment(
 
     from prompthone.augment.api import augment as run
 
+    complement_model = complement_model or announced_meta_model(model, as_json, role="complement model",
+                                                                option="--complement-model")
     result = run([prompt], complement_model=complement_model, target_model=model, design=design,
                  cache=cache_setting(no_cache, cache))[0]
     if as_json:

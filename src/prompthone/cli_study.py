@@ -10,11 +10,13 @@ import typer
 from rich.table import Table
 
 from prompthone.cli_common import (
+    CalibrationOpt,
     MetaModelOpt,
     ModelOpt,
     ScoringOpt,
     SeedOpt,
     TaskSource,
+    announced_meta_model,
     guard,
     out,
     task_options,
@@ -41,21 +43,30 @@ def study(
     seed: SeedOpt = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where the study directory is written.")] = Path("runs"),
     scoring: ScoringOpt = "auto",
+    calibration: CalibrationOpt = None,
     top: Annotated[int, typer.Option(help="Hand prompts shown in the table.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
 ) -> None:
     """Score a grid of hand-written system messages (opener × task line × closer, ± CoT) on dev, then run
-    optimizers at the same budget and show where their prompts rank (Battle & Gollapudi 2024)."""
+    optimizers at the same budget and show where their prompts rank (Battle & Gollapudi 2024).
+
+    With an embedded --model and no --meta-model, the optimizers propose with the strongest embedded model
+    installed (said on stderr), as in `optimize`. --calibration calibrates every hand prompt (its calls count in
+    the grid's budget) and every optimizer run alike.
+    """
     from prompthone.grid_study import study as run
     from prompthone.grid_study.runner import resolve_grid
+    from prompthone.prompts.calibration import DEFAULT_CALIBRATION, check_calibration
 
     spec = resolve_grid(grid)  # a bad grid file is reported before the task or the model is loaded
+    check_calibration(calibration or DEFAULT_CALIBRATION)
     task_obj = source.load(seed)
+    meta_model = meta_model or announced_meta_model(model, quiet or as_json)
     result = run(task_obj, model, grid=spec, methods=method or ["ape"], meta_model=meta_model, cot_tokens=cot_tokens,
                  halving=halving, eta=eta, min_slice=min_slice, seed=seed, run_dir=runs_dir,
                  cache=source.cache, scoring=scoring,  # type: ignore[arg-type]
-                 progress=not quiet and not as_json)
+                 calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet and not as_json)
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
         return
@@ -69,7 +80,7 @@ def _top_table(result: Any, top: int) -> Table:
 
     g = result.grid_outcome
     table = Table(title=f"top {min(top, len(g.rows))} of {len(g.rows)} hand prompts on {result.task} (dev, "
-                        f"n={g.n_dev})")
+                        f"n={g.n_dev}, calibration: {g.calibration})")
     for col in ("rank", "opener", "task line", "closer", "answering", "dev", "n"):
         table.add_column(col, justify="right" if col in ("rank", "dev", "n") else "left", overflow="fold")
     for r in g.rows[:top]:
@@ -99,6 +110,7 @@ def _print_footer(result: Any) -> None:
 
         for rung in g.rungs:
             out.print(rung_line(rung), highlight=False)
+    out.print(f"meta model: {result.meta_model}", highlight=False, markup=False)
     for note in result.notes:
         out.print(f"note: {note}", highlight=False, markup=False)
     out.print(f"study directory: {result.run_dir} (summary.md, table.csv, table.json"

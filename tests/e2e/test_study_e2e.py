@@ -1,4 +1,5 @@
-"""`prompthone study` on the embedded model: a 2×1×2 user grid ± CoT, APE at the grid's budget, the files and table."""
+"""`prompthone study` on the embedded model: a 2×1×2 user grid ± CoT, contextually calibrated, APE at the grid's budget
+with the default meta model, the files and table."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from prompthone.api import default_meta_model
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +36,7 @@ def test_study_cli_on_the_embedded_model(tmp_path: Path) -> None:
     env = {**os.environ, "PROMPTHONE_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
     proc = subprocess.run([sys.executable, "-m", "prompthone.cli", "study", "--task", "gen:sentiment_templates",
                            "--limit", "40", "--grid", str(grid), "--cot-tokens", "16", "-M", TINY_APE,
-                           "--runs-dir", str(tmp_path / "runs"), "--quiet"],
+                           "--runs-dir", str(tmp_path / "runs"), "--calibration", "contextual", "--quiet"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     [run] = list((tmp_path / "runs").glob("*-study-*"))
@@ -47,9 +50,12 @@ def test_study_cli_on_the_embedded_model(tmp_path: Path) -> None:
     assert all(r["system"].startswith(("Answer the following question.", "You are a careful critic")) for r in table)
     direct = [r for r in table if r["cot"] == "False"]
     cot = [r for r in table if r["cot"] == "True"]
-    assert {int(r["calls"]) for r in direct} == {8} and {int(r["calls"]) for r in cot} == {16}  # reason + answer
-    assert result["spend"]["calls"] == 4 * 8 + 4 * 16 == sum(int(r["calls"]) for r in table)
-    assert result["scoring_mode"] == "labels"
+    # 3 content-free inputs + 8 dev examples; CoT: reason + answer for each
+    assert {int(r["calls"]) for r in direct} == {3 + 8} and {int(r["calls"]) for r in cot} == {2 * (3 + 8)}
+    assert result["spend"]["calls"] == 4 * 11 + 4 * 22 == sum(int(r["calls"]) for r in table)
+    assert result["scoring_mode"] == "labels" and result["calibration"] == "contextual"
+    assert all(r["calibration"]["method"] == "contextual" and r["calibration"]["n"] == 3 for r in result["rows"])
+    assert (result["meta_model"] != result["model"]) is (default_meta_model("local") is not None)
 
     [ape] = result["optimizers"]
     assert ape["budget_calls"] == result["spend"]["calls"] and ape["spend"]["calls"] <= ape["budget_calls"]
@@ -61,4 +67,5 @@ def test_study_cli_on_the_embedded_model(tmp_path: Path) -> None:
     assert ranking["text"] in (run / "summary.md").read_text()
 
     assert "hand prompts on gen:sentiment_templates" in proc.stdout  # the rich table of top combos
+    assert "calibration: contextual" in proc.stdout
     assert ranking["text"] in proc.stdout and "study directory:" in proc.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from prompthone.api import resolve_cache, resolve_model
+from prompthone.api import default_meta_model, resolve_cache, resolve_model
 from prompthone.augment.augmenter import AugmentedAnswer, Augmenter
 from prompthone.augment.pipeline import Pipeline, PipelineConfig, StageReport
 from prompthone.evaluation.cache import CallCache
@@ -31,12 +31,18 @@ def build_data(out_dir: str | Path, config: PipelineConfig | None = None, *, mod
         return pipeline.run()
 
 
-def augment(prompts: Sequence[str], *, complement_model: str | Model, target_model: str | Model | None = None,
-            design: str | None = None, cache: bool | str | Path | CallCache | None = True) -> list[AugmentedAnswer]:
+def augment(prompts: Sequence[str], *, complement_model: str | Model | None = None,
+            target_model: str | Model | None = None, design: str | None = None,
+            cache: bool | str | Path | CallCache | None = True) -> list[AugmentedAnswer]:
     """Complement each prompt with `complement_model` and answer it with `target_model` (default: embedded).
 
+    The complement model writes text for the target as a meta model writes prompts for a task model, so when none
+    is named it defaults as the meta model does (`api.default_meta_model`): the strongest embedded model installed
+    for an embedded target, else the target itself. Each answer records the complement model that wrote it.
     `design` defaults to the adapter's own ('pas' or 'bpo') when the complement model is an `adapter:` spec.
     """
+    if complement_model is None:
+        complement_model = default_meta_model(target_model) or target_model
     if design is None:
         design = "pas"
         if isinstance(complement_model, str) and complement_model.startswith("adapter:"):

@@ -21,12 +21,14 @@ DEFAULT_ANSWER_TOKENS = 256
 
 @dataclass(frozen=True)
 class AugmentedAnswer:
-    """One answered prompt: what the augmenter wrote, the prompt the target saw, and the target's answer."""
+    """One answered prompt: what the augmenter wrote, the prompt the target saw, the target's answer, and the id
+    of the complement model that wrote `output`."""
 
     prompt: str
     output: str
     augmented_prompt: str
     answer: str
+    complement_model: str = ""
 
 
 def answer_requests(prompts: Sequence[str], *, max_tokens: int = DEFAULT_ANSWER_TOKENS,
@@ -71,5 +73,5 @@ class Augmenter:
         """Augment each prompt, then let the target model answer it."""
         augmented = self.augment(prompts)
         answers = self.target_model.generate(answer_requests([a for _, a in augmented], max_tokens=self.answer_tokens))
-        return [AugmentedAnswer(p, o, a, c.text.strip())
+        return [AugmentedAnswer(p, o, a, c.text.strip(), self.complement_model.id)
                 for p, (o, a), c in zip(prompts, augmented, answers, strict=True)]

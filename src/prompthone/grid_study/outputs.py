@@ -79,7 +79,8 @@ def summary_markdown(result: StudyResult, top: int = 10) -> str:
              f"Hand grid ({result.grid.source}): {len(result.grid.openers)} openers × {len(result.grid.task_lines)} "
              f"task lines × {len(result.grid.closers)} closers = {result.grid.size} system messages, "
              f"{len(g.rows)} variants with CoT ({result.cot_tokens} reasoning tokens) and without; "
-             f"dev split: {g.n_dev} examples; scoring: {g.scoring_mode}; seed {result.seed}.", "",
+             f"dev split: {g.n_dev} examples; scoring: {g.scoring_mode}; calibration: {g.calibration}; "
+             f"meta model: {result.meta_model}; seed {result.seed}.", "",
              f"Grid spend: {spend['calls']} model calls ({spend['new_calls']} new, {spend['cache_hits']} cached), "
              f"{spend['tokens']} tokens, {g.wall_time_s:.1f} s."]
     if g.halving is not None:

@@ -1,9 +1,10 @@
 """`study`: the eccentric-prompts experiment (Battle & Gollapudi 2024) on any task and model.
 
 1. Score every hand combination (system message = opener × task line × closer, with and without CoT) on the
-   dev split, or run successive halving over dev slices (`halving=True`).
+   dev split, or run successive halving over dev slices (`halving=True`), each calibrated under `calibration`.
 2. Run one or more optimizers, seeded, at the same budget in model calls as the grid spent (all calls: task
-   and meta model; cache hits count as calls, so a warm cache gives the same budget), sharing the call cache.
+   and meta model; cache hits count as calls, so a warm cache gives the same budget), sharing the call cache
+   and the calibration; the meta model defaults as in `optimize` (`api.default_meta_model`).
 3. Rank each optimized prompt among the hand combos on dev, and score the best hand prompt and each optimized
    prompt on test. The study is a run of the store (`run.group`), each optimizer a run of it too; its
    directory holds the table, heat map, summary and study.json beside the exported records.
@@ -18,12 +19,12 @@ import platform
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from prompthone._version import __version__
-from prompthone.api import optimize, resolve_cache, resolve_model
+from prompthone.api import default_meta_model, optimize, resolve_cache, resolve_model
 from prompthone.compare import MethodSpec
 from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
@@ -35,6 +36,7 @@ from prompthone.grid_study.heatmap import plot_heatmap
 from prompthone.grid_study.outputs import write_summary, write_table
 from prompthone.grid_study.ranking import Ranking, rank_among
 from prompthone.models.base import Model
+from prompthone.prompts.calibration import DEFAULT_CALIBRATION, check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.group import GroupRun, group_run, member_id
 from prompthone.run.session import Session
@@ -95,6 +97,11 @@ class StudyResult:
         """Every hand combination, best first."""
         return self.grid_outcome.rows
 
+    @property
+    def calibration(self) -> str:
+        """The calibration every hand prompt was scored with ("none" when the grid was not label-scored)."""
+        return self.grid_outcome.calibration
+
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "model": self.model, "meta_model": self.meta_model, "grid": self.grid.to_dict(),
                 "cot_tokens": self.cot_tokens, "seed": self.seed, **self.grid_outcome.to_dict(),
@@ -114,7 +121,8 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
           methods: Sequence[str] = ("ape",), meta_model: str | Model | None = None,
           cot_tokens: int = DEFAULT_COT_TOKENS, halving: bool = False, eta: int = 3, min_slice: int = 10,
           seed: int = 0, run_dir: str | Path = "runs", cache: bool | str | Path | CallCache | None = True,
-          scoring: ScoringMode = "auto", progress: bool = True) -> StudyResult:
+          scoring: ScoringMode = "auto", calibration: str = DEFAULT_CALIBRATION,
+          progress: bool = True) -> StudyResult:
     """Hand grid vs optimizers at the same budget, after Battle & Gollapudi (2024, arXiv 2402.10949).
 
     >>> import prompthone as ph                                                        # doctest: +SKIP
@@ -126,22 +134,28 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     `halving` scores all variants on a dev slice and keeps the top 1/`eta` per rung, growing the slice until
     the whole dev split (the first slice holds at least `min_slice` examples). `methods` are specs as in
     `compare` (`apo:selector=ucb`); each runs with `seed` and a budget of as many model calls as the grid made.
+    `meta_model` defaults as in `optimize` (`api.default_meta_model`: the strongest embedded model installed when
+    the task model is embedded, else the task model); the one used is recorded (`meta_model` of the config and
+    the result). `calibration` ("none", "contextual", "batch"; label scoring only) is estimated for every hand
+    prompt before it is scored (its calls are part of the grid's spend, so of the optimizers' budget) and passed
+    to every optimizer, so hand and optimized prompts are ranked on the same calibrated scores.
     """
     spec = resolve_grid(grid)  # a bad grid file fails before any model loads
     specs = [MethodSpec.parse(m) for m in methods]
     if any(s.method == "seed" for s in specs):
         raise ConfigError("'seed' is not an optimizer here: the seed prompt is the grid's all-none, direct combo")
+    check_calibration(calibration)
     task_obj = load_task(task, seed=seed) if isinstance(task, str) else task
     variants = expand_grid(spec, cot_tokens=cot_tokens)
-    task_model = resolve_model(model)
-    meta = resolve_model(meta_model) if meta_model is not None else task_model
+    task_model, meta = _models(model, meta_model)
     call_cache = resolve_cache(cache)
-    config = _config(task_obj, spec, specs, task_model, meta, cot_tokens, halving, eta, min_slice, seed, scoring)
+    config = _config(task_obj, spec, specs, task_model, meta, cot_tokens, halving, eta, min_slice, seed, scoring,
+                     calibration)
     with group_run("study", task_obj, config, root=run_dir, seed=seed) as (group, stored):
         path = group.path
         outcome = evaluate_grid(task_obj, variants, task_model, cot_tokens=cot_tokens, cache=call_cache,
                                 scoring=scoring, halving=halving, eta=eta, min_slice=min_slice,
-                                rng=random.Random(seed), progress=progress)
+                                rng=random.Random(seed), calibration=calibration, progress=progress)
         files = write_table(path, outcome.rows)
         notes = list(outcome.notes)
         title = f"{task_obj.name} on {task_model.id}: dev score of {len(variants)} hand prompts"
@@ -151,13 +165,14 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
         else:
             notes.append(plot_note)
         best_hand = outcome.rows[0]
-        best_test = _test_score(task_obj, variants[best_hand.index].prompt(task_obj, cot_tokens), task_model,
+        best_prompt = variants[best_hand.index].prompt(task_obj, cot_tokens)
+        best_test = _test_score(task_obj, replace(best_prompt, calibration=best_hand.calibration), task_model,
                                 call_cache, scoring)
         full_dev = [r.dev_score for r in outcome.full_dev_rows]
         optimizers = []
         for method in specs:
             optimizers.append(_run_optimizer(task_obj, method, task_model, meta, outcome.calls, seed, group,
-                                             call_cache, scoring, progress, full_dev, len(variants)))
+                                             call_cache, scoring, calibration, progress, full_dev, len(variants)))
             done = optimizers[-1]
             group.member({"label": done.label, "run_id": done.run_id, "dev_score": done.dev_score,
                           "test_score": done.test_score, "rank": done.ranking.rank})
@@ -173,20 +188,28 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     return result
 
 
+def _models(model: str | Model | None, meta_model: str | Model | None) -> tuple[Model, Model]:
+    """The task model and the meta model: the one named, else `api.default_meta_model`'s, else the task model."""
+    task_model = resolve_model(model)
+    chosen = meta_model if meta_model is not None else default_meta_model(model)
+    return task_model, resolve_model(chosen) if chosen is not None else task_model
+
+
 def _test_score(task: Task, prompt: Prompt, model: Model, cache: CallCache | None, scoring: ScoringMode) -> float:
-    """The best hand prompt on test, counted apart from the grid (like an optimizer's final scoring)."""
+    """The best hand prompt on test (with the prior estimated for it on the grid, if any), counted apart from the
+    grid (like an optimizer's final scoring)."""
     if not task.test:
         return math.nan
     return Session(cache=cache).evaluator(task, model, role="final", mode=scoring).evaluate(prompt, task.test).score
 
 
 def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, calls: int, seed: int, group: GroupRun,
-                   cache: CallCache | None, scoring: ScoringMode, progress: bool, full_dev: list[float],
-                   n_combos: int) -> OptimizerOutcome:
+                   cache: CallCache | None, scoring: ScoringMode, calibration: str, progress: bool,
+                   full_dev: list[float], n_combos: int) -> OptimizerOutcome:
     started = time.monotonic()
     result = optimize(task, method=method.method, model=model, meta_model=meta, budget=Budget(calls=calls),
                       seed=seed, options=dict(method.options), run_dir=group.root, store=group.store, cache=cache,
-                      scoring=scoring, progress=progress)
+                      scoring=scoring, calibration=calibration, progress=progress)
     return OptimizerOutcome(label=method.label, method=method.method, options=result.options, budget_calls=calls,
                             dev_score=result.best_dev_score, test_score=result.test_score,
                             ranking=rank_among(result.best_dev_score, full_dev, n_combos),
@@ -196,13 +219,14 @@ def _run_optimizer(task: Task, method: MethodSpec, model: Model, meta: Model, ca
 
 
 def _config(task: Task, grid: GridSpec, methods: list[MethodSpec], model: Model, meta: Model, cot_tokens: int,
-            halving: bool, eta: int, min_slice: int, seed: int, scoring: str) -> dict[str, Any]:
+            halving: bool, eta: int, min_slice: int, seed: int, scoring: str, calibration: str) -> dict[str, Any]:
     return {"task": {"name": task.name, "metric": task.metric, "labels": task.labels,
                      "sizes": {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}},
             "grid": grid.to_dict(), "cot_tokens": cot_tokens,
             "halving": {"eta": eta, "min_slice": min_slice} if halving else None,
             "methods": [m.label for m in methods], "task_model": model.id, "meta_model": meta.id, "seed": seed,
-            "scoring": scoring, "versions": {"prompthone": __version__, "python": platform.python_version()}}
+            "scoring": scoring, "calibration": calibration,
+            "versions": {"prompthone": __version__, "python": platform.python_version()}}
 
 
 __all__ = ["HandVariant", "OptimizerOutcome", "StudyResult", "study"]
