@@ -1,14 +1,14 @@
 """Which meta model proposes better prompts: APE, OPRO and APO with SmolLM2-135M vs Qwen2.5-Coder-1.5B as the
 meta model, the 135M model as the task model, at one task-call budget.
 
-    python -m benchmarks.meta_models                  # the setup below: 5 seeds, budget 200 (~1-2 h on 2 cores)
+    python -m benchmarks.meta_models                  # the setup below: 5 seeds, budget 200 (~1 h on 2 cores)
     python -m benchmarks.meta_models --quick          # 1 seed, budget 40, 40 test examples (a smoke run)
     python -m benchmarks.meta_models --from-raw       # rewrite the RESULTS.md section from the committed raw file
 
 Fixed before any run: the task (`gen:sentiment_templates`: the 135M model's uncalibrated seed prompt is near
 chance there, 0.526 in the calibration benchmark, so a better instruction has room to show), its splits (400
-examples drawn with data seed 0: dev 60, test 200, train the rest), the methods at their published defaults
-(`prompthone methods`), label scoring without calibration, the budget in task-model calls, and the seeds 0-4.
+examples drawn with data seed 0: dev 60, test 200, train the rest), the methods with their knobs sized to the
+budget (`METHODS`), label scoring without calibration, the budget in task-model calls, and the seeds 0-4.
 Each meta model runs through `prompthone.compare` (same splits, same budget, one call cache).
 
 For each method and meta model: the mean test score over seeds with its 95% t interval, and the method's best
@@ -29,11 +29,17 @@ import numpy as np
 
 import prompthone as ph
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
-from prompthone.compare import ComparisonRow, mean_cell, summarize, vs_seed_cell
+from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize, vs_seed_cell
 from prompthone.evaluation.statistics import paired_comparison
 
 TASK = "gen:sentiment_templates"
-METHODS = ("seed", "ape", "opro", "apo")
+#: knobs sized so that each method proposes and scores several candidates within the budget (at the published
+#: defaults OPRO would spend 200 calls scoring the seed on all of train, APO one 64-example minibatch), and so that
+#: the 1.5B meta model's calls (about 10 tokens/s here) keep a seed under ten minutes
+METHODS = ("seed", "ape:num_prompts_per_subsample=4,eval_samples=20,mc_top_k=3,mc_samples_per_prompt=2",
+           "opro:score_examples=12,num_generated_instructions=4",
+           "apo:rounds=2,beam_size=2,minibatch_size=16,n_gradients=2,mc_samples_per_step=1,samples_per_eval=8,"
+           "eval_rounds=4")
 META_MODELS = ("local", "qwen-1.5b")
 RAW = Path(__file__).with_name("results") / "meta_models.json"
 
@@ -46,7 +52,7 @@ def measure(task: ph.Task, meta_models: list[str], seeds: list[int], budget: int
     """Every method on every seed with each meta model; the rows with their per-example test outcomes."""
     runs: list[dict[str, Any]] = []
     for meta in meta_models:
-        rows, path = ph.compare(task, METHODS, model="local", meta_model=meta, task_calls=budget, seeds=seeds,
+        rows, path = compare(task, METHODS, model="local", meta_model=meta, task_calls=budget, seeds=seeds,
                                 run_dir=out / meta, cache=out / "calls.sqlite", progress=False)
         for r in rows:
             o = r.test_outcomes
@@ -54,13 +60,11 @@ def measure(task: ph.Task, meta_models: list[str], seeds: list[int], budget: int
                                       "seed_outcomes": list(o.seed) if o else None})
         print(path / "compare.md", flush=True)
         print((path / "compare.md").read_text(), flush=True)
-    return {"task": task.name, "n_test": len(task.test), "n_dev": len(task.dev), "budget": budget,
-            "seeds": seeds, "meta_models": meta_models, "runs": runs}
+    return {"task": task.name, "methods": list(METHODS), "n_test": len(task.test), "n_dev": len(task.dev),
+            "budget": budget, "seeds": seeds, "meta_models": meta_models, "runs": runs}
 
 
 def _rows(raw: dict[str, Any], meta: str) -> list[ComparisonRow]:
-    from prompthone.compare import RunOutcomes
-
     rows = []
     for r in raw["runs"]:
         if r["meta_model"] != meta:
@@ -86,7 +90,7 @@ def table(raw: dict[str, Any]) -> str:
     lines = [f"| method | meta model | test mean (95% CI over seeds) | vs seed prompt (paired, 95% CI, p) | "
              f"task calls | meta calls | wall s | {a} − {b} (paired, 95% CI, p) |", "|---|---|---|---|---|---|---|---|"]
     summaries = {m: {s["method"]: s for s in summarize(_rows(raw, m))} for m in raw["meta_models"]}
-    for method in METHODS:
+    for method in raw["methods"]:
         h2h = None if method == "seed" else head_to_head(raw, method)
         for meta in raw["meta_models"]:
             s = summaries[meta].get(method)
@@ -97,7 +101,7 @@ def table(raw: dict[str, Any]) -> str:
                 verdict = "" if h2h["significant"] else " (no difference)"
                 cell = (f"{h2h['difference']:+.3f} ({h2h['low']:+.3f} … {h2h['high']:+.3f}, "
                         f"p={h2h['p_value']:.2g}){verdict}")
-            lines.append(f"| {method} | {'—' if method == 'seed' else meta} | {mean_cell(s)} | {vs_seed_cell(s)} | "
+            lines.append(f"| `{method}` | {'—' if method == 'seed' else meta} | {mean_cell(s)} | {vs_seed_cell(s)} | "
                          f"{s['task_calls']:.0f} | {s['meta_calls']:.0f} | {s['wall_time_s']:.0f} | {cell} |")
             if method == "seed":
                 break
@@ -108,10 +112,10 @@ def publish(raw: dict[str, Any], results_md: Path) -> str:
     text = table(raw)
     setup = (f"Command: `{raw['command']}`\n\n"
              f"Task model SmolLM2-135M (`local`), label scoring, no calibration; task `{raw['task']}` (dev "
-             f"{raw['n_dev']}, test {raw['n_test']}, one draw); each method at its published defaults with a budget "
-             f"of {raw['budget']} task-model calls, seeds {', '.join(map(str, raw['seeds']))}. The last column "
-             "compares the two meta models pair by pair on the same test examples (per example, the mean over "
-             "seeds); an interval that holds 0 is no difference. Raw per-example outcomes: "
+             f"{raw['n_dev']}, test {raw['n_test']}, one draw); each method with the knobs shown (sized to the "
+             f"budget), a budget of {raw['budget']} task-model calls, seeds {', '.join(map(str, raw['seeds']))}. "
+             "The last column compares the two meta models pair by pair on the same test examples (per example, "
+             "the mean over seeds); an interval that holds 0 is no difference. Raw per-example outcomes: "
              "`benchmarks/results/meta_models.json`.\n"
              f"Versions: {raw['versions']}.\n\n")
     write_section(results_md, "meta-models", "Meta model: SmolLM2-135M vs Qwen2.5-Coder-1.5B", setup + text)

@@ -76,7 +76,7 @@ def resolve_cache(cache: bool | str | Path | CallCache | None) -> CallCache | No
     return CallCache(cache)
 
 
-def optimize(task: Task | str, method: str = "ape", model: str | Model | None = None, *,
+def optimize(task: Task | str, method: str = "auto", model: str | Model | None = None, *,
              meta_model: str | Model | None = None, budget: Budget | int | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, run_dir: str | Path | None = "runs",
              store: str | Path | RunStore | None = None,
@@ -88,9 +88,10 @@ def optimize(task: Task | str, method: str = "ape", model: str | Model | None = 
     """Search for the prompt that makes `model` do best on `task`.
 
     >>> import prompthone as ph                                                       # doctest: +SKIP
-    >>> result = ph.optimize("examples/sentiment.jsonl", method="ape", budget=400)   # doctest: +SKIP
+    >>> result = ph.optimize("examples/sentiment.jsonl", budget=400)                  # doctest: +SKIP
     >>> print(result.best_prompt.instruction, result.test_score)                     # doctest: +SKIP
 
+    `method` defaults to `auto` (instruction × demos × calibration raced within the budget; `prompthone methods`).
     `budget` caps the search in model calls (an int) or calls and tokens (`Budget`); the final scoring of the
     seed and best prompts on dev/test is reported apart in `final_spend`. `meta_model` proposes prompts and
     defaults to `model`. `options` sets the method's knobs (see `prompthone methods`). The seed and the method's

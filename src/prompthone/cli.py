@@ -50,7 +50,8 @@ app.command("study")(_study)
 @task_options
 def optimize(
     source: TaskSource,
-    method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`).")] = "ape",
+    method: Annotated[str, typer.Option(help="Optimization method (see `prompthone methods`); auto searches "
+                                        "instruction × demos × calibration within the budget.")] = "auto",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Task model: local | gguf:<path> | "
                                               "openai:<base_url>/<model> (see `prompthone models`). Default: local; "
                                               "with --resume, the run's own.", show_default=False)] = None,
@@ -329,7 +330,7 @@ def methods() -> None:
     from prompthone.optimizers import METHODS
 
     for name, cls in sorted(METHODS.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        doc = " ".join(line.strip() for line in (cls.__doc__ or "").strip().split("\n\n")[0].splitlines())
         out.print(f"[bold]{name}[/]: {doc}")
         out.print("  " + ", ".join(f"{k}={v}" for k, v in cls.knobs().items()), highlight=False)
 

@@ -37,7 +37,7 @@ from prompthone.store.db import RunStore
 from prompthone.tasks.example import Task
 from prompthone.tasks.metrics import get_metric
 
-DEFAULT_METHODS = ("seed", "ape", "opro", "apo:selector=ucb", "apo:selector=ucb-e",
+DEFAULT_METHODS = ("seed", "auto", "ape", "opro", "apo:selector=ucb", "apo:selector=ucb-e",
                    "apo:selector=successive-rejects", "apo:selector=successive-halving",
                    "apo:selector=brute-force")
 

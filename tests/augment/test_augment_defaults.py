@@ -6,47 +6,30 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.conftest import fake_instruction_model
 from tests.optimizers.test_checkpoint_resume import InstructionModel
 from typer.testing import CliRunner
 
-import prompthone.api as api
-import prompthone.models.embedded as embedded
 from prompthone.augment.api import augment
-
-
-def _fake(model_id: str) -> InstructionModel:
-    model = InstructionModel()
-    model.id = model_id
-    return model
-
-
-@pytest.fixture
-def specs(monkeypatch: pytest.MonkeyPatch) -> dict[str, InstructionModel]:
-    """Model specs built as fakes, with qwen-1.5b the strongest embedded model installed."""
-    models = {"local": _fake("fake:local"), "qwen-1.5b": _fake("fake:qwen-1.5b"), "qwen-0.5b": _fake("fake:qwen-0.5b")}
-    monkeypatch.setattr(embedded, "strongest_installed_embedded", lambda: "qwen-1.5b")
-    monkeypatch.setattr(api, "make_model", lambda spec: models[spec])
-    monkeypatch.setattr(api, "_LOADED", {})
-    return models
 
 
 @pytest.mark.parametrize(("complement", "writer"), [(None, "qwen-1.5b"), ("qwen-0.5b", "qwen-0.5b")])
 def test_an_embedded_target_gets_the_strongest_embedded_complement_model_unless_one_is_named(
-        specs: dict[str, InstructionModel], complement: str | None, writer: str) -> None:
+        embedded_fakes: dict[str, InstructionModel], complement: str | None, writer: str) -> None:
     [answer] = augment(["Write a haiku about rain."], complement_model=complement, target_model="local", cache=False)
     assert answer.complement_model == f"fake:{writer}" and answer.output and answer.answer
-    assert specs[writer].calls == 1 and specs["local"].calls == 1  # one complement, one answer
-    assert all(m.calls == 0 for spec, m in specs.items() if spec not in ("local", writer))
+    assert embedded_fakes[writer].calls == 1 and embedded_fakes["local"].calls == 1  # one complement, one answer
+    assert all(m.calls == 0 for spec, m in embedded_fakes.items() if spec not in ("local", writer))
 
 
-def test_a_target_that_is_not_embedded_writes_its_own_complement(specs: dict[str, InstructionModel]) -> None:
-    target = _fake("fake:server")
+def test_a_target_that_is_not_embedded_writes_its_own_complement(embedded_fakes: dict[str, InstructionModel]) -> None:
+    target = fake_instruction_model("fake:server")
     [answer] = augment(["Write a haiku about rain."], target_model=target, cache=False)
     assert answer.complement_model == "fake:server" and target.calls == 2
-    assert all(m.calls == 0 for m in specs.values())
+    assert all(m.calls == 0 for m in embedded_fakes.values())
 
 
-def test_cli_augment_says_which_complement_model_it_chose(specs: dict[str, InstructionModel]) -> None:
+def test_cli_augment_says_which_complement_model_it_chose(embedded_fakes: dict[str, InstructionModel]) -> None:
     from prompthone.cli import app
 
     result = CliRunner().invoke(app, ["augment", "Write a haiku about rain.", "--model", "local", "--no-cache"])

@@ -15,8 +15,6 @@ from tests.optimizers.test_checkpoint_resume import InstructionModel
 from typer.testing import CliRunner
 
 import prompthone as ph
-import prompthone.api as api
-import prompthone.models.embedded as embedded
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
@@ -27,32 +25,16 @@ GRID = GridSpec(("", "You are smart."), ("", "Answer the question."), ("", "Go!"
 TINY_APE = "ape:num_subsamples=2,num_prompts_per_subsample=2,num_demos=2,eval_samples=4,mc_rounds=0,score_with=metric"
 
 
-def _fake(model_id: str) -> InstructionModel:
-    model = InstructionModel()
-    model.id = model_id
-    return model
-
-
-@pytest.fixture
-def specs(monkeypatch: pytest.MonkeyPatch) -> dict[str, InstructionModel]:
-    """Model specs built as fakes, with qwen-1.5b the strongest embedded model installed."""
-    models = {"local": _fake("fake:local"), "qwen-1.5b": _fake("fake:qwen-1.5b"), "qwen-0.5b": _fake("fake:qwen-0.5b")}
-    monkeypatch.setattr(embedded, "strongest_installed_embedded", lambda: "qwen-1.5b")
-    monkeypatch.setattr(api, "make_model", lambda spec: models[spec])
-    monkeypatch.setattr(api, "_LOADED", {})
-    return models
-
-
 @pytest.mark.parametrize(("meta_model", "used"), [(None, "qwen-1.5b"), ("qwen-0.5b", "qwen-0.5b")])
 def test_an_embedded_task_model_gets_the_default_meta_model_and_an_explicit_one_wins(
-        specs: dict[str, InstructionModel], tmp_path: Path, meta_model: str | None, used: str) -> None:
+        embedded_fakes: dict[str, InstructionModel], tmp_path: Path, meta_model: str | None, used: str) -> None:
     task = ph.load_task("gen:sentiment_templates", limit=30)
     grid = GridSpec(("", "You are smart."), ("",), ("",))
     result = study(task, "local", grid=grid, methods=[TINY_APE], meta_model=meta_model, cot_tokens=0,
                    run_dir=tmp_path, cache=False, progress=False)
     assert result.model == "fake:local" and result.meta_model == f"fake:{used}"
-    assert specs[used].calls > 0  # it proposed the optimizer's prompts
-    assert all(m.calls == 0 for spec, m in specs.items() if spec not in ("local", used))
+    assert embedded_fakes[used].calls > 0  # it proposed the optimizer's prompts
+    assert all(m.calls == 0 for spec, m in embedded_fakes.items() if spec not in ("local", used))
     run = Path(result.run_dir)
     assert json.loads((run / "config.json").read_text())["meta_model"] == f"fake:{used}"
     assert json.loads((run / "study.json").read_text())["meta_model"] == f"fake:{used}"
@@ -61,11 +43,11 @@ def test_an_embedded_task_model_gets_the_default_meta_model_and_an_explicit_one_
     assert opt.spend["by_role"]["meta"] > 0  # type: ignore[index]
 
 
-def test_a_model_object_proposes_for_itself(specs: dict[str, InstructionModel], tmp_path: Path) -> None:
+def test_a_model_object_proposes_for_itself(embedded_fakes: dict[str, InstructionModel], tmp_path: Path) -> None:
     grid = GridSpec(("", "You are smart."), ("",), ("",))
     result = study("gen:sentiment_templates", CountingModel(), grid=grid, methods=[TINY_APE], cot_tokens=0,
                    run_dir=tmp_path, cache=False, progress=False)
-    assert result.meta_model == "fake:counting" and all(m.calls == 0 for m in specs.values())
+    assert result.meta_model == "fake:counting" and all(m.calls == 0 for m in embedded_fakes.values())
 
 
 def test_contextual_calibration_calibrates_every_hand_prompt_and_meters_its_calls(tmp_path: Path) -> None:
@@ -134,7 +116,7 @@ def test_an_unknown_calibration_fails_before_anything_runs(tmp_path: Path) -> No
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_study_says_which_meta_model_and_shows_the_calibration(specs: dict[str, InstructionModel],
+def test_cli_study_says_which_meta_model_and_shows_the_calibration(embedded_fakes: dict[str, InstructionModel],
                                                                    tmp_path: Path) -> None:
     from prompthone.cli import app
 

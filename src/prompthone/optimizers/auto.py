@@ -82,7 +82,8 @@ class _Race:
 
 @dataclass
 class Auto(Optimizer):
-    """Joint instruction × demo set × calibration search, raced by successive halving within the budget."""
+    """Ours, from published parts: MIPROv2 demo sets and proposals × contextual/batch calibration, raced by
+    successive halving (TRIPLE) within the budget; the batch prior comes from the dev inputs raced on."""
 
     name: ClassVar[str] = "auto"
     rank_key: ClassVar[str] = RACE_KEY
