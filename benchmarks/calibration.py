@@ -26,7 +26,7 @@ from typing import Any
 
 import prompthone as ph
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
-from prompthone.evaluation.statistics import paired_comparison
+from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 
 TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "examples/sentiment.jsonl", "bbh:navigate",
          "bbh:sports_understanding", "bbh:causal_judgment")
@@ -86,10 +86,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = []
         for c in CALIBRATIONS[1:]:
-            cmp = r[c]
-            verdict = "" if cmp["significant"] else " (no difference)"
-            cells += [f"{r['score'][c]:.3f}", f"{cmp['difference']:+.3f} ({cmp['low']:+.3f} … {cmp['high']:+.3f}, "
-                                              f"p={cmp['p_value']:.2g}){verdict}"]
+            cells += [f"{r['score'][c]:.3f}", PairedComparison.from_dict(r[c]).cell()]
         lines.append(f"| {r['model']} | {r['task']} | {r['seeds']} × {r['n'] // max(r['seeds'], 1)} | "
                      f"{r['score']['none']:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ import numpy as np
 import prompthone as ph
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize, vs_seed_cell
-from prompthone.evaluation.statistics import paired_comparison
+from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 
 TASK = "gen:sentiment_templates"
 #: knobs sized so that each method proposes and scores several candidates within the budget (at the published
@@ -98,9 +98,7 @@ def table(raw: dict[str, Any]) -> str:
                 continue
             cell = ""
             if h2h is not None and meta == a:
-                verdict = "" if h2h["significant"] else " (no difference)"
-                cell = (f"{h2h['difference']:+.3f} ({h2h['low']:+.3f} … {h2h['high']:+.3f}, "
-                        f"p={h2h['p_value']:.2g}){verdict}")
+                cell = PairedComparison.from_dict(h2h).cell()
             lines.append(f"| `{method}` | {'—' if method == 'seed' else meta} | {mean_cell(s)} | {vs_seed_cell(s)} | "
                          f"{s['task_calls']:.0f} | {s['meta_calls']:.0f} | {s['wall_time_s']:.0f} | {cell} |")
             if method == "seed":

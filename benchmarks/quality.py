@@ -42,6 +42,7 @@ from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, s
 from prompthone.errors import ConfigError, PrompthoneError
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
+from prompthone.evaluation.statistics import PairedComparison
 from prompthone.grid_study.grid import GridSpec, expand_grid
 from prompthone.optimizers.auto_pool import balanced_demos
 from prompthone.prompts.prompt import Prompt
@@ -396,10 +397,7 @@ def aggregate(raw: dict[str, Any], regime: str) -> list[dict[str, Any]]:
 
 def difference_cell(c: dict[str, Any] | None) -> str:
     """ "+0.120 (+0.050 … +0.190), p=0.003", or "no difference: …" when the interval holds 0."""
-    if c is None:
-        return "n/a"
-    text = f"{c['difference']:+.3f} ({c['low']:+.3f} … {c['high']:+.3f}), p={c['p_value']:.2g}"
-    return text if c["significant"] else f"no difference: {text}"
+    return "n/a" if c is None else PairedComparison.from_dict(c).cell()
 
 
 def inclusion_table(raw: dict[str, Any], regime: str) -> str:

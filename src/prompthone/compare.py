@@ -189,9 +189,7 @@ def vs_seed_cell(s: dict[str, Any]) -> str:
         return "n/a (no test outcomes)"
     if s["method"] == "seed":
         return "— (the seed prompt)"
-    c = PairedComparison.from_dict(s["vs_seed"])
-    text = f"{c.difference:+.3f} ({c.low:+.3f} … {c.high:+.3f}), p={c.p_value:.2g}"
-    return text if c.significant else f"no significant difference: {text}"
+    return PairedComparison.from_dict(s["vs_seed"]).cell("no significant difference")
 
 
 def markdown(summary: Sequence[dict[str, Any]], header: str) -> str:

@@ -77,6 +77,12 @@ class PairedComparison:
         word = better if self.difference > 0 else worse
         return f"{word} by {self.difference:+.3f} {detail}"
 
+    def cell(self, no_difference: str = "no difference") -> str:
+        """One table cell: "+0.120 (+0.050 … +0.190), p=0.003", prefixed "no difference: " (or the wording
+        given) when the interval holds 0. Every table of differences (compare, the benchmarks) writes it so."""
+        text = f"{self.difference:+.3f} ({self.low:+.3f} … {self.high:+.3f}), p={self.p_value:.2g}"
+        return text if self.significant else f"{no_difference}: {text}"
+
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "significant": self.significant}
 
