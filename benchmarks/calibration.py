@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import prompthone as ph
-from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
+from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 
 TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "examples/sentiment.jsonl", "bbh:navigate",
@@ -94,14 +94,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def publish(raw: dict[str, Any], results_md: Path) -> str:
     text = table(summarize(raw))
-    setup = (f"Command: `{raw['command']}`\n\n"
-             "The task's seed prompt, label scoring, on the test split of each seed's draw, pooled over seeds; "
+    setup = ("The task's seed prompt, label scoring, on the test split of each seed's draw, pooled over seeds; "
              "contextual calibration from the content-free inputs (\"N/A\", \"\", \"[MASK]\"), batch calibration "
              "from the first 32 train inputs. Differences are paired on the same examples (bootstrap 95% interval, "
              "exact McNemar p); an interval that holds 0 is no difference. Raw per-example scores: "
-             "`benchmarks/results/calibration.json`.\n"
-             f"Versions: {raw['versions']}.\n\n")
-    write_section(results_md, "calibration", "Label calibration of the seed prompt", setup + text)
+             "`benchmarks/results/calibration.json`.")
+    publish_raw(results_md, "calibration", "Label calibration of the seed prompt", raw, setup, text)
     return text
 
 

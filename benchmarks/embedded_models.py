@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import prompthone as ph
-from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
+from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from prompthone.models.base import GenerationRequest, Message
 from prompthone.models.embedded import EMBEDDED_MODELS, is_installed
 
@@ -85,12 +85,11 @@ def table(raw: dict[str, Any]) -> str:
 
 def publish(raw: dict[str, Any], results_md: Path) -> str:
     text = table(raw)
-    setup = (f"Command: `{raw['command']}` ({raw['cpus']} CPU cores, llama.cpp threads = cores, one process).\n\n"
-             f"Label scoring: the seed prompt of `{TASK}` (limit {LIMIT}, seed 0) on its test split, uncached; "
+    setup = (f"Label scoring: the seed prompt of `{TASK}` (limit {LIMIT}, seed 0) on its test split, uncached; "
              "accuracy on 40 examples is coarse (see the calibration section for the measurement). Meta calls: "
-             "three fixed requests, greedy. Raw numbers and every reply: `benchmarks/results/embedded_models.json`.\n"
-             f"Versions: {raw['versions']}.\n\n")
-    write_section(results_md, "embedded-models", "Embedded models: speed and meta replies", setup + text)
+             "three fixed requests, greedy. Raw numbers and every reply: `benchmarks/results/embedded_models.json`.")
+    publish_raw(results_md, "embedded-models", "Embedded models: speed and meta replies", raw, setup, text,
+                command_note=f" ({raw['cpus']} CPU cores, llama.cpp threads = cores, one process).")
     return text
 
 

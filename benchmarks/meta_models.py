@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import prompthone as ph
-from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
+from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize, vs_seed_cell
 from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 
@@ -108,15 +108,13 @@ def table(raw: dict[str, Any]) -> str:
 
 def publish(raw: dict[str, Any], results_md: Path) -> str:
     text = table(raw)
-    setup = (f"Command: `{raw['command']}`\n\n"
-             f"Task model SmolLM2-135M (`local`), label scoring, no calibration; task `{raw['task']}` (dev "
+    setup = (f"Task model SmolLM2-135M (`local`), label scoring, no calibration; task `{raw['task']}` (dev "
              f"{raw['n_dev']}, test {raw['n_test']}, one draw); each method with the knobs shown (sized to the "
              f"budget), a budget of {raw['budget']} task-model calls, seeds {', '.join(map(str, raw['seeds']))}. "
              "The last column compares the two meta models pair by pair on the same test examples (per example, "
              "the mean over seeds); an interval that holds 0 is no difference. Raw per-example outcomes: "
-             "`benchmarks/results/meta_models.json`.\n"
-             f"Versions: {raw['versions']}.\n\n")
-    write_section(results_md, "meta-models", "Meta model: SmolLM2-135M vs Qwen2.5-Coder-1.5B", setup + text)
+             "`benchmarks/results/meta_models.json`.")
+    publish_raw(results_md, "meta-models", "Meta model: SmolLM2-135M vs Qwen2.5-Coder-1.5B", raw, setup, text)
     return text
 
 

@@ -23,10 +23,20 @@ def write_section(results_md: Path, name: str, title: str, text: str) -> None:
     if start in current and end in current:
         before, _, rest = current.partition(start)
         _, _, after = rest.partition(end)
-        updated = before + block + after.lstrip("\n")
+        rest = after.lstrip("\n")
+        updated = before + block + ("\n" + rest if rest else "")  # the blank line before the next section stays
     else:
         updated = current.rstrip("\n") + "\n\n" + block
     results_md.write_text(updated, encoding="utf-8")
+
+
+def publish_raw(results_md: Path, name: str, title: str, raw: dict[str, Any], setup: str, table: str, *,
+                command_note: str = "") -> None:
+    """Write section `name` of a benchmark that commits its raw results: the command that made them (with
+    `command_note`), what was measured (`setup`), the versions (both recorded in `raw` by `stamp`), then the
+    table written from the raw file."""
+    text = f"Command: `{raw['command']}`{command_note}\n\n{setup}\nVersions: {raw['versions']}.\n\n{table}"
+    write_section(results_md, name, title, text)
 
 
 def add_raw_options(parser: argparse.ArgumentParser, raw: Path) -> None:
