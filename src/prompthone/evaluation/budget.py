@@ -75,22 +75,25 @@ class BudgetMeter:
 
     def _remaining(self, role: str | None, n: int) -> int:
         """How many of `n` calls for `role` the call limits allow (task_calls applies to role 'task' only)."""
+        left = self._left(role)
+        return n if left is None else min(n, left)
+
+    def _left(self, role: str | None) -> int | None:
+        """The calls the call limits leave `role` (None: no call limit applies to it)."""
         b, s = self.budget, self.spend
-        left = [n]
+        left = []
         if b.calls is not None:
             left.append(b.calls - s.calls)
         if b.task_calls is not None and role == "task":
             left.append(b.task_calls - s.by_role.get("task", 0))
-        return min(left)
+        return min(left) if left else None
 
     def remaining(self, role: str) -> int | None:
         """Calls `role` may still make under the call limits (None: no call limit applies to it). A method that
         sizes its search to the budget reads this; the token limit is not converted into calls."""
-        b = self.budget
-        if b.calls is None and (b.task_calls is None or role != "task"):
-            return None
         with self._lock:
-            return max(0, self._remaining(role, 2**62))
+            left = self._left(role)
+        return None if left is None else max(0, left)
 
     def reserve(self, role: str, n: int = 1) -> int:
         """Take up to `n` calls for `role` ('task', 'meta', ...); returns how many were granted (≥ 1).

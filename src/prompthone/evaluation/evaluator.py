@@ -167,14 +167,19 @@ class Evaluator:
 
     def rescore(self, result: EvalResult, calibration: Calibration | None) -> EvalResult:
         """`result` read again under another calibration (None: the raw argmax) from the label log-probabilities
-        it kept: no call is made, so a candidate is tried with and without its prior for free."""
+        it kept: no call is made, so a candidate is tried with and without its prior for free. Without a
+        calibration a generated result is read as it is (its aggregate recomputed over its rows: a part of a split
+        scored in pieces)."""
         labels = tuple(self.task.labels or ())
-        if self.mode != "labels" or any(r.label_logprobs is None for r in result.examples):
+        if calibration is None and self.mode != "labels":
+            rows = list(result.examples)
+        elif self.mode != "labels" or any(r.label_logprobs is None for r in result.examples):
             raise ConfigError("only a label-scored evaluation can be read again under another calibration")
-        rows = []
-        for r in result.examples:
-            prediction = _decide(labels, r.label_logprobs or (), calibration)
-            rows.append(replace(r, prediction=prediction, score=self.metric.per_example(prediction, r.target)))
+        else:
+            rows = []
+            for r in result.examples:
+                prediction = _decide(labels, r.label_logprobs or (), calibration)
+                rows.append(replace(r, prediction=prediction, score=self.metric.per_example(prediction, r.target)))
         score = self.metric.aggregate([r.prediction for r in rows], [r.target for r in rows], self.task.labels)
         return EvalResult(score, tuple(rows))
 

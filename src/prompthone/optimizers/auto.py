@@ -240,7 +240,8 @@ class Auto(Optimizer):
     def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
         race = self._race(state)
         size = race.sizes[min(race.rung, len(race.sizes) - 1)]
-        results = {arm: self._read(ctx, race, arm, size) for arm in race.active}
+        read = {arm: self._read(ctx, race, arm, size) for arm in race.active}
+        results = {arm: result for arm, (result, _) in read.items()}
         ranked = sorted(race.active, key=lambda a: (-results[a].score, a))
         kept, rung, last = ranked, race.rung, False
         while not last:  # rungs planned on the same slice (the floor) are cut at once: their evidence is the same
@@ -249,7 +250,7 @@ class Auto(Optimizer):
                 kept, rung = kept[:keep_count(len(kept), self.eta, self.finalists)], rung + 1
                 if race.sizes[rung] > size:
                     break
-        self._file(ctx, state, race, ranked, results)
+        self._file(ctx, state, race, ranked, read)
         ctx.record_event({"event": "rung", "rung": race.rung, "size": size, "arms": [
             {"arm": a, "base": race.arms[a][0], "calibration": race.arms[a][1], "score": results[a].score,
              "kept": a in kept} for a in ranked]})
@@ -260,17 +261,16 @@ class Auto(Optimizer):
         state.frontier = list(dict.fromkeys(self._candidate(ctx, state, race, a).id for a in kept))
         state.done = last
 
-    def _read(self, ctx: OptimizationContext, race: _Race, arm: int, size: int) -> EvalResult:
-        """Arm `arm`'s result on the first `size` dev examples, scoring only what its base has not seen yet."""
+    def _read(self, ctx: OptimizationContext, race: _Race, arm: int, size: int,
+              ) -> tuple[EvalResult, Calibration | None]:
+        """Arm `arm`'s result on the first `size` dev examples, scoring only what its base has not seen yet, and
+        the prior it was read under."""
         base = race.bases[race.arms[arm][0]]
         if len(base.rows) < size:
             base.rows += ctx.evaluator.evaluate(base.prompt, race.order[len(base.rows):size]).examples
         rows = tuple(base.rows[:size])
         prior = self._prior(ctx, base, race.arms[arm][1], rows)
-        if ctx.evaluator.mode != "labels":
-            return EvalResult(ctx.evaluator.metric.aggregate([r.prediction for r in rows], [r.target for r in rows],
-                                                             ctx.task.labels), rows)
-        return ctx.evaluator.rescore(EvalResult(0.0, rows), prior)
+        return ctx.evaluator.rescore(EvalResult(0.0, rows), prior), prior
 
     def _prior(self, ctx: OptimizationContext, base: _Base, method: str,
                rows: tuple[ExampleResult, ...]) -> Calibration | None:
@@ -286,14 +286,13 @@ class Auto(Optimizer):
         return base.priors[method]
 
     def _file(self, ctx: OptimizationContext, state: OptimizationState, race: _Race, ranked: list[int],
-              results: dict[int, EvalResult]) -> None:
+              read: dict[int, tuple[EvalResult, Calibration | None]]) -> None:
         """Each base's best arm of this rung becomes its candidate's prompt and race score (the seed's arms each
         their own candidate)."""
         filed: set[int] = set()
         for arm in ranked:  # best first: the first arm of a candidate is its best
-            base_index, method = race.arms[arm]
-            base = race.bases[base_index]
-            prior = self._prior(ctx, base, method, tuple(base.rows[:results[arm].n]))
+            base = race.bases[race.arms[arm][0]]
+            result, prior = read[arm]
             cand = self._candidate(ctx, state, race, arm, prior)
             if cand.id in filed:
                 continue
@@ -301,7 +300,7 @@ class Auto(Optimizer):
             if cand.id != 0:
                 cand.prompt = replace(base.prompt, calibration=prior)
             race.reached[cand.id] = race.rung
-            ctx.file_result(cand, RACE_KEY, results[arm])
+            ctx.file_result(cand, RACE_KEY, result)
 
     def _candidate(self, ctx: OptimizationContext, state: OptimizationState, race: _Race, arm: int,
                    prior: Calibration | None = None) -> Candidate:
