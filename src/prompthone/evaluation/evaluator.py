@@ -16,7 +16,7 @@ from typing import Literal
 from prompthone.errors import ConfigError
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import GenerationRequest, Message, ScoringRequest, logsumexp
-from prompthone.prompts.calibration import BATCH_INPUTS, CONTENT_FREE, Calibration, check_calibration
+from prompthone.prompts.calibration import Calibration, calibration_inputs, check_calibration
 from prompthone.prompts.prompt import INPUT_PREFIX, Prompt, answer_prefill, render
 from prompthone.tasks.answers import extract_answer
 from prompthone.tasks.example import Example, Task
@@ -190,7 +190,7 @@ class Evaluator:
         if check_calibration(method) == "none" or self.mode != "labels":
             return prompt
         labels = tuple(self.task.labels or ())
-        inputs = CONTENT_FREE if method == "contextual" else tuple(e.input for e in self.task.train[:BATCH_INPUTS])
+        inputs = calibration_inputs(method, self.task.train)
         _, requests = self._label_requests(prompt, [Example(text, "") for text in inputs])
         rows = [list(scores.logprobs) for scores in self.model.score(requests)]
         return replace(prompt, calibration=Calibration.estimate(method, labels, rows))

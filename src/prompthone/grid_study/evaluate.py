@@ -22,7 +22,7 @@ from prompthone.grid_study.grid import HandVariant
 from prompthone.grid_study.halving import Rung, calls_saved, rung_sizes, successive_halving
 from prompthone.models.base import Model
 from prompthone.progress import RunProgress
-from prompthone.prompts.calibration import BATCH_INPUTS, CONTENT_FREE, Calibration, check_calibration
+from prompthone.prompts.calibration import Calibration, calibration_inputs, check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.session import Session
 from prompthone.tasks.example import Example, Task
@@ -144,11 +144,9 @@ class SliceScorer:
 
 
 def _calibration_inputs(task: Task, calibration: str) -> int:
-    """The inputs `Evaluator.calibrate` scores per prompt under `calibration` (for the progress bar's length: 0 for
-    none or a task without labels)."""
-    if calibration == "none" or not task.labels:
-        return 0
-    return len(CONTENT_FREE) if calibration == "contextual" else min(BATCH_INPUTS, len(task.train))
+    """How many inputs `Evaluator.calibrate` scores per prompt under `calibration` (for the progress bar's length:
+    0 for a task without labels)."""
+    return len(calibration_inputs(calibration, task.train)) if task.labels else 0
 
 
 def evaluate_grid(task: Task, variants: Sequence[HandVariant], model: Model, *, cot_tokens: int,

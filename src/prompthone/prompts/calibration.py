@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prompthone.errors import ConfigError
+from prompthone.tasks.example import Example
 
 #: what `calibration=` accepts: no calibration, contextual (content-free inputs) or batch (train inputs)
 CALIBRATIONS = ("none", "contextual", "batch")
@@ -30,6 +31,14 @@ DEFAULT_CALIBRATION = "none"
 CONTENT_FREE = ("N/A", "", "[MASK]")
 #: unlabeled training inputs the batch prior is estimated from (Zhou et al. use the batch at hand; we fix it)
 BATCH_INPUTS = 32
+
+
+def calibration_inputs(method: str, train: Sequence[Example]) -> tuple[str, ...]:
+    """The inputs a prompt's label prior is estimated from under `method`: the content-free ones (contextual), the
+    first `BATCH_INPUTS` training inputs (batch), none for "none"."""
+    if check_calibration(method) == "none":
+        return ()
+    return CONTENT_FREE if method == "contextual" else tuple(e.input for e in train[:BATCH_INPUTS])
 
 
 def check_calibration(method: str) -> str:
