@@ -83,11 +83,12 @@ def test_vs_seed_averages_the_per_example_differences_over_seeds() -> None:
     # the mean of the two runs' differences (+0.5, +0.3)
     assert (c.n, c.score_a, c.score_b, c.difference) == (10, pytest.approx(0.7), pytest.approx(0.3),
                                                          pytest.approx(0.4))
-    # 6 examples better on average, 1 worse, 3 tied; averages of 0/1 are not 0/1: the exact sign test,
-    # p = 2 * P(Binomial(7, 1/2) <= 1) = 2 * (1 + 7) / 128 = 0.125 (pooling the 20 pairs would give 9 vs 1 and
-    # p = 2 * 11 / 1024 = 0.0215: each example counted twice)
-    assert (c.wins, c.losses, c.ties, c.test) == (6, 1, 3, "sign")
-    assert c.p_value == pytest.approx(0.125)
+    # 6 examples better on average, 1 worse, 3 tied; averages of 0/1 are not 0/1: the exact sign-flip permutation
+    # test of the mean over the 7 nonzero differences (-.5, 1, .5, 1, 1, .5, .5; sum 4): of the 128 sign patterns,
+    # |sum| >= 4 for 10 (5 with sum >= 4, mirrored), p = 10 / 128 (the sign test, blind to sizes, says 16 / 128;
+    # pooling the 20 pairs would count each example twice)
+    assert (c.wins, c.losses, c.ties, c.test) == (6, 1, 3, "permutation")
+    assert c.p_value == pytest.approx(10 / 128)
     # the interval is paired_comparison's bootstrap over examples of the seed-averaged scores
     averaged = [(x + y) / 2 for x, y in zip(RUN0, RUN1, strict=True)]
     assert c == paired_comparison(averaged, list(SEED))
@@ -97,11 +98,11 @@ def test_vs_seed_averages_the_per_example_differences_over_seeds() -> None:
 def test_summary_reports_vs_seed_and_the_markdown_says_it() -> None:
     rows = [*_paired_rows(), ComparisonRow("seed", 0, 0.3, 0.3, 0, 0, 0, 0.1, test_outcomes=RunOutcomes(SEED, SEED))]
     m, seed = summarize(rows)
-    assert m["vs_seed"]["difference"] == pytest.approx(0.4) and m["vs_seed"]["p_value"] == pytest.approx(0.125)
+    assert m["vs_seed"]["difference"] == pytest.approx(0.4) and m["vs_seed"]["p_value"] == pytest.approx(10 / 128)
     assert seed["vs_seed"]["difference"] == 0.0 and seed["vs_seed"]["p_value"] == 1.0
     assert (seed["vs_seed"]["low"], seed["vs_seed"]["high"], seed["vs_seed"]["significant"]) == (0.0, 0.0, False)
     c = m["vs_seed"]
-    cell = f"+0.400 ({c['low']:+.3f} … {c['high']:+.3f}), p=0.12"
+    cell = f"+0.400 ({c['low']:+.3f} … {c['high']:+.3f}), p=0.078"
     assert vs_seed_cell(m) == (cell if c["significant"] else f"no significant difference: {cell}")
     assert vs_seed_cell(seed) == "— (the seed prompt)"
     table = markdown([m, seed], "header")

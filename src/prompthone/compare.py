@@ -119,9 +119,10 @@ def vs_seed(rows: Sequence[ComparisonRow], task: Task | None = None) -> PairedCo
     Each seed's run gives a per-example difference (its best prompt − the seed prompt). The difference reported
     is their mean over seeds; its interval is `paired_comparison`'s paired bootstrap over test examples, with one
     resample of examples applied to every seed at once: per example the scores are averaged over seeds first,
-    then the examples are resampled. The p-value is the exact sign test (McNemar when the averages are 0/1) of
-    those per-example averages: the examples are the independent units, whereas pooling the seeds' pairs would
-    count each example once per seed and overstate the evidence. For a metric that is not a mean of per-example
+    then the examples are resampled. The p-value is the sign-flip permutation test of the mean (McNemar when the
+    averages are 0/1) of those per-example averages, so it agrees with the interval: the examples are the
+    independent units, whereas pooling the seeds' pairs would count each example once per seed and overstate the
+    evidence. For a metric that is not a mean of per-example
     scores (macro-F1, needs `task`), each resample recomputes the metric per seed and averages it over seeds.
     None when a row has no per-example test outcomes (no test split).
     """

@@ -8,8 +8,11 @@ most of the variance between examples is shared, and a paired analysis sees thro
   percentiles of the difference (scipy's `bootstrap`, `paired=True`, percentile method). For metrics that are
   not a mean of per-example scores (macro-F1) the metric itself is recomputed on each resample.
 - The test is the **exact McNemar test** when per-example scores are 0/1 (the binomial test of the discordant
-  pairs: examples one prompt gets right and the other wrong), and the **exact sign test** of the per-example
-  differences otherwise (the same binomial test over the examples where the two differ).
+  pairs: examples one prompt gets right and the other wrong). Otherwise (e.g. scores averaged over seeds, or a
+  graded metric) it is the **paired sign-flip permutation test of the mean difference** (Fisher 1935; exact when
+  the examples that differ are few, else 10,000 seeded flips): it tests the statistic the interval is about, so the
+  two agree, where a sign test would ignore how large each difference is and could call an interval that excludes
+  0 insignificant. A custom `statistic` (macro-F1) keeps the exact sign test of the per-example differences.
 - A difference whose interval holds 0 is reported as *no significant difference*, whatever its sign.
 
 `resolvable_difference` answers the question to ask *before* a run: how large a gain can a split of n examples
@@ -70,7 +73,7 @@ class PairedComparison:
     def describe(self, better: str = "improved", worse: str = "worse") -> str:
         """One line in words: "improved by +0.210 (95% CI +0.120 … +0.300; McNemar p = 0.0030)"."""
         ci = f"{self.confidence:.0%} CI {self.low:+.3f} … {self.high:+.3f}"
-        test = "McNemar" if self.test == "mcnemar-exact" else "sign test"
+        test = {"mcnemar-exact": "McNemar", "permutation": "permutation test"}.get(self.test, "sign test")
         detail = f"({ci}; {test} p = {self.p_value:.2g}, {self.wins} better, {self.losses} worse of {self.n})"
         if not self.significant:
             return f"no significant difference: {self.difference:+.3f} {detail}"
@@ -124,10 +127,26 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, statistic: Pair
         score_a, score_b = (float(v) for v in statistic(np.arange(n)))
         low, high = _interval_of(statistic, n, confidence, resamples, seed)
     point = score_a - score_b
+    if binary:
+        test, p_value = "mcnemar-exact", sign_test_p(wins, losses)
+    elif statistic is None:
+        test, p_value = "permutation", sign_flip_p(diff, resamples, seed)
+    else:
+        test, p_value = "sign", sign_test_p(wins, losses)
     return PairedComparison(n=n, score_a=score_a, score_b=score_b, difference=point, low=min(low, point),
                             high=max(high, point), confidence=confidence, wins=wins, losses=losses,
-                            ties=n - wins - losses, p_value=sign_test_p(wins, losses),
-                            test="mcnemar-exact" if binary else "sign")
+                            ties=n - wins - losses, p_value=p_value, test=test)
+
+
+def sign_flip_p(diff: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> float:
+    """Two-sided p-value of the paired differences' mean under the null that each difference's sign is a coin
+    flip. Zero differences flip to themselves, so they are left out; exact when 2**(nonzero) <= `resamples`."""
+    nonzero = diff[diff != 0]
+    if len(nonzero) == 0:
+        return 1.0
+    result = stats.permutation_test((nonzero,), np.mean, permutation_type="samples", vectorized=True,
+                                    n_resamples=resamples, alternative="two-sided", random_state=seed)
+    return float(min(1.0, result.pvalue))
 
 
 def _interval_of_means(diff: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
