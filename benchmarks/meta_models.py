@@ -13,8 +13,9 @@ Each meta model runs through `prompthone.compare` (same splits, same budget, one
 
 For each method and meta model: the mean test score over seeds with its 95% t interval, and the method's best
 prompts against the seed prompt on the same test examples (`compare.vs_seed`: per-example differences averaged over
-seeds, paired bootstrap 95% interval, exact sign/McNemar test). Then the two meta models against each other, pair by
-pair: per test example, the 1.5B runs' mean score minus the 135M runs' mean score, with the same interval and test.
+seeds, paired bootstrap 95% interval, sign-flip permutation test, McNemar for 0/1). Then the two meta models
+against each other, pair by pair: per test example, the 1.5B runs' mean score minus the 135M runs' mean score, with
+the same interval and test.
 Raw per-example outcomes go to `benchmarks/results/meta_models.json`; the table is written from that file.
 """
 

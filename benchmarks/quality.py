@@ -490,8 +490,9 @@ def section(raw: dict[str, Any]) -> str:
              f"{s['rule']['ceiling']} and its best dev score (none, contextual, batch) beats the dev majority-label "
              f"rate by ≥ {s['rule']['signal_margin']}; the rule saw dev only. Test means are over seeds with a 95% t "
              "interval; \"vs seed prompt\" pairs each method's best prompts with the uncalibrated seed prompt on the "
-             "same test examples (per example the mean over seeds; paired bootstrap 95% interval, exact McNemar p); "
-             "an interval that holds 0 is no difference. The yardstick is an upper reference selected on test, not a "
+             "same test examples (per example the mean over seeds; paired bootstrap 95% interval; p of a sign-flip "
+             "permutation test of the mean, McNemar where every mean is 0 or 1); an interval that holds 0 is no "
+             "difference. The yardstick is an upper reference selected on test, not a "
              "method. Knobs and per-example outcomes: `benchmarks/results/quality.json` (README, \"Quality\").\n\n")
     regimes = [r for r in s["regimes"] if any(e["regime"] == r for kind in KEYS for e in raw[kind])]
     return intro + "\n".join(regime_text(raw, r) for r in regimes)
