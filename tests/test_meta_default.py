@@ -3,6 +3,10 @@ installed when the task model is an embedded spec; the task model itself otherwi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from tests.optimizers.test_checkpoint_resume import InstructionModel
 
@@ -60,3 +64,20 @@ def test_the_run_records_the_default_meta_model_and_an_explicit_one_wins(install
             config = store.get_run(result.run_dir.rsplit("/", 1)[-1]).config  # type: ignore[union-attr]
         assert config["provenance"]["meta_model"] == recorded
         assert config["provenance"]["meta_is_task_model"] is (meta == "local")
+
+
+def test_compare_says_which_meta_model_it_chose(embedded_fakes: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from prompthone.cli import app
+
+    ape = "ape:num_subsamples=1,num_prompts_per_subsample=1,eval_samples=4,mc_rounds=0"
+    result = CliRunner().invoke(app, ["compare", "--task", "gen:sentiment_templates", "--limit", "30", "-M", "seed",
+                                      "-M", ape, "--seeds", "1", "--budget", "20", "--no-cache",
+                                      "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())  # rich wraps at 80 columns
+    assert "meta model: qwen-1.5b (the strongest embedded model installed; --meta-model chooses another)" in said
+    assert embedded_fakes["qwen-1.5b"].calls > 0 and embedded_fakes["local"].calls > 0
+    [config] = list(tmp_path.glob("*/config.json"))
+    assert json.loads(config.read_text())["meta_model"] == "fake:qwen-1.5b"

@@ -218,8 +218,8 @@ def _fmt(score: object) -> str:
 def compare(
     source: TaskSource,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="A method, optionally with knobs: "
-                                                     "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, ape, "
-                                                     "opro and apo with each selector.")] = None,
+                                                     "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, auto, "
+                                                     "ape, opro and apo with each selector.")] = None,
     model: ModelOpt = "local",
     meta_model: MetaModelOpt = None,
     budget: Annotated[int, typer.Option(help="Task-model calls each method may make per seed.")] = 400,
@@ -235,6 +235,7 @@ def compare(
     from prompthone.prompts.calibration import DEFAULT_CALIBRATION
 
     task_obj = source.load(split_seed)
+    meta_model = meta_model or announced_meta_model(model, quiet)
     rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
                      task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=source.cache,
                      calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet)
