@@ -3,7 +3,6 @@ installed when the task model is an embedded spec; the task model itself otherwi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -79,5 +78,5 @@ def test_compare_says_which_meta_model_it_chose(embedded_fakes: dict[str, Any], 
     said = " ".join(result.stderr.split())  # rich wraps at 80 columns
     assert "meta model: qwen-1.5b (the strongest embedded model installed; --meta-model chooses another)" in said
     assert embedded_fakes["qwen-1.5b"].calls > 0 and embedded_fakes["local"].calls > 0
-    [config] = list(tmp_path.glob("*/config.json"))
-    assert json.loads(config.read_text())["meta_model"] == "fake:qwen-1.5b"
+    [summary] = list(tmp_path.glob("*/compare.md"))
+    assert "meta model fake:qwen-1.5b" in summary.read_text()
