@@ -38,11 +38,11 @@ import prompthone as ph
 from benchmarks.meta_models import METHODS as SIZED_METHODS
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.api import resolve_model
-from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize
+from prompthone.compare import ComparisonRow, RunOutcomes, compare, summarize
 from prompthone.errors import ConfigError, PrompthoneError
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
-from prompthone.evaluation.statistics import PairedComparison
+from prompthone.evaluation.statistics import PairedComparison, mean_over_runs_and_examples
 from prompthone.grid_study.grid import GridSpec, expand_grid
 from prompthone.optimizers.auto_pool import balanced_demos
 from prompthone.prompts.prompt import Prompt
@@ -363,7 +363,7 @@ def task_rows(raw: dict[str, Any], regime: str, task: str) -> list[ComparisonRow
 
 
 def task_summary(raw: dict[str, Any], regime: str, task: str) -> list[dict[str, Any]]:
-    """`compare.summarize` of the task's runs: per method the mean over seeds (95% t interval) and `vs_seed`."""
+    """`compare.summarize` of the task's runs: per method the mean over seeds and `vs_seed`."""
     return summarize(task_rows(raw, regime, task))
 
 
@@ -416,12 +416,21 @@ def inclusion_table(raw: dict[str, Any], regime: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mean_cell(rows: Sequence[ComparisonRow]) -> str:
+    """ "0.600 (0.540 … 0.660)": a method's mean test score over its seeds and the test examples, with a 95%
+    interval that counts the variance between seeds and between examples (`mean_over_runs_and_examples`)."""
+    mean, low, high = mean_over_runs_and_examples([r.test_outcomes.best for r in rows if r.test_outcomes])
+    return f"{mean:.3f} ({low:.3f} … {high:.3f})"
+
+
 def task_table(raw: dict[str, Any], regime: str, task: str) -> str:
-    lines = ["| method | test mean (95% CI over seeds) | vs seed prompt (paired diff, 95% CI, p) | task calls | "
-             "meta calls | tokens | wall s |", "|---|---|---|---|---|---|---|"]
-    for s in task_summary(raw, regime, task):
+    lines = ["| method | test mean (95% CI over seeds and examples) | vs seed prompt (paired diff, 95% CI, p) | "
+             "task calls | meta calls | tokens | wall s |", "|---|---|---|---|---|---|---|"]
+    rows = task_rows(raw, regime, task)
+    for s in summarize(rows):
         diff = "— (the reference)" if s["method"] == "seed" else difference_cell(s["vs_seed"])
-        lines.append(f"| {s['method']} | {mean_cell(s)} | {diff} | {s['task_calls']:.0f} | {s['meta_calls']:.0f} | "
+        mean = mean_cell([r for r in rows if r.label == s["method"]])
+        lines.append(f"| {s['method']} | {mean} | {diff} | {s['task_calls']:.0f} | {s['meta_calls']:.0f} | "
                      f"{s['tokens']:.0f} | {s['wall_time_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -488,8 +497,9 @@ def section(raw: dict[str, Any]) -> str:
              f"split per task (data seed {s['data_seed']}: test min({TEST_MAX}, n/2), dev min({DEV_MAX}, n/4), train "
              f"the rest). A task is included for a regime when the seed prompt's uncalibrated dev score is below "
              f"{s['rule']['ceiling']} and its best dev score (none, contextual, batch) beats the dev majority-label "
-             f"rate by ≥ {s['rule']['signal_margin']}; the rule saw dev only. Test means are over seeds with a 95% t "
-             "interval; \"vs seed prompt\" pairs each method's best prompts with the uncalibrated seed prompt on the "
+             f"rate by ≥ {s['rule']['signal_margin']}; the rule saw dev only. Test means are over seeds and test "
+             "examples, with a 95% two-way bootstrap interval (seeds and examples resampled independently); \"vs "
+             "seed prompt\" pairs each method's best prompts with the uncalibrated seed prompt on the "
              "same test examples (per example the mean over seeds; paired bootstrap 95% interval; p of a sign-flip "
              "permutation test of the mean, McNemar where every mean is 0 or 1); an interval that holds 0 is no "
              "difference. The yardstick is an upper reference selected on test, not a "

@@ -11,6 +11,7 @@ from prompthone.evaluation.evaluator import EvalResult, ExampleResult
 from prompthone.evaluation.statistics import (
     PairedComparison,
     compare_results,
+    mean_over_runs_and_examples,
     paired_comparison,
     resolvable_difference,
     sign_test_p,
@@ -88,3 +89,20 @@ def test_what_a_split_can_resolve() -> None:
     assert resolvable_difference(16) == pytest.approx(6 / 16)  # the exact test's floor binds
     assert resolvable_difference(1000) < 0.05 and resolvable_difference(0) == math.inf
     assert np.isclose(resolvable_difference(200, discordance=0.1), z * math.sqrt(0.1 / 200))
+
+
+def test_the_mean_over_runs_and_examples_counts_both_variances() -> None:
+    rng = np.random.default_rng(1)
+    examples = rng.integers(0, 2, size=200).astype(float)
+    # one deterministic run repeated: the interval is the examples' bootstrap, not zero width as a t over runs
+    mean, low, high = mean_over_runs_and_examples([examples] * 5)
+    se = examples.std() / np.sqrt(200)
+    assert mean == pytest.approx(examples.mean())
+    assert low == pytest.approx(mean - 1.96 * se, abs=0.01) and high == pytest.approx(mean + 1.96 * se, abs=0.01)
+    # runs that differ a lot widen it beyond the examples' share
+    runs = [np.clip(examples + shift, 0, 1) for shift in (-1, 0, 0, 0, 1)]
+    _, wide_low, wide_high = mean_over_runs_and_examples(runs)
+    assert wide_high - wide_low > 2 * (high - low)
+    assert mean_over_runs_and_examples([[1.0, 1.0]]) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="runs × examples"):
+        mean_over_runs_and_examples([])
