@@ -1,8 +1,12 @@
 """`python -m benchmarks.peers`: prompthone vs DSPy, TextGrad and promptolution on one server, one budget, one scorer.
 
-Full mode (the published table, hours on 2 CPU cores): the default suite, 3 seeds, three budget levels.
-`--quick` (CI smoke test, a few minutes): one small task, one seed, a tiny budget, every system; it checks that
-every system ran and was counted at the proxy, not who won. See benchmarks/README.md for the fairness rules.
+Full mode (the published table, hours on 2 CPU cores): the regime's suite, 3 seeds, its budget levels; writes the
+raw results (`--raw`, by default the regime's file under benchmarks/results/) and the RESULTS.md section from them.
+`--regime qwen` runs Qwen2.5-Coder-0.5B as task model with Qwen2.5-Coder-1.5B as every system's proposer; the
+default `smollm` regime runs SmolLM2-135M in both roles. `--quick` (CI smoke test, a few minutes): one small task,
+one seed, a tiny budget, every system; it checks that every system ran and was counted at the proxy, not who won.
+`--from-raw FILE` writes the RESULTS.md section from a committed raw file without running anything. See
+benchmarks/README.md for the fairness rules.
 """
 
 from __future__ import annotations
@@ -13,54 +17,72 @@ import sys
 from pathlib import Path
 
 from benchmarks.peers import report
-from benchmarks.peers.harness import Record, Settings, run_suite, slug
+from benchmarks.peers.harness import Record, Settings, TaskInfo, run_suite, slug
 from benchmarks.peers.job import STATUSES
+from benchmarks.peers.raw import Raw, read_raw, write_raw
+from benchmarks.peers.regimes import REGIMES
 from benchmarks.peers.systems import SEED, select
 
-DEFAULT_TASKS = ["gen:sentiment_templates", "gen:boolean_expressions", "bbh:navigate", "bbh:sports_understanding"]
-QUICK_TASK = "gen:sentiment_templates"
 BENCH_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_TASKS = list(REGIMES["smollm"].tasks)
+QUICK_TASK = DEFAULT_TASKS[0]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--regime", choices=sorted(REGIMES), default="smollm",
+                        help="task model and proposer: smollm (SmolLM2-135M in both roles, the default) or qwen "
+                             "(Qwen2.5-Coder-0.5B task model, Qwen2.5-Coder-1.5B proposer for every system)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 task, 1 seed, tiny budget, all systems")
-    parser.add_argument("--tasks", nargs="+", help=f"task specs (default: {' '.join(DEFAULT_TASKS)})")
+    parser.add_argument("--tasks", nargs="+", help="task specs (default: the regime's suite)")
     parser.add_argument("--seeds", type=int, nargs="+", help="split and optimizer seeds (default: 0 1 2)")
-    parser.add_argument("--budget", type=int, help="calls per run at the full level (default 300; quick 24)")
+    parser.add_argument("--budget", type=int, help="calls per run at the full level, task-model calls in a regime "
+                                                   "with a separate proposer (default 300; quick 24)")
     parser.add_argument("--levels", type=float, nargs="+",
-                        help="fractions of the budget, each a separate run (default 0.33 0.67 1; quick 1)")
+                        help="fractions of the budget, each a separate run (default: the regime's; quick 1)")
     parser.add_argument("--systems", nargs="+", help="systems to run (default: all); the seed prompt always runs")
     parser.add_argument("--max-tokens", type=int, help="completion cap per call at the proxy (default 256; quick 48)")
     parser.add_argument("--limit", type=int, help="examples per task before the split (default 150; quick 30)")
-    parser.add_argument("--server-url", help="an OpenAI-compatible base URL (…/v1) instead of the embedded model")
+    parser.add_argument("--proposer-budget", type=int,
+                        help="proposer calls per run, a runaway guard (default: the run's budget)")
+    parser.add_argument("--server-url", help="an OpenAI-compatible base URL (…/v1) instead of the embedded task model")
     parser.add_argument("--server-model", help="the model name at --server-url (default: the server's first)")
     parser.add_argument("--out", type=Path, help="output directory; rerunning with it resumes (default: "
-                                                  "benchmarks/out/peers[-quick])")
+                                                  "benchmarks/out/peers[-<regime>][-quick])")
     parser.add_argument("--results", type=Path, help="RESULTS.md to update (default: benchmarks/RESULTS.md in full "
-                                                     "mode; never in quick mode unless given)")
+                                                     "mode and with --from-raw; never in quick mode unless given)")
+    parser.add_argument("--raw", type=Path, help="raw results file to write after the run (default: the regime's "
+                                                 "file under benchmarks/results/ in full mode; none in quick mode)")
+    parser.add_argument("--from-raw", type=Path, metavar="FILE",
+                        help="write the RESULTS.md section (and the plot beside it) from this raw file; run nothing")
     parser.add_argument("--plot-task", help="task for the score-vs-calls plot (default: the first above chance)")
-    parser.add_argument("--runner-timeout", type=float, default=1800.0, help="wall-clock limit per run, seconds")
+    parser.add_argument("--runner-timeout", type=float, help="wall-clock limit per run, seconds (default: the "
+                                                             "regime's, 1800 for smollm)")
     return parser.parse_args(argv)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
+    regime = REGIMES[args.regime]
+    suffix = ("" if regime.name == "smollm" else f"-{regime.name}") + ("-quick" if quick else "")
     return Settings(
-        tasks=args.tasks or ([QUICK_TASK] if quick else DEFAULT_TASKS),
+        tasks=args.tasks or ([regime.tasks[0]] if quick else list(regime.tasks)),
         seeds=args.seeds or ([0] if quick else [0, 1, 2]),
         budget=args.budget or (24 if quick else 300),
-        levels=args.levels or ([1.0] if quick else [0.33, 0.67, 1.0]),
+        levels=args.levels or ([1.0] if quick else list(regime.levels)),
         systems=select(args.systems),
-        out=args.out or BENCH_DIR / "out" / ("peers-quick" if quick else "peers"),
+        out=args.out or BENCH_DIR / "out" / f"peers{suffix}",
         max_tokens=args.max_tokens or (48 if quick else 256),
         limit=args.limit or (30 if quick else 150),
         server_url=args.server_url, server_model=args.server_model,
-        runner_timeout_s=args.runner_timeout, quick=quick)
+        runner_timeout_s=args.runner_timeout or (1800.0 if quick else regime.runner_timeout_s), quick=quick,
+        regime=regime.name, task_model=regime.task_model, proposer_model=regime.proposer_model,
+        proposer_budget=args.proposer_budget)
 
 
 def smoke_failures(records: list[Record], settings: Settings) -> list[str]:
-    """What the quick mode checks: every system ran, wrote a result, and was counted within its budget."""
+    """What the quick mode checks: every system ran, wrote a result, was counted within its budget (and within the
+    proposer's cap), and its final prompt was scored both ways."""
     problems = []
     for task in settings.tasks:
         for seed in settings.seeds:
@@ -73,39 +95,62 @@ def smoke_failures(records: list[Record], settings: Settings) -> list[str]:
                         problems.append(f"{name} on {task} seed {seed}: no result ({r.detail[:200]})")
                     if name != SEED and not 0 < r.calls <= r.budget:
                         problems.append(f"{name} on {task} seed {seed}: {r.calls} calls counted for budget {r.budget}")
-                    if r.test_score is None:
-                        problems.append(f"{name} on {task} seed {seed}: final prompt not scored")
+                    cap = settings.proposer_budget or r.budget
+                    if name != SEED and settings.separate_proposer and r.proposer_calls > cap:
+                        problems.append(f"{name} on {task} seed {seed}: {r.proposer_calls} proposer calls counted "
+                                        f"for a cap of {cap}")
+                    if r.test_score is None or r.test_score_text is None:
+                        problems.append(f"{name} on {task} seed {seed}: final prompt not scored both ways")
     return problems
+
+
+def publish(raw: Raw, results: Path | None, plot_task: str | None, out: Path | None = None) -> str:
+    """Render the section from `raw`; write it to `out`/peers.md and to `results` (plot beside it) when given."""
+    settings, records, infos = raw.settings, raw.records, raw.infos
+    grouped = report.rows_by_task(records)
+    plot_dir = out or (results.parent if results is not None else None)
+    plot_task = plot_task or next((t for t in settings.tasks if t in grouped and not report.at_chance(
+        grouped[t], [i for i in infos if i.task == t])), settings.tasks[0])
+    plot_path = report.plot(plot_task, grouped[plot_task], plot_dir / f"peers-{slug(plot_task)}.png") \
+        if plot_task in grouped and plot_dir is not None else None
+    text = report.render(records, infos, settings, raw.command, plot_path, raw.versions, raw.machine)
+    if out is not None:
+        (out / "peers.md").write_text(text, encoding="utf-8")
+    if results is not None:
+        if plot_path is not None and plot_path.parent.resolve() != results.parent.resolve():
+            (results.parent / plot_path.name).write_bytes(plot_path.read_bytes())
+        report.write_section(results, text)
+        print(f"[peers] updated {results}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_raw is not None:
+        publish(read_raw(args.from_raw), args.results or BENCH_DIR / "RESULTS.md", args.plot_task)
+        return 0
     settings = settings_from(args)
     command = "python -m benchmarks.peers " + shlex.join(sys.argv[1:] if argv is None else argv)
     records, infos = run_suite(settings)
-    grouped = report.rows_by_task(records)
-    plot_task = args.plot_task or next(
-        (t for t in settings.tasks if t in grouped and not report.at_chance(grouped[t], [i for i in infos
-                                                                                          if i.task == t])),
-        settings.tasks[0])
-    plot_path = report.plot(plot_task, grouped[plot_task], settings.out / f"peers-{slug(plot_task)}.png") \
-        if plot_task in grouped else None
-    text = report.render(records, infos, settings, command, plot_path)
-    (settings.out / "peers.md").write_text(text, encoding="utf-8")
-    print(text)
+    records = [r for r in records if r.task in settings.tasks and r.seed in settings.seeds
+               and r.system in settings.systems and r.budget in (0, *settings.budgets())]  # this invocation's runs only
+    raw = Raw(command, settings, report.versions(records), report.machine(), _ran(infos, settings), records)
+    raw_path = args.raw or (None if settings.quick else REGIMES[settings.regime].raw)
+    if raw_path is not None:
+        print(f"[peers] raw results: {write_raw(raw_path, raw)}")
     results = args.results or (None if settings.quick else BENCH_DIR / "RESULTS.md")
-    if results is not None:
-        if plot_path is not None:
-            target = results.parent / plot_path.name
-            target.write_bytes(plot_path.read_bytes())
-        report.write_section(results, text)
-        print(f"[peers] updated {results}")
+    print(publish(raw, results, args.plot_task, settings.out))
     if settings.quick:
         problems = smoke_failures(records, settings)
         for problem in problems:
             print(f"[peers] SMOKE FAILURE: {problem}", file=sys.stderr)
         return 1 if problems else 0
     return 0
+
+
+def _ran(infos: list[TaskInfo], settings: Settings) -> list[TaskInfo]:
+    """The task facts of this invocation's tasks and seeds (one per task and seed)."""
+    return [i for i in infos if i.task in settings.tasks and i.seed in settings.seeds]
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""Run every system on every task, seed and budget level through one counting proxy; score every final prompt alike.
+"""Run every system on every task, seed and budget level through counting proxies; score every final prompt alike.
 
 The order of work and why:
-1. One OpenAI-compatible server (the embedded GGUF on `llama_cpp.server`, or `--server-url`), one counting proxy in
-   front of it. Every system, prompthone included, reaches the model only through its own proxy account.
+1. One OpenAI-compatible server for the task model (an embedded GGUF on `llama_cpp.server`, or `--server-url`), one
+   counting proxy in front of it. In a regime with a separate proposer (`regimes.py`), a second server and proxy
+   for the proposer. Every system, prompthone included, reaches each model only through its own proxy account:
+   the task model's account is the budget; the proposer's is counted apart (capped only as a runaway guard).
 2. Per task and seed, one split (prompthone's loader, seeded) shared by all systems; runners get train and dev only.
-3. Per system: a job file, the runner in its own environment, a wall-clock limit; the proxy's ledger is the count.
+3. Per system: a job file, the runner in its own environment, a wall-clock limit; the proxy's ledgers are the count.
 4. The final prompt (instruction + demos, rendered with the task's fixed output-format line) is scored on the test
-   split by prompthone's evaluator against the server directly (not through the proxy, not charged to anyone):
-   label log-probabilities on classification tasks, generate-and-parse otherwise. Identical prompts are scored once.
+   split by prompthone's evaluator against the task server directly (not through the proxy, not charged to anyone),
+   twice: label log-probabilities on classification tasks (generate-and-parse otherwise), and text-scored
+   (generate up to the completion cap, parse the answer as the task's metric does), the way the peers see answers.
+   Identical prompts are scored once.
 5. Each finished run is appended to `results.jsonl` at once; rerunning with the same `--out` skips what is there, so
    a crash or Ctrl-C loses at most the run in progress.
 """
@@ -28,13 +32,13 @@ from typing import Any
 
 from benchmarks.peers.envs import ensure_env, harness_python
 from benchmarks.peers.job import Job, Pair, PeerResult
-from benchmarks.peers.proxy import CountingProxy
-from benchmarks.peers.systems import SEED, SYSTEMS
+from benchmarks.peers.proxy import CountingProxy, Ledger
+from benchmarks.peers.regimes import PROPOSER_CONTEXT, serve_embedded
+from benchmarks.peers.systems import SEED, SYSTEMS, Sizing
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.models.local_server import DEFAULT_ALIAS, serve_gguf
 from prompthone.models.openai_compat import OpenAICompatModel
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task
@@ -60,6 +64,14 @@ class Settings:
     server_model: str | None = None
     runner_timeout_s: float = 1800.0
     quick: bool = False
+    regime: str = "smollm"
+    task_model: str = "local"  # the embedded model served as task model (unless `server_url`)
+    proposer_model: str | None = None  # an embedded model served as every system's proposer; None: the task model
+    proposer_budget: int | None = None  # proposer calls per run, a runaway guard (None: the run's budget)
+
+    @property
+    def separate_proposer(self) -> bool:
+        return self.proposer_model is not None
 
     def budgets(self) -> list[int]:
         return sorted({max(1, round(self.budget * level)) for level in self.levels})
@@ -92,6 +104,10 @@ class Record:
     n_demos: int = 0
     scoring_mode: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    test_score_text: float | None = None  # text-scored: generated up to the completion cap, answer parsed
+    proposer_calls: int = 0  # calls on the proposer's own account (0 when the task model proposes)
+    proposer_refused: int = 0
+    proposer_tokens: int = 0
 
     @property
     def key(self) -> tuple[str, int, int, str]:
@@ -115,6 +131,19 @@ def read_records(path: Path) -> list[Record]:
     return [Record(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@dataclass
+class Upstreams:
+    """Where runners reach the models (the counting proxies) and where the scorer reaches the task model."""
+
+    server_url: str  # the task model's server itself (the scorer's, never charged)
+    model: str
+    proxy: CountingProxy
+    proxy_url: str
+    proposer_model: str | None = None
+    proposer_proxy: CountingProxy | None = None
+    proposer_proxy_url: str | None = None
+
+
 def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     settings.out = settings.out.resolve()  # runners run in their own directories: every path they get is absolute
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -124,31 +153,29 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     done = {r.key for r in records}
     infos: list[TaskInfo] = []
     pythons = {name: _python_for(name) for name in settings.systems if name != SEED}
-    with _server(settings) as (server_url, model_name):
-        proxy = CountingProxy(server_url, api_key=_upstream_key())
-        with proxy.serve() as proxy_url, OpenAICompatModel(server_url, model_name, timeout=900.0,
-                                                           max_concurrency=1) as scorer:
-            score_cache = CallCache(settings.out / "scoring.sqlite")
-            for spec in settings.tasks:
-                for seed in settings.seeds:
-                    task = load_task(spec, seed=seed, limit=settings.limit)
-                    infos.append(_task_info(spec, seed, task))
-                    for budget in settings.budgets():
-                        for name in settings.systems:
-                            spent = 0 if name == SEED else budget
-                            if (spec, seed, spent, name) in done:
-                                continue
-                            print(f"[peers] {spec} seed {seed} budget {spent}: {name}", flush=True)
-                            if name == SEED:
-                                record = _seed_record(spec, seed, task, scorer, score_cache)
-                            else:
-                                record = _run_system(settings, name, spec, seed, budget, task, proxy, proxy_url,
-                                                     model_name, pythons[name], scorer, score_cache)
-                            _print_record(record)
-                            with results_path.open("a", encoding="utf-8") as sink:
-                                sink.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
-                            records.append(record)
-                            done.add(record.key)
+    with _upstreams(settings) as up, OpenAICompatModel(up.server_url, up.model, timeout=900.0,
+                                                      max_concurrency=1) as scorer:
+        score_cache = CallCache(settings.out / "scoring.sqlite")
+        for spec in settings.tasks:
+            for seed in settings.seeds:
+                task = load_task(spec, seed=seed, limit=settings.limit)
+                infos.append(_task_info(spec, seed, task))
+                for budget in settings.budgets():
+                    for name in settings.systems:
+                        spent = 0 if name == SEED else budget
+                        if (spec, seed, spent, name) in done:
+                            continue
+                        print(f"[peers] {spec} seed {seed} budget {spent}: {name}", flush=True)
+                        if name == SEED:
+                            record = _seed_record(settings, spec, seed, task, scorer, score_cache)
+                        else:
+                            record = _run_system(settings, name, spec, seed, budget, task, up, pythons[name],
+                                                 scorer, score_cache)
+                        _print_record(record)
+                        with results_path.open("a", encoding="utf-8") as sink:
+                            sink.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+                        records.append(record)
+                        done.add(record.key)
     (settings.out / "tasks.json").write_text(json.dumps([asdict(i) for i in infos], indent=1), encoding="utf-8")
     return records, infos
 
@@ -163,14 +190,29 @@ def _upstream_key() -> str | None:
 
 
 @contextlib.contextmanager
+def _upstreams(settings: Settings) -> Iterator[Upstreams]:
+    """The task model's server and proxy, and the proposer's when the regime has a separate one."""
+    with contextlib.ExitStack() as stack:
+        server_url, model = stack.enter_context(_server(settings))
+        proxy = CountingProxy(server_url, api_key=_upstream_key())
+        up = Upstreams(server_url, model, proxy, stack.enter_context(proxy.serve()))
+        if settings.proposer_model is not None:
+            proposer_url, up.proposer_model = stack.enter_context(serve_embedded(
+                settings.proposer_model, settings.out / "proposer-server.log", n_ctx=PROPOSER_CONTEXT))
+            up.proposer_proxy = CountingProxy(proposer_url)
+            up.proposer_proxy_url = stack.enter_context(up.proposer_proxy.serve())
+        yield up
+
+
+@contextlib.contextmanager
 def _server(settings: Settings) -> Iterator[tuple[str, str]]:
-    """The upstream: `--server-url` as given, or the embedded model served on 127.0.0.1 for this run."""
+    """The task model's upstream: `--server-url` as given, or the regime's embedded model served for this run."""
     if settings.server_url:
         with OpenAICompatModel(settings.server_url, settings.server_model, api_key_env="OPENAI_API_KEY") as probe:
             yield settings.server_url.rstrip("/"), probe.model
         return
-    with serve_gguf(settings.out / "server.log", alias=DEFAULT_ALIAS) as url:
-        yield url, DEFAULT_ALIAS
+    with serve_embedded(settings.task_model, settings.out / "server.log") as (url, name):
+        yield url, name
 
 
 def _task_info(spec: str, seed: int, task: Task) -> TaskInfo:
@@ -182,51 +224,87 @@ def _task_info(spec: str, seed: int, task: Task) -> TaskInfo:
                     {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)})
 
 
-def _score(task: Task, prompt: Prompt, scorer: OpenAICompatModel, cache: CallCache) -> tuple[float, str]:
-    evaluator = Evaluator(task, MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final"))
-    return evaluator.evaluate(prompt, task.test).score, evaluator.mode
+@dataclass(frozen=True)
+class TestScores:
+    """A final prompt's test scores: prompthone's evaluator as it scores by default, and text-scored."""
+
+    score: float
+    mode: str  # "labels" (log-probabilities) or "generate"
+    text: float  # generated up to the completion cap, the answer parsed as the task's metric does
 
 
-def _seed_record(spec: str, seed: int, task: Task, scorer: OpenAICompatModel, cache: CallCache) -> Record:
-    score, mode = _score(task, Prompt(task.instruction, output_format=task.output_format), scorer, cache)
-    return Record(spec, seed, 0, SEED, "ok", score, instruction=task.instruction, scoring_mode=mode)
+def score_test(task: Task, prompt: Prompt, scorer: Any, cache: CallCache, max_tokens: int) -> TestScores:
+    """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget)."""
+    model = MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final")
+    default = Evaluator(task, model)
+    score = default.evaluate(prompt, task.test).score
+    text = Evaluator(task, model, mode="generate", max_tokens=max_tokens).evaluate(prompt, task.test).score
+    return TestScores(score, default.mode, text)
 
 
-def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, proxy: CountingProxy,
-                proxy_url: str, model_name: str, python: Path, scorer: OpenAICompatModel,
-                score_cache: CallCache) -> Record:
+def _seed_record(settings: Settings, spec: str, seed: int, task: Task, scorer: OpenAICompatModel,
+                 cache: CallCache) -> Record:
+    scores = score_test(task, Prompt(task.instruction, output_format=task.output_format), scorer, cache,
+                        settings.max_tokens)
+    return Record(spec, seed, 0, SEED, "ok", scores.score, instruction=task.instruction, scoring_mode=scores.mode,
+                  test_score_text=scores.text)
+
+
+def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, up: Upstreams,
+                python: Path, scorer: OpenAICompatModel, score_cache: CallCache) -> Record:
     system = SYSTEMS[name]
     run_id = f"{slug(spec)}-s{seed}-b{budget}-{name}-{uuid.uuid4().hex[:6]}"
     run_dir = settings.out / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    prefix = proxy.open_run(run_id, budget, settings.max_tokens)
-    job = Job(system=name, seed=seed, base_url=proxy_url + prefix, model=model_name, budget_calls=budget,
-              max_tokens=settings.max_tokens, task=spec, instruction=task.instruction,
-              output_format=task.output_format, labels=list(task.labels) if task.labels else None,
-              train=[Pair(e.input, e.target) for e in task.train], dev=[Pair(e.input, e.target) for e in task.dev],
-              out_dir=str(run_dir), metric=task.metric, options=system.options(budget, len(task.dev)))
+    job = _job(settings, name, spec, seed, budget, task, up, run_id, run_dir)
     job_path = run_dir / "job.json"
     job.write(job_path)
     started = time.monotonic()
     status_note = _launch(python, system.runner_path, job_path, run_dir, settings.runner_timeout_s)
     wall = time.monotonic() - started
-    ledger = proxy.ledger(run_id)
+    ledger = up.proxy.ledger(run_id)
+    proposer = up.proposer_proxy.ledger(run_id) if up.proposer_proxy is not None else None
     result = PeerResult.read(job.result_path) if job.result_path.exists() else \
         PeerResult("failed", task.instruction, detail=status_note or "the runner wrote no result")
     status = result.status
-    if status == "ok" and ledger.refused:
+    if status == "ok" and (ledger.refused or (proposer is not None and proposer.refused)):
         status = "cut_off"  # the runner recovered, but the proxy refused calls: say so
     prompt = Prompt(result.instruction or task.instruction, output_format=task.output_format,
                     demos=tuple(Example(d.input, d.target) for d in result.demos))
-    score, mode = _score(task, prompt, scorer, score_cache)
+    scores = score_test(task, prompt, scorer, score_cache, settings.max_tokens)
     detail = "; ".join(filter(None, [status_note, result.detail]))
-    return Record(spec, seed, budget, name, status, score, calls=ledger.calls, refused=ledger.refused,
+    return Record(spec, seed, budget, name, status, scores.score, calls=ledger.calls, refused=ledger.refused,
                   prompt_tokens=ledger.prompt_tokens, completion_tokens=ledger.completion_tokens,
                   wall_s=round(wall, 1), internal_score=result.internal_score, detail=detail[:1500],
                   version=result.version, instruction=prompt.instruction, n_demos=len(prompt.demos),
-                  scoring_mode=mode, extra={"run_dir": str(run_dir), "peer": result.extra,
-                                            "upstream_failures": ledger.upstream_failures,
-                                            "clamped": ledger.clamped, "note": system.note})
+                  scoring_mode=scores.mode, test_score_text=scores.text, **_proposer_fields(proposer),
+                  extra={"run_dir": str(run_dir), "peer": result.extra, "upstream_failures": ledger.upstream_failures,
+                         "clamped": ledger.clamped, "note": system.note, "timed_out": "wall-clock limit" in status_note,
+                         "final_is_seed": prompt.instruction.strip() == task.instruction.strip() and not prompt.demos})
+
+
+def _job(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, up: Upstreams, run_id: str,
+         run_dir: Path) -> Job:
+    """The run's job file: its accounts at the proxies (opened here), its splits without test, its knobs."""
+    prefix = up.proxy.open_run(run_id, budget, settings.max_tokens)
+    proposer: dict[str, Any] = {}
+    if up.proposer_proxy is not None and up.proposer_proxy_url is not None:
+        cap = settings.proposer_budget or budget
+        proposer = {"proposer_base_url": up.proposer_proxy_url + up.proposer_proxy.open_run(run_id, cap,
+                                                                                             settings.max_tokens),
+                    "proposer_model": up.proposer_model, "proposer_budget_calls": cap}
+    sizing = Sizing(budget, len(task.dev), up.proposer_proxy is not None)
+    return Job(system=name, seed=seed, base_url=up.proxy_url + prefix, model=up.model, budget_calls=budget,
+               max_tokens=settings.max_tokens, task=spec, instruction=task.instruction,
+               output_format=task.output_format, labels=list(task.labels) if task.labels else None,
+               train=[Pair(e.input, e.target) for e in task.train], dev=[Pair(e.input, e.target) for e in task.dev],
+               out_dir=str(run_dir), metric=task.metric, options=SYSTEMS[name].options(sizing), **proposer)
+
+
+def _proposer_fields(ledger: Ledger | None) -> dict[str, int]:
+    if ledger is None:
+        return {}
+    return {"proposer_calls": ledger.calls, "proposer_refused": ledger.refused, "proposer_tokens": ledger.tokens}
 
 
 def _launch(python: Path, runner: Path, job_path: Path, run_dir: Path, timeout_s: float) -> str:
@@ -251,5 +329,8 @@ def slug(spec: str) -> str:
 
 def _print_record(record: Record) -> None:
     score = "n/a" if record.test_score is None else f"{record.test_score:.3f}"
-    print(f"[peers]   {record.status}: test {score}, {record.calls} calls (+{record.refused} refused), "
-          f"{record.prompt_tokens + record.completion_tokens} tokens, {record.wall_s:.0f} s", flush=True)
+    text = "n/a" if record.test_score_text is None else f"{record.test_score_text:.3f}"
+    proposer = f", {record.proposer_calls} proposer calls" if record.proposer_calls else ""
+    print(f"[peers]   {record.status}: test {score} ({record.scoring_mode}), text {text}; {record.calls} calls "
+          f"(+{record.refused} refused){proposer}, {record.prompt_tokens + record.completion_tokens} tokens, "
+          f"{record.wall_s:.0f} s", flush=True)

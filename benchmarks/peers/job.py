@@ -5,10 +5,15 @@ dependencies, so its runner is a separate process that cannot import prompthone.
 only; runners import it with the repository root on PYTHONPATH. The runner never sees the test split.
 
 A runner is invoked as `<venv>/bin/python benchmarks/peers/runners/<name>.py <job.json>`. It must:
-- send every model call to `job.base_url` (the counting proxy; model name `job.model`, any API key works locally:
-  the key is in $OPENAI_API_KEY), with at most `job.max_tokens` completion tokens per call;
-- size the peer's own budget knobs to fit `job.budget_calls` calls (task model and optimizer model together); the
-  proxy refuses calls beyond it with HTTP 403 (`budget_exhausted`), and the runner then reports what it has;
+- send every task-model call to `job.base_url` (the counting proxy; model name `job.model`, any API key works
+  locally: the key is in $OPENAI_API_KEY), with at most `job.max_tokens` completion tokens per call;
+- send every proposer call (the optimizer's own model: DSPy's prompt/reflection model, TextGrad's backward and TGD
+  engine, promptolution's meta LLM, prompthone's meta model) to `job.proposer_url` with model `job.proposer` (the
+  same as the task model's unless the harness runs a separate proposer: `job.separate_proposer`);
+- size the peer's own budget knobs to fit `job.budget_calls` calls: with a separate proposer these are task-model
+  calls only (the proposer's calls are counted on their own account, capped at `job.proposer_budget_calls` as a
+  guard against runaways), else task and proposer calls together; the proxy refuses calls beyond either cap with
+  HTTP 403 (`budget_exhausted`), and the runner then reports what it has;
 - write `PeerResult` to `job.result_path` (also on failure: status "failed" and the error), exit 0 unless it could
   not even write the result.
 """
@@ -43,7 +48,7 @@ class Job:
     seed: int
     base_url: str  # OpenAI-compatible base URL ending in /v1 (the counting proxy)
     model: str  # model name to send in requests
-    budget_calls: int  # the cap the proxy enforces (all calls: task model and optimizer model)
+    budget_calls: int  # the cap the proxy enforces: task-model calls (all calls when no separate proposer)
     max_tokens: int  # completion-token cap per call (the proxy clamps larger requests to it)
     task: str  # the task's name, for logs
     instruction: str  # the seed instruction
@@ -54,10 +59,27 @@ class Job:
     out_dir: str  # the runner's own directory: logs, caches, the result file
     metric: str = "label_accuracy"  # prompthone's metric name for the task (peers use `answer_matches`)
     options: dict[str, Any] = field(default_factory=dict)  # system-specific knobs from the harness
+    #: the proposer's own proxy account (base URL and model); None: the task model proposes too, on `base_url`
+    proposer_base_url: str | None = None
+    proposer_model: str | None = None
+    proposer_budget_calls: int | None = None  # the cap on the proposer's account (a runaway guard)
 
     @property
     def result_path(self) -> Path:
         return Path(self.out_dir) / "result.json"
+
+    @property
+    def separate_proposer(self) -> bool:
+        """Whether proposer calls go to their own account (then `budget_calls` counts task-model calls only)."""
+        return self.proposer_base_url is not None
+
+    @property
+    def proposer_url(self) -> str:
+        return self.proposer_base_url or self.base_url
+
+    @property
+    def proposer(self) -> str:
+        return self.proposer_model or self.model
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self), indent=1, ensure_ascii=False), encoding="utf-8")

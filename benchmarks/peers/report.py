@@ -1,19 +1,23 @@
-"""Tables, the aggregate, the score-vs-calls plot and the RESULTS.md section, from `results.jsonl`.
+"""Tables, the aggregate, the score-vs-calls plot and the RESULTS.md section, from `results.jsonl` (or a raw file).
 
 Reading rules (also in benchmarks/README.md): a task is *at chance* when no system's mean test score beats the
 majority-label rate by more than `CHANCE_MARGIN`; such tasks are listed, not averaged in. "Calls to reach" is the
 mean number of calls a system spent at the smallest budget level where its mean test score matched the best
 peer's score at the full budget; a level is a separate run with a smaller cap, so this is a real measured count.
+These rules read the first test score (label log-probabilities on classification tasks); the text-scored test
+score stands beside it in every table. Under each task's table, every system that failed, was cut off, timed out
+or returned the seed prompt unchanged is listed with the reason its runner gave.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -39,6 +43,9 @@ class Row:
     statuses: list[str]
     internal: list[float]
     refused: list[int]
+    text_scores: list[float] = field(default_factory=list)
+    proposer_calls: list[int] = field(default_factory=list)
+    proposer_refused: list[int] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -48,6 +55,13 @@ class Row:
     def std(self) -> float:
         return statistics.pstdev(self.scores) if len(self.scores) > 1 else 0.0
 
+    @property
+    def text_cell(self) -> str:
+        if not self.text_scores:
+            return "—"
+        spread = statistics.pstdev(self.text_scores) if len(self.text_scores) > 1 else 0.0
+        return f"{_fmt(statistics.fmean(self.text_scores))} ± {_fmt(spread)}"
+
 
 def rows_by_task(records: Iterable[Record]) -> dict[str, dict[tuple[str, int], Row]]:
     grouped: dict[str, dict[tuple[str, int], Row]] = defaultdict(dict)
@@ -55,10 +69,14 @@ def rows_by_task(records: Iterable[Record]) -> dict[str, dict[tuple[str, int], R
         row = grouped[r.task].setdefault((r.system, r.budget), Row(r.system, r.budget, [], [], [], [], [], [], []))
         row.scores.append(r.test_score if r.test_score is not None else 0.0)
         row.calls.append(r.calls)
-        row.tokens.append(r.prompt_tokens + r.completion_tokens)
+        row.tokens.append(r.prompt_tokens + r.completion_tokens + r.proposer_tokens)
         row.wall.append(r.wall_s)
         row.statuses.append(r.status)
         row.refused.append(r.refused)
+        row.proposer_calls.append(r.proposer_calls)
+        row.proposer_refused.append(r.proposer_refused)
+        if r.test_score_text is not None:
+            row.text_scores.append(r.test_score_text)
         if r.internal_score is not None:
             row.internal.append(r.internal_score)
     return grouped
@@ -101,7 +119,8 @@ def _statuses(statuses: list[str]) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[TaskInfo]) -> tuple[str, bool]:
+def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[TaskInfo],
+               records: Sequence[Record] = ()) -> tuple[str, bool]:
     finals = full_rows(rows)
     peers = [row.mean for name, row in finals.items() if is_peer(name)]
     target = max(peers) if peers else None
@@ -114,17 +133,62 @@ def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[Task
     if chance:
         head += f"\n\n**At chance:** no system beats the majority-label rate by more than {CHANCE_MARGIN:.2f}; " \
                 "this task is not averaged into the aggregate."
-    lines = [head, "", "| system | test (mean ± std) | own dev score | calls | refused | tokens | wall s | "
-             "calls to reach best peer | runs | scoring |", "|---|---|---|---|---|---|---|---|---|---|"]
+    modes = {r.scoring_mode for r in records if r.task == task}
+    if modes == {"generate"}:
+        head += ("\n\nFree-form answers: no label set, so the first test column is generate-and-parse too "
+                 "(prompthone's evaluator, 64-token answers).")
+    lines = [head, "", "| system | test, log-prob (mean ± std) | test, text (mean ± std) | own dev score | calls | "
+             "proposer calls | refused | tokens | wall s | calls to reach best peer | runs | search scoring |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in sorted(finals.items(), key=lambda kv: _order(kv[0])):
         reach = None if target is None or name == SEED else calls_to_reach(rows, name, target)
         scoring = "log-prob labels" if name.startswith("prompthone-") else ("—" if name == SEED else "text")
-        lines.append(f"| {name} | {_fmt(row.mean)} ± {_fmt(row.std)} | "
+        refused = statistics.fmean(row.refused) + (statistics.fmean(row.proposer_refused) if row.proposer_refused
+                                                   else 0.0)
+        lines.append(f"| {name} | {_fmt(row.mean)} ± {_fmt(row.std)} | {row.text_cell} | "
                      f"{_fmt(statistics.fmean(row.internal)) if row.internal else '—'} | "
-                     f"{statistics.fmean(row.calls):.0f} | {statistics.fmean(row.refused):.0f} | "
+                     f"{statistics.fmean(row.calls):.0f} | "
+                     f"{statistics.fmean(row.proposer_calls):.0f} | {refused:.0f} | "
                      f"{statistics.fmean(row.tokens):.0f} | "
                      f"{statistics.fmean(row.wall):.0f} | {_fmt(reach, 0)} | {_statuses(row.statuses)} | {scoring} |")
+    notes = failure_notes([r for r in records if r.task == task])
+    if notes:
+        lines += ["", "Where a system failed or fell back (the reason its runner gave):", *notes]
     return "\n".join(lines), chance
+
+
+#: the parts of a runner's detail that say why a run ended badly (the rest is knobs and counts)
+_REASON = re.compile(r"raised|error|exception|killed|refused|cut off|stopped|failed|no result|exited|"
+                     r"no candidate|seed (?:program|instruction|prompt)", re.IGNORECASE)
+
+
+def failure_reason(record: Record, limit: int = 320) -> str:
+    """The part of a run's detail that says why it failed or fell back, shortened to `limit` characters."""
+    parts = [p.strip() for p in record.detail.replace("\n", " ").split("; ") if p.strip()]
+    picked = [p for p in parts if _REASON.search(p)] or parts[:1]
+    text = "; ".join(dict.fromkeys(picked))
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def failure_notes(records: Sequence[Record]) -> list[str]:
+    """One line per system and outcome that is not a clean run: failed, cut off, timed out, or the seed prompt
+    returned unchanged; runs with the same outcome and reason are merged (their seeds and budgets listed)."""
+    merged: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.system == SEED:
+            continue
+        outcome = [r.status] if r.status != "ok" else []
+        if r.extra.get("timed_out"):
+            outcome.append("timed out")
+        if r.extra.get("final_is_seed"):
+            outcome.append("returned the seed prompt")
+        if outcome:
+            merged[(r.system, ", ".join(outcome), failure_reason(r))].append(r)
+    lines = []
+    for (system, outcome, reason), runs in sorted(merged.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1])):
+        where = ", ".join(f"seed {r.seed} at {r.budget}" for r in runs)
+        lines.append(f"- {system}: {outcome} ({where}): {reason or 'no reason given'}")
+    return lines
 
 
 def _order(system: str) -> int:
@@ -142,6 +206,9 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
         for name, row in finals.items():
             stats = per_system[name]
             stats["score"].append(row.mean)
+            if row.text_scores:
+                stats["text"].append(statistics.fmean(row.text_scores))
+            stats["proposer"].append(statistics.fmean(row.proposer_calls) if row.proposer_calls else 0.0)
             stats["calls"].append(statistics.fmean(row.calls))
             stats["tokens"].append(statistics.fmean(row.tokens))
             stats["wall"].append(statistics.fmean(row.wall))
@@ -151,11 +218,14 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
     if not counted:
         return "No task above chance: no aggregate."
     lines = [f"Over {len(counted)} task(s) above chance: {', '.join(counted)}.", "",
-             "| system | mean test score | mean calls | mean tokens | mean wall s | reached best peer (tasks) | "
-             "mean calls to reach |", "|---|---|---|---|---|---|---|"]
+             "| system | mean test score, log-prob | mean test score, text | mean calls | mean proposer calls | "
+             "mean tokens | mean wall s | reached best peer (tasks) | mean calls to reach |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, stats in sorted(per_system.items(), key=lambda kv: _order(kv[0])):
         reach = stats.get("reach", [])
-        lines.append(f"| {name} | {_fmt(statistics.fmean(stats['score']))} | {statistics.fmean(stats['calls']):.0f} | "
+        text = _fmt(statistics.fmean(stats["text"])) if stats.get("text") else "—"
+        lines.append(f"| {name} | {_fmt(statistics.fmean(stats['score']))} | {text} | "
+                     f"{statistics.fmean(stats['calls']):.0f} | {statistics.fmean(stats['proposer']):.0f} | "
                      f"{statistics.fmean(stats['tokens']):.0f} | {statistics.fmean(stats['wall']):.0f} | "
                      f"{'—' if name == SEED else f'{len(reach)}/{len(counted)}'} | "
                      f"{_fmt(statistics.fmean(reach), 0) if reach else '—'} |")
@@ -205,25 +275,53 @@ def versions(records: Iterable[Record]) -> dict[str, str]:
     return found
 
 
+def machine() -> str:
+    """The interpreter and machine a run was made on, as the section states it."""
+    return f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count() or 1} CPU(s)"
+
+
+def models_line(settings: Settings) -> str:
+    """Who the task model and the proposer were, and what the budget counts."""
+    from benchmarks.peers.regimes import display_name
+
+    served = "on llama_cpp.server"
+    if settings.server_url:
+        task = f"{settings.server_model or 'the server model'} at {settings.server_url}"
+    else:
+        task = f"{display_name(settings.task_model)} (embedded GGUF) {served}"
+    levels = f"levels {settings.budgets()}; completion cap {settings.max_tokens} tokens per call, enforced at the proxy"
+    if not settings.separate_proposer or settings.proposer_model is None:
+        return (f"Model: {task}; task model = optimizer model for every system. Seeds {settings.seeds}; budget "
+                f"{settings.budget} calls (task and optimizer together) at the full level, {levels}.")
+    cap = settings.proposer_budget or "the run's budget"
+    return (f"Task model: {task}. Proposer for every system (DSPy's prompt_model and GEPA's reflection_lm, "
+            f"TextGrad's backward and TGD engine, promptolution's meta LLM, prompthone's meta model): "
+            f"{display_name(settings.proposer_model)} (embedded GGUF) {served}, behind its own counting proxy. "
+            f"Seeds {settings.seeds}; budget {settings.budget} task-model calls at the full level, {levels}. Proposer "
+            f"calls are counted apart (\"proposer calls\"), capped at {cap} per run only as a runaway guard.")
+
+
 def render(records: list[Record], infos: list[TaskInfo], settings: Settings, command: str,
-           plot_path: Path | None) -> str:
+           plot_path: Path | None, found: dict[str, str] | None = None, where: str | None = None) -> str:
+    """The peers section: `found` (package versions) and `where` (machine) as recorded in a raw file, else read
+    from this interpreter."""
     grouped = rows_by_task(records)
     sections, counted, chance = [], [], []
     for task in settings.tasks:
         if task not in grouped:
             continue
-        table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task])
+        table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task], records)
         sections.append(table)
         (chance if is_chance else counted).append(task)
-    found = versions(records)
+    found = found if found is not None else versions(records)
     header = [
         f"Command: `{command}`", "",
-        f"Model: {settings.server_model or 'SmolLM2-135M-Instruct (embedded GGUF) on llama_cpp.server'}"
-        f"{' at ' + settings.server_url if settings.server_url else ''}; task model = optimizer model for every "
-        f"system. Seeds {settings.seeds}; budget {settings.budget} calls at the full level, levels "
-        f"{settings.budgets()}; completion cap {settings.max_tokens} tokens per call.",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; Python {platform.python_version()} on "
-        f"{platform.machine()}, {os.cpu_count() or 1} CPU(s).", "",
+        models_line(settings),
+        "Test scores, both on the test split by prompthone's evaluator, not charged to anyone: *log-prob* reads the "
+        "label log-probabilities (classification tasks; chance and calls to reach read this one), *text* generates "
+        "up to the completion cap and parses the answer as the task's metric does (what the peers optimize "
+        "against). Tokens are the task model's and the proposer's together.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; {where or machine()}.", "",
     ]
     body = ["## Aggregate", "", aggregate_table(grouped, counted), ""]
     if chance:

@@ -3,6 +3,11 @@
 Why one table: the harness treats every system the same way (a runner process, a job file, a proxy account), so
 adding a system is one entry here plus a runner. Peers run from their own virtual environment, installed from the
 pinned `requirements/<env>.txt`; prompthone's systems run from the interpreter running the harness.
+
+Knob sizing: every system's knobs are sized for the run's budget, here for prompthone's methods and in each peer's
+runner for the peers (DSPy's, TextGrad's and promptolution's arithmetic is documented there), from the same facts
+(`Sizing`): the budget, the dev split, and whether proposer calls are paid from the budget. With a separate
+proposer (the `qwen` regime) the budget counts task-model calls only, for every system alike.
 """
 
 from __future__ import annotations
@@ -15,35 +20,47 @@ from typing import Any
 RUNNERS = Path(__file__).parent / "runners"
 LOGPROB_NOTE = "scores candidates by label log-probabilities"
 TEXT_NOTE = "generated text only: cannot use log-probability label scoring"
+QWEN_CALLS_PER_PREDICTION = 1.0  # DSPy LM calls per prediction with Qwen2.5-Coder-0.5B (see `_dspy_options`)
 
 
-def _no_options(budget: int, dev_size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Sizing:
+    """What a run's knobs are sized from: its budget, its dev split, and who pays for proposals."""
+
+    budget: int  # calls the run may spend: task-model calls with a separate proposer, else every call
+    dev_size: int
+    separate_proposer: bool = False  # proposer calls go to their own account and are not paid from `budget`
+
+
+def _no_options(sizing: Sizing) -> dict[str, Any]:
     return {}
 
 
-def _ape_options(budget: int, dev_size: int) -> dict[str, Any]:
+def _ape_options(sizing: Sizing) -> dict[str, Any]:
     # Paper defaults (10 proposals per subsample, 50 scoring examples) spend the whole budget on the first round at
     # these sizes; fewer proposals and scoring examples leave room for the Monte-Carlo round, as in `make demo`.
-    return {"num_prompts_per_subsample": 3, "eval_samples": 16 if budget >= 150 else 8, "mc_top_k": 3,
-            "mc_samples_per_prompt": 2}
+    # Proposals are meta calls: free of a task-call budget, so a separate proposer gets 4 per subsample (as in
+    # benchmarks/meta_models.py, sized for the 1.5B meta model at 200-300 task calls).
+    return {"num_prompts_per_subsample": 4 if sizing.separate_proposer else 3,
+            "eval_samples": 16 if sizing.budget >= 150 else 8, "mc_top_k": 3, "mc_samples_per_prompt": 2}
 
 
-def _opro_options(budget: int, dev_size: int) -> dict[str, Any]:
+def _opro_options(sizing: Sizing) -> dict[str, Any]:
     # The paper's 8 proposals per step and full-train scoring would be a single step here; 4 proposals scored on
     # a fixed sample of the training split give several steps of the optimization trajectory OPRO depends on.
-    return {"num_generated_instructions": 4, "score_examples": 16 if budget >= 150 else 8}
+    return {"num_generated_instructions": 4, "score_examples": 16 if sizing.budget >= 150 else 8}
 
 
-def _apo_options(budget: int, dev_size: int) -> dict[str, Any]:
+def _apo_options(sizing: Sizing) -> dict[str, Any]:
     # ProTeGi's structure at a smaller scale (as in `prompthone compare`): 3 rounds, beam 2, 2 gradients, one
     # Monte-Carlo paraphrase, 4 successors per parent, UCB over 4 rounds x 3 prompts x 8 samples.
-    small = budget < 150
+    small = sizing.budget < 150
     return {"rounds": 3, "beam_size": 2, "minibatch_size": 8 if small else 16, "n_gradients": 2,
             "mc_samples_per_step": 1, "max_expansion_factor": 4, "eval_rounds": 4, "eval_prompts_per_round": 3,
             "samples_per_eval": 4 if small else 8, "selector": "ucb"}
 
 
-def _mipro_options(budget: int, dev_size: int) -> dict[str, Any]:
+def _mipro_options(sizing: Sizing) -> dict[str, Any]:
     # DSPy's light mode scores 35-example minibatches and reads up to 10 batches for its data summary: the budget
     # would be gone before the first trial. Small minibatches, one summary batch and 4 demo sets leave room for
     # several TPE trials after the seed's full dev evaluation.
@@ -52,16 +69,25 @@ def _mipro_options(budget: int, dev_size: int) -> dict[str, Any]:
             "max_summary_batches": 1, "meta_max_tokens": 120}
 
 
-def _gepa_options(budget: int, dev_size: int) -> dict[str, Any]:
+def _gepa_options(sizing: Sizing) -> dict[str, Any]:
     # GEPA's defaults (3-example minibatches) with a Pareto set of at most 8 dev examples, so that accepted children
     # can be scored on it; the call budget is the stop condition.
-    return {"pareto_set_size": min(8, dev_size), "minibatch_size": 3, "meta_max_tokens": 160}
+    return {"pareto_set_size": min(8, sizing.dev_size), "minibatch_size": 3, "meta_max_tokens": 160}
 
 
-def _optimistic(budget: int, dev_size: int) -> dict[str, Any]:
+def _optimistic(sizing: Sizing) -> dict[str, Any]:
     # Take a step whenever its cheapest useful outcome fits, as prompthone's methods do (they run until the budget
     # stops them); the runners' default ("worst_case") can leave a step's worth of the budget unspent.
     return {"step_guard": "optimistic"}
+
+
+def _dspy_options(sizing: Sizing) -> dict[str, Any]:
+    # The runner sizes MIPROv2 (trials), GEPA (max_metric_calls) and COPRO (breadth, depth) from the budget, the
+    # splits and the LM calls one prediction costs: 2 with SmolLM2-135M (DSPy's ChatAdapter reply never parses, the
+    # JSONAdapter fallback is a second call); Qwen2.5-Coder-0.5B writes the ChatAdapter format (87 of 87
+    # predictions parsed in the qwen regime's quick run), so 1 call per prediction; the runner's count stops GEPA
+    # either way.
+    return {"calls_per_prediction": QWEN_CALLS_PER_PREDICTION if sizing.separate_proposer else 2.0}
 
 
 @dataclass(frozen=True)
@@ -72,7 +98,7 @@ class System:
     runner: str  # file in runners/
     env: str | None  # requirements/<env>.txt and the venv name
     note: str  # what the system can use here, printed beside its results
-    options: Callable[[int, int], dict[str, Any]] = field(default=_no_options)  # (budget calls, dev size) → knobs
+    options: Callable[[Sizing], dict[str, Any]] = field(default=_no_options)  # the run's sizing → knobs
 
     @property
     def runner_path(self) -> Path:
@@ -87,9 +113,9 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
     System("prompthone-apo", "prompthone_runner.py", None, LOGPROB_NOTE, _apo_options),
     System("prompthone-mipro", "prompthone_runner.py", None, LOGPROB_NOTE, _mipro_options),
     System("prompthone-gepa", "prompthone_runner.py", None, LOGPROB_NOTE, _gepa_options),
-    System("dspy-mipro", "dspy_runner.py", "dspy", TEXT_NOTE),
-    System("dspy-gepa", "dspy_runner.py", "dspy", TEXT_NOTE),
-    System("dspy-copro", "dspy_runner.py", "dspy", TEXT_NOTE),
+    System("dspy-mipro", "dspy_runner.py", "dspy", TEXT_NOTE, _dspy_options),
+    System("dspy-gepa", "dspy_runner.py", "dspy", TEXT_NOTE, _dspy_options),
+    System("dspy-copro", "dspy_runner.py", "dspy", TEXT_NOTE, _dspy_options),
     System("textgrad", "textgrad_runner.py", "textgrad", TEXT_NOTE, _optimistic),
     System("promptolution-opro", "promptolution_runner.py", "promptolution", TEXT_NOTE, _optimistic),
     System("promptolution-evoprompt", "promptolution_runner.py", "promptolution", TEXT_NOTE, _optimistic),

@@ -46,7 +46,7 @@ def test_the_finalization_reserve_fits_half_the_budget(budget: int, dev: int, ex
 
 
 def _record(system: str, budget: int, score: float, calls: int, seed: int = 0, task: str = "t") -> Record:
-    return Record(task, seed, budget, system, "ok", score, calls=calls)
+    return Record(task, seed, budget, system, "ok", score, calls=calls, test_score_text=score - 0.1)
 
 
 def _infos(majority: float = 0.5) -> list[TaskInfo]:
@@ -88,11 +88,12 @@ def test_render_and_plot_cover_every_system(tmp_path: Path) -> None:
     plot = report.plot("t", grouped["t"], tmp_path / "plot.png")
     assert plot.stat().st_size > 1000
     text = report.render(records, _infos(), settings, "python -m benchmarks.peers", plot)
-    assert "| prompthone-ape | 0.700 ± 0.000 |" in text
-    assert "| dspy-copro | 0.600 ± 0.000 |" in text
+    assert "| prompthone-ape | 0.700 ± 0.000 | 0.600 ± 0.000 |" in text  # log-prob, then text-scored
+    assert "| dspy-copro | 0.600 ± 0.000 | 0.500 ± 0.000 |" in text
     assert "Over 1 task(s) above chance" in text
     # prompthone-ape reached the best peer's final score (0.6) at the 20-call level.
-    assert "| prompthone-ape | 0.700 | 38 | 0 | 0 | 1/1 | 20 |" in text
+    assert "| prompthone-ape | 0.700 | 0.600 | 38 | 0 | 0 | 0 | 1/1 | 20 |" in text
+    assert "task model = optimizer model" in text and "Where a system failed" not in text
 
 
 def test_quick_mode_flags_a_system_that_did_not_run_or_was_not_counted(tmp_path: Path) -> None:

@@ -8,27 +8,31 @@ The program is DSPy as shipped: `dspy.Predict` over a signature `input -> answer
 instruction plus the task's output-format line, with DSPy's default ChatAdapter (and its JSONAdapter fallback on a
 parse failure). The metric is the contract's `answer_matches` on the parsed `answer` field; a prediction DSPy
 cannot parse scores 0 (Evaluate's failure_score), never aborts the run (max_errors is effectively unlimited).
-One `dspy.LM` (the job's model behind the counting proxy) plays every role: task model, MIPRO/COPRO prompt model,
-GEPA reflection model. Task calls run at temperature 0; the proposers keep the temperatures DSPy gives them
-(MIPRO 1.0, COPRO 1.4), and GEPA's reflection LM is a copy of the same LM at temperature 1.0, as DSPy's GEPA
-documentation recommends.
+The task model is one `dspy.LM` (the job's model behind the counting proxy, temperature 0). The proposer (MIPRO's
+and COPRO's prompt model, GEPA's reflection model) is a second `dspy.LM` on the job's proposer account: the same
+model as the task model unless the harness runs a separate proposer (`job.separate_proposer`, e.g. Qwen2.5-Coder
+1.5B proposing for the 0.5B). The proposers keep the temperatures DSPy gives them (MIPRO 1.0, COPRO 1.4), and
+GEPA's reflection LM is the proposer at temperature 1.0, as DSPy's GEPA documentation recommends.
 
-Knobs, sized to `job.budget_calls` (all LM calls, task and optimizer together, as counted at the proxy):
-- MIPROv2: `auto="light"`, the published default, seeded with job.seed, one thread. Light does not fit small
-  budgets (see `_mipro_light_estimate`: bootstrapping 4 demo sets, ~15 proposer calls, then 11 full dev
-  evaluations), so the proxy cuts it off; the runner then reports the best program DSPy had fully evaluated on
-  dev before the cut (or the seed program if none), status "cut_off". No permission prompt exists any more in
+Knobs, sized to `job.budget_calls` (task-model calls with a separate proposer, whose calls are then free of the
+budget; else all LM calls, task and proposer together, as counted at the proxy). `r` below is
+`job.options["calls_per_prediction"]`, the LM calls one prediction costs (default 2: ChatAdapter, then the
+JSONAdapter fallback, as observed with SmolLM2-135M):
+- MIPROv2: `auto=None` with the knobs of `_mipro_knobs` (4 candidates: 2 bootstrapped demo sets of at most 2
+  demos, 4 labeled demos, 4 instructions; minibatches of a third of dev, a full evaluation every 5 trials as DSPy
+  does; as many trials as fit). `auto="light"` (the published default: 10 full dev evaluations after
+  bootstrapping 4 sets, far beyond budgets of a few hundred calls, see `_mipro_light_estimate`) is what
+  `job.options["auto"] = "light"` runs. Seeded with job.seed, one thread. No permission prompt exists any more in
   DSPy 3.4 (`requires_permission_to_run` is deprecated), so it is not passed.
-- GEPA: `max_metric_calls = 0.8 * budget` (the remaining fifth for reflection calls), plus a stopper on the real
-  LM-call count: GEPA counts metric calls, not LM calls, and with this model a metric call costs about two LM
-  calls (ChatAdapter, then the JSONAdapter fallback). The stopper ends GEPA before an iteration whose minibatch
-  stage (parent and child on 3 train examples, one reflection) no longer fits. It does not reserve room for the
-  full dev evaluation of an accepted child (a third of a 60-call budget with 10 dev examples): that evaluation
-  may be cut off by the proxy, and the run then reports the best fully evaluated candidate, status "cut_off".
-- COPRO: breadth and depth from the arithmetic in `_copro_knobs`, assuming `job.options["calls_per_prediction"]`
-  LM calls per prediction (default 2: ChatAdapter plus JSONAdapter fallback, as observed with SmolLM2-135M). COPRO
-  scores candidates on the set it is given as "trainset"; it is given the dev split, the set MIPROv2 and GEPA
-  select on, so internal scores compare.
+- GEPA: `max_metric_calls = budget` with a separate proposer, else `0.8 * budget` (the rest for reflection
+  calls), plus a stopper on the real LM-call count: GEPA counts metric calls, not LM calls (a metric call costs r
+  LM calls). The stopper
+  ends GEPA before an iteration whose minibatch stage (parent and child on 3 train examples, plus one reflection
+  when the proposer is not separate) no longer fits. It does not reserve room for the full dev evaluation of an
+  accepted child: that evaluation may be cut off by the proxy, and the run then reports the best fully evaluated
+  candidate, status "cut_off".
+- COPRO: breadth and depth from the arithmetic in `_copro_knobs`. COPRO scores candidates on the set it is given
+  as "trainset"; it is given the dev split, the set MIPROv2 and GEPA select on, so internal scores compare.
 
 What DSPy cannot use here: prompthone scores label log-probabilities; DSPy only sees generated text (no logprob
 scoring), and the tiny model mostly cannot produce DSPy's structured output format, so many predictions fail to
@@ -66,7 +70,11 @@ from benchmarks.peers.job import Job, Pair, PeerResult, answer_matches, is_budge
 SYSTEMS = ("dspy-mipro", "dspy-gepa", "dspy-copro")
 UNLIMITED_ERRORS = 10**9  # parse failures are scored 0 by Evaluate; they must never abort a run
 DEFAULT_CALLS_PER_PREDICTION = 2.0  # SmolLM2-135M: ChatAdapter almost always fails to parse, JSONAdapter retries
-GEPA_METRIC_SHARE = 0.8  # max_metric_calls = 0.8 * budget; the rest is for reflection calls
+GEPA_METRIC_SHARE = 0.8  # max_metric_calls = 0.8 * budget / r when reflections are paid from the same budget
+MIPRO_CANDIDATES = 4  # demo sets (zero-shot, labeled-only, 2 bootstrapped) and instruction candidates
+MIPRO_BOOTSTRAPPED, MIPRO_LABELED = 2, 4  # demos per set: bootstrapped at most, labeled at most
+MIPRO_FULL_EVAL_STEPS = 5  # DSPy's default: a full dev evaluation of the best averaged candidate every 5 trials
+MIPRO_SUCCESS_GUESS = 0.5  # share of train predictions assumed correct while bootstrapping (sizes the estimate)
 GEPA_REFLECTION_WORST = 3  # LM calls one GEPA reflection may cost (a batched call, then a per-task retry, slack)
 COPRO_MAX_BREADTH, COPRO_MAX_DEPTH = 10, 3  # COPRO's own defaults, the upper ends of the search
 LOGGERS = ("dspy", "gepa", "optuna", "LiteLLM", "litellm", "httpx", "openai")
@@ -105,6 +113,10 @@ class Tracker:
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
+    def budgeted(self, job: Job) -> int:
+        """The calls paid from `job.budget_calls`: task calls with a separate proposer, else all of them."""
+        return self.calls.get("task", 0) if job.separate_proposer else self.total_calls
+
     def say(self, message: str) -> None:
         line = f"[dspy-runner] {message}"
         print(line, file=_stdout, flush=True)
@@ -117,21 +129,25 @@ TRACK = Tracker()
 
 
 # -- knob arithmetic ----------------------------------------------------------------------------------------------
-def _copro_knobs(budget: int, n_select: int, per_prediction: float) -> tuple[int, int, int]:
+def _copro_knobs(budget: int, n_select: int, per_prediction: float,
+                 proposer_counts: bool = True) -> tuple[int, int, int]:
     """(breadth, depth, estimated calls) for COPRO, the most candidate evaluations that fit the budget.
 
     COPRO with breadth b and depth d (one predictor, selection set of n examples, r LM calls per prediction):
     - one proposal request with n=b-1 completions (the seed instruction is the b-th candidate): r*(b-1) calls;
     - each depth evaluates b candidates on the n examples: d*b*n predictions, r*d*b*n calls;
     - between depths, one proposal request with n=b completions: r*(d-1)*b calls.
-    Total r*(d*b*n + (b-1) + (d-1)*b). E.g. budget 60, n=10, r=2: b=2, d=1 costs 2*(20+1) = 42 and b=3, d=1
-    costs 2*(30+2) = 64, so b=2, d=1 (one proposed instruction against the seed). With r=1 it is b=5, d=1 (54).
-    Ties in candidates evaluated go to the larger breadth (COPRO's defaults favour breadth, 10 over 3). When not
-    even b=2, d=1 fits, it runs that anyway and the proxy cuts it off.
+    Total r*(d*b*n + (b-1) + (d-1)*b), or r*d*b*n when the proposer's calls are not paid from the budget
+    (`proposer_counts` False). E.g. budget 60, n=10, r=2: b=2, d=1 costs 2*(20+1) = 42 and b=3, d=1 costs
+    2*(30+2) = 64, so b=2, d=1 (one proposed instruction against the seed). With r=1 it is b=5, d=1 (54). Budget
+    300 of task calls, n=30, r=1: b=10, d=1 (300). Ties in candidates evaluated go to the larger breadth (COPRO's
+    defaults favour breadth, 10 over 3). When not even b=2, d=1 fits, it runs that anyway and the proxy cuts it
+    off.
     """
 
     def cost(b: int, d: int) -> int:
-        return math.ceil(per_prediction * (d * b * n_select + (b - 1) + (d - 1) * b))
+        proposals = (b - 1) + (d - 1) * b if proposer_counts else 0
+        return math.ceil(per_prediction * (d * b * n_select + proposals))
 
     best = (2, 1, cost(2, 1))
     for depth in range(1, COPRO_MAX_DEPTH + 1):
@@ -140,6 +156,35 @@ def _copro_knobs(budget: int, n_select: int, per_prediction: float) -> tuple[int
             if spent <= budget and (breadth * depth, breadth) > (best[0] * best[1], best[0]):
                 best = (breadth, depth, spent)
     return best
+
+
+def _mipro_knobs(budget: int, n_train: int, n_dev: int, per_prediction: float,
+                 proposer_counts: bool = True) -> dict[str, int]:
+    """MIPROv2's knobs for a budget (`auto=None`): the most TPE trials that fit after bootstrapping.
+
+    With 4 candidates DSPy builds 4 demo sets (zero-shot, labeled-only, 2 bootstrapped: each runs the program over
+    train until `MIPRO_BOOTSTRAPPED` predictions succeed, estimated at `MIPRO_SUCCESS_GUESS`) and proposes 4
+    instructions; then it evaluates the default program on all of dev (n), runs T minibatch trials of m = n // 3
+    examples (DSPy's 35 is more than this dev), and a full dev evaluation after every 5 trials and at the end.
+    Task predictions: bootstrap + n + T*m + ceil(T/5)*n; each costs r calls. Proposer calls (when paid from the
+    budget): ~ceil(n_train / 10) + 1 data-summary calls, 2 program-description calls, 4 proposals. Full evaluations
+    of a candidate already seen on a minibatch hit DSPy's in-run cache for those examples, so this is an upper
+    estimate. E.g. budget 300 task calls, n_train 60, n_dev 30, r=1: m=10, T=15 (8 + 30 + 150 + 90 = 278 calls).
+    """
+    minibatch = max(1, min(35, n_dev // 3))
+    bootstrap = 2 * min(n_train, math.ceil(MIPRO_BOOTSTRAPPED / MIPRO_SUCCESS_GUESS))
+    proposer = (math.ceil(n_train / 10) + 1 + 2 + MIPRO_CANDIDATES) if proposer_counts else 0
+
+    def cost(trials: int) -> int:
+        full = math.ceil(trials / MIPRO_FULL_EVAL_STEPS)
+        return math.ceil(per_prediction * (bootstrap + n_dev + trials * minibatch + full * n_dev)) + proposer
+
+    trials = 1
+    while cost(trials + 1) <= budget:
+        trials += 1
+    return {"num_candidates": MIPRO_CANDIDATES, "num_trials": trials, "minibatch_size": minibatch,
+            "minibatch_full_eval_steps": MIPRO_FULL_EVAL_STEPS, "max_bootstrapped_demos": MIPRO_BOOTSTRAPPED,
+            "max_labeled_demos": MIPRO_LABELED, "estimated_calls": cost(trials)}
 
 
 def _mipro_light_estimate(n_train: int, n_dev: int, per_prediction: float) -> dict[str, int]:
@@ -284,11 +329,12 @@ def _make_callback(dspy: Any, job: Job) -> Any:
     return Recorder()
 
 
-def _make_lm(dspy: Any, job: Job) -> Any:
-    """The one LM: the job's model behind the proxy, no retries, budget refusals raised as BudgetCut."""
+def _make_lm(dspy: Any, job: Job, *, proposer: bool = False) -> Any:
+    """The task LM (or, `proposer`, the proposer LM) behind its proxy account: no retries, budget refusals raised as
+    BudgetCut, every request counted by role."""
 
     class CappedLM(dspy.LM):
-        role = "task"
+        role = "proposer" if proposer else "task"
 
         def _sent(self, kwargs: dict[str, Any], hits_before: int) -> None:
             """Count a request unless DSPy's cache answered it (then it never reached the proxy)."""
@@ -325,8 +371,8 @@ def _make_lm(dspy: Any, job: Job) -> Any:
                 return await super().acall(*args, **kwargs)
 
     return CappedLM(
-        "openai/" + job.model,
-        api_base=job.base_url,
+        "openai/" + (job.proposer if proposer else job.model),
+        api_base=job.proposer_url if proposer else job.base_url,
         api_key=os.environ.get("OPENAI_API_KEY", "none"),
         max_tokens=job.max_tokens,
         temperature=0.0,
@@ -345,14 +391,30 @@ def _best_recorded(keys: tuple[str, ...]) -> Evaluation | None:
 
 
 def _run_mipro(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: list, out: Path,
-               notes: dict[str, Any]) -> tuple[Any, float | None]:
+               notes: dict[str, Any], proposer_lm: Any) -> tuple[Any, float | None]:
     from dspy.teleprompt import MIPROv2
 
-    notes["knobs"] = {"auto": "light", "seed": job.seed, "num_threads": 1}
-    optimizer = MIPROv2(metric=metric, prompt_model=dspy.settings.lm, task_model=dspy.settings.lm, auto="light",
-                        num_threads=1, max_errors=UNLIMITED_ERRORS, seed=job.seed, verbose=False, track_stats=True,
-                        log_dir=str(out / "mipro"))
-    best = optimizer.compile(program, trainset=train, valset=dev, seed=job.seed)
+    if job.options.get("auto") == "light":
+        notes["knobs"] = {"auto": "light", "seed": job.seed, "num_threads": 1}
+        optimizer = MIPROv2(metric=metric, prompt_model=proposer_lm, task_model=dspy.settings.lm, auto="light",
+                            num_threads=1, max_errors=UNLIMITED_ERRORS, seed=job.seed, verbose=False,
+                            track_stats=True, log_dir=str(out / "mipro"))
+        best = optimizer.compile(program, trainset=train, valset=dev, seed=job.seed)
+    else:
+        per_prediction = float(job.options.get("calls_per_prediction", DEFAULT_CALLS_PER_PREDICTION))
+        knobs = _mipro_knobs(job.budget_calls, len(train), len(dev), per_prediction, not job.separate_proposer)
+        notes["knobs"] = {**knobs, "auto": None, "seed": job.seed, "num_threads": 1,
+                          "calls_per_prediction": per_prediction}
+        TRACK.say(f"mipro: {knobs['num_trials']} trials on minibatches of {knobs['minibatch_size']} (estimated "
+                  f"{knobs['estimated_calls']} calls of {job.budget_calls})")
+        optimizer = MIPROv2(metric=metric, prompt_model=proposer_lm, task_model=dspy.settings.lm, auto=None,
+                            num_candidates=knobs["num_candidates"], max_bootstrapped_demos=knobs[
+                                "max_bootstrapped_demos"], max_labeled_demos=knobs["max_labeled_demos"],
+                            num_threads=1, max_errors=UNLIMITED_ERRORS, seed=job.seed, verbose=False,
+                            track_stats=True, log_dir=str(out / "mipro"))
+        best = optimizer.compile(program, trainset=train, valset=dev, seed=job.seed, num_trials=knobs["num_trials"],
+                                 minibatch_size=knobs["minibatch_size"],
+                                 minibatch_full_eval_steps=knobs["minibatch_full_eval_steps"])
     notes["trials"] = len(getattr(best, "trial_logs", {}) or {})
     notes["full_evaluations"] = len(getattr(best, "candidate_programs", []) or [])
     score = getattr(best, "score", None)
@@ -360,15 +422,15 @@ def _run_mipro(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev:
 
 
 def _run_copro(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: list, out: Path,
-               notes: dict[str, Any]) -> tuple[Any, float | None]:
+               notes: dict[str, Any], proposer_lm: Any) -> tuple[Any, float | None]:
     from dspy.teleprompt import COPRO
 
     per_prediction = float(job.options.get("calls_per_prediction", DEFAULT_CALLS_PER_PREDICTION))
-    breadth, depth, estimate = _copro_knobs(job.budget_calls, len(dev), per_prediction)
+    breadth, depth, estimate = _copro_knobs(job.budget_calls, len(dev), per_prediction, not job.separate_proposer)
     notes["knobs"] = {"breadth": breadth, "depth": depth, "estimated_calls": estimate,
                       "calls_per_prediction": per_prediction, "selection_set": "dev"}
     TRACK.say(f"copro: breadth={breadth} depth={depth} (estimated {estimate} calls of {job.budget_calls})")
-    optimizer = COPRO(prompt_model=dspy.settings.lm, metric=metric, breadth=breadth, depth=depth, track_stats=True)
+    optimizer = COPRO(prompt_model=proposer_lm, metric=metric, breadth=breadth, depth=depth, track_stats=True)
     # eval_kwargs go to Evaluate's constructor and to each call, so only keys both accept (max_errors and
     # failure_score come from dspy.settings and Evaluate's default 0.0).
     best = optimizer.compile(program, trainset=dev, eval_kwargs={"num_threads": 1, "display_progress": False})
@@ -379,7 +441,7 @@ def _run_copro(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev:
 
 
 def _run_gepa(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: list, out: Path,
-              notes: dict[str, Any]) -> tuple[Any, float | None]:
+              notes: dict[str, Any], proposer_lm: Any) -> tuple[Any, float | None]:
     labels = job.labels
 
     def feedback_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
@@ -393,7 +455,10 @@ def _run_gepa(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: 
         return dspy.Prediction(score=float(correct), feedback=feedback)
 
     budget = job.budget_calls
-    max_metric_calls = max(1, int(GEPA_METRIC_SHARE * budget))
+    per_prediction = float(job.options.get("calls_per_prediction", DEFAULT_CALLS_PER_PREDICTION))
+    share = 1.0 if job.separate_proposer else GEPA_METRIC_SHARE
+    max_metric_calls = max(1, int(share * budget))  # an upper bound: the stopper below counts the real LM calls
+    reflection_cost = 0 if job.separate_proposer else GEPA_REFLECTION_WORST
     minibatch = 3  # dspy.GEPA's reflection_minibatch_size default
 
     class CallBudgetStopper:
@@ -407,17 +472,19 @@ def _run_gepa(dspy: Any, job: Job, program: Any, metric: Any, train: list, dev: 
         def __call__(self, gepa_state: Any) -> bool:
             metric_calls = max(1, int(getattr(gepa_state, "total_num_evals", 0) or 0))
             per_metric = max(1.0, TRACK.calls.get("task", 0) / metric_calls)
-            needed = per_metric * 2 * minibatch + GEPA_REFLECTION_WORST
-            stop = TRACK.total_calls + needed > budget
+            needed = per_metric * 2 * minibatch + reflection_cost
+            stop = TRACK.budgeted(job) + needed > budget
             if stop and self.stopped_at is None:
-                self.stopped_at = TRACK.total_calls
-                TRACK.say(f"gepa: stopping at {TRACK.total_calls} calls (an iteration needs ~{needed:.0f} more)")
+                self.stopped_at = TRACK.budgeted(job)
+                TRACK.say(f"gepa: stopping at {TRACK.budgeted(job)} budgeted calls (an iteration needs "
+                          f"~{needed:.0f} more)")
             return stop
 
     stopper = CallBudgetStopper()
-    reflection_lm = dspy.settings.lm.copy(temperature=1.0)
+    reflection_lm = proposer_lm.copy(temperature=1.0)
     reflection_lm.role = "reflection"
     notes["knobs"] = {"max_metric_calls": max_metric_calls, "reflection_minibatch_size": minibatch,
+                      "calls_per_prediction": per_prediction,
                       "reflection_temperature": 1.0, "seed": job.seed, "num_threads": 1,
                       "stopper": "LM calls + next minibatch stage <= budget"}
     gepa_dir = out / "gepa"
@@ -455,6 +522,7 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
 
     dspy.cache.get = counting_get
     lm = _make_lm(dspy, job)
+    proposer_lm = _make_lm(dspy, job, proposer=True)
     dspy.configure(lm=lm, num_threads=1, max_errors=UNLIMITED_ERRORS, callbacks=[_make_callback(dspy, job)])
 
     seed_instructions = f"{job.instruction} {job.output_format}".strip()
@@ -471,7 +539,7 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
 
     notes: dict[str, Any] = {}
     per_prediction = float(job.options.get("calls_per_prediction", DEFAULT_CALLS_PER_PREDICTION))
-    if job.system == "dspy-mipro":
+    if job.system == "dspy-mipro" and job.options.get("auto") == "light":
         notes["mipro_light_estimate"] = _mipro_light_estimate(len(train), len(dev), per_prediction)
         TRACK.say(f"mipro: auto=light needs up to ~{notes['mipro_light_estimate']['estimated_calls_max']} calls "
                   f"(budget {job.budget_calls})")
@@ -482,7 +550,7 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
     status, detail_parts, best, score = "ok", [], None, None
     try:
         with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
-            best, score = RUNNERS[job.system](dspy, job, program, metric, train, dev, out, notes)
+            best, score = RUNNERS[job.system](dspy, job, program, metric, train, dev, out, notes, proposer_lm)
     except BudgetCut:
         status = "cut_off"
         detail_parts.append(TRACK.refusal)
@@ -506,6 +574,9 @@ def run(job: Job, out: Path, log_file) -> PeerResult:
     notes.update(extract_notes)
     notes["final_is_seed"] = _same_program(best, program) and not demos
     notes["full_dev_evaluations"] = [round(e.score, 4) for e in TRACK.evaluations if e.keys == selection_keys]
+    if status == "ok" and notes["final_is_seed"]:
+        detail_parts.append(f"kept the seed program: no candidate scored above it on dev (full dev evaluations "
+                            f"{notes['full_dev_evaluations']})")
     chat, fallback = TRACK.parse.get("ChatAdapter", {}), TRACK.parse.get("JSONAdapter", {})
     detail_parts.append(
         f"parse failures: ChatAdapter {chat.get('failed', 0)}/{chat.get('failed', 0) + chat.get('ok', 0)}, "

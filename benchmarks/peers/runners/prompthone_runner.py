@@ -3,7 +3,10 @@
 `job.system` is `prompthone-<method>` and `job.options` are the method's knobs. prompthone talks to the counting
 proxy through its OpenAI-compatible backend, so it pays for every call exactly as the peers do; what it can use
 that the peers cannot is label scoring by log-probabilities (`top_logprobs` on a one-token completion), which is
-what it does on classification tasks.
+what it does on classification tasks. With a separate proposer (`job.separate_proposer`) the proposer's account is
+prompthone's meta model (an OpenAI-compatible model on `job.proposer_url`) and the budget is a task-call budget
+(`Budget(task_calls=...)`, as `prompthone compare` equalizes methods); else the task model is its own meta model
+and the budget counts every call.
 
 The budget at the proxy covers everything prompthone does, including its finalization (re-scoring the seed and
 the top k candidates on the full dev split), so the search gets the budget minus a reserve of (1 + k) x |dev|
@@ -15,6 +18,7 @@ nothing carries over between runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -46,15 +50,23 @@ def run(job: Job) -> PeerResult:
     reserve = (1 + top_k) * len(dev) if top_k else 0
     search_calls = job.budget_calls - reserve
     out = Path(job.out_dir)
-    with OpenAICompatModel(job.base_url, job.model, timeout=900.0, max_retries=3, max_concurrency=4) as model:
-        result = ph.optimize(task, method=method, model=model, budget=Budget(calls=search_calls), seed=job.seed,
+    budget = Budget(task_calls=search_calls) if job.separate_proposer else Budget(calls=search_calls)
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(OpenAICompatModel(job.base_url, job.model, timeout=900.0, max_retries=3,
+                                                      max_concurrency=4))
+        meta = stack.enter_context(OpenAICompatModel(job.proposer_url, job.proposer, timeout=900.0, max_retries=3,
+                                                     max_concurrency=4)) if job.separate_proposer else None
+        result = ph.optimize(task, method=method, model=model, meta_model=meta, budget=budget, seed=job.seed,
                              options=dict(job.options), run_dir=out / "runs", cache=out / "calls.sqlite",
                              progress=False, final_top_k=top_k)
     best = result.best_prompt
+    kept = best.instruction.strip() == job.instruction.strip() and not best.demos
+    why = (f"kept the seed prompt: no candidate scored above it on dev (seed {result.seed_dev_score:.3f}); "
+           if kept else "")
     return PeerResult(
         "ok", best.instruction, demos=[Pair(d.input, d.target) for d in best.demos], version=version("prompthone"),
         internal_score=result.best_dev_score,
-        detail=f"stopped: {result.stopped_reason}; search budget {search_calls} calls + {reserve} reserved for "
+        detail=f"{why}stopped: {result.stopped_reason}; search budget {search_calls} calls + {reserve} reserved for "
                f"finalization (top {top_k})",
         extra={"steps": result.steps, "candidates": result.n_candidates, "spend": result.spend,
                "final_spend": result.final_spend, "seed_dev_score": result.seed_dev_score,

@@ -3,10 +3,12 @@
 `job.system` is "promptolution-opro", "promptolution-evoprompt" (EvoPromptGA) or "promptolution-capo". The runner
 builds promptolution's own pieces and calls `optimizer.optimize(...)`; it changes no library code. Choices:
 
-- LLM: `APILLM` on `job.base_url`. APILLM sends one HTTP request per prompt (a "batch" is gathered concurrently on
-  a background event loop), so the proxy's count is the number of prompts the optimizer sends. Two APILLM objects
-  share one call counter: the task model at temperature 0 and the meta model at temperature 1.0 (the OPRO paper's
-  scorer / optimizer temperatures); per-request seeds derive from `job.seed` (APILLM's `set_generation_seed` is a
+- LLM: `APILLM`. APILLM sends one HTTP request per prompt (a "batch" is gathered concurrently on a background
+  event loop), so the proxy's count is the number of prompts the optimizer sends. Two APILLM objects: the task
+  model on `job.base_url` at temperature 0 and the meta model on the job's proposer account at temperature 1.0
+  (the OPRO paper's scorer / optimizer temperatures). They share one call counter when one model plays both roles;
+  with a separate proposer (`job.separate_proposer`) the meta LLM's calls are counted apart and the budget is the
+  task model's calls; per-request seeds derive from `job.seed` (APILLM's `set_generation_seed` is a
   no-op; here it sets the request seed, which OPRO calls before each new instruction). `max_tokens` is
   `job.max_tokens`; APILLM's own retries (5, on any error) are off, so the proxy's 403 is never retried; the
   OpenAI client still retries connection errors and 5xx, which the proxy does not charge. At most 4 requests are
@@ -25,7 +27,8 @@ builds promptolution's own pieces and calls `optimizer.optimize(...)`; it change
   (`VARIANTS`): a role, a "read carefully", an answer-only cue and the like; no task knowledge. OPRO starts from the
   seed alone, as in the OPRO paper.
 - Budget (the proxy caps `job.budget_calls`; this runner plans so that the proxy never has to refuse). With E the
-  dev examples a candidate is scored on and B the budget:
+  dev examples a candidate is scored on, B the budget and M = 1 when meta calls are paid from it (one model plays
+  both roles) else 0; the formulas below are written for M = 1, and M = 0 drops the meta calls from each:
   OPRO: seed scoring E, then 1 meta call + E task calls per new instruction (a duplicate costs 1). N = (B - E) //
   (E + 1) instructions fit; `num_instructions_per_step` (default 8) = min(8, max(1, N // 2)) so at least two steps
   feed scores back into the meta-prompt; `max_num_instructions` 20 and `num_few_shots` 3 stay at their defaults.
@@ -53,8 +56,8 @@ and warnings go to `promptolution-verbose.log` in `job.out_dir`. No disk cache e
 task's in-run evaluation cache dies with the process.
 
 What these peers cannot use here: label log-probabilities (promptolution's API predictors read generated text
-only), and a capable meta-LLM (the 135M task model also writes the new prompts, and often ignores the `<prompt>`
-tags; promptolution then uses the whole reply as the new prompt).
+only), and, without a separate proposer, a capable meta-LLM (the 135M task model also writes the new prompts, and
+often ignores the `<prompt>` tags; promptolution then uses the whole reply as the new prompt).
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class Ledger:
             self.refused += 1
 
 
-def _make_llm(job: Job, ledger: Ledger, temperature: float, seed_offset: int) -> Any:
+def _make_llm(job: Job, ledger: Ledger, temperature: float, seed_offset: int, *, proposer: bool = False) -> Any:
     from promptolution.llms import APILLM
 
     class CountedAPILLM(APILLM):
@@ -165,7 +168,9 @@ def _make_llm(job: Job, ledger: Ledger, temperature: float, seed_offset: int) ->
             ledger.charge()
             return reply
 
-    return CountedAPILLM(api_url=job.base_url, model_id=job.model, api_key=os.environ.get("OPENAI_API_KEY", "local"),
+    return CountedAPILLM(api_url=job.proposer_url if proposer else job.base_url,
+                         model_id=job.proposer if proposer else job.model,
+                         api_key=os.environ.get("OPENAI_API_KEY", "local"),
                          max_concurrent_calls=MAX_IN_FLIGHT, max_tokens=job.max_tokens, call_timeout_s=900.0,
                          gather_timeout_s=6 * 3600.0, max_retries=0, call_kwargs={"temperature": temperature})
 
@@ -241,18 +246,20 @@ def _cached_accuracy(task: Any, prompt: Any) -> tuple[float | None, int]:
     return (float(sum(scores) / len(scores)), len(scores)) if scores else (None, 0)
 
 
-def plan(method: str, budget: int, n_dev: int) -> dict[str, int]:
-    """The knobs for a budget (see the module docstring for the arithmetic); `dev` is the examples to score on."""
+def plan(method: str, budget: int, n_dev: int, meta_counts: bool = True) -> dict[str, int]:
+    """The knobs for a budget (see the module docstring for the arithmetic); `dev` is the examples to score on.
+    `meta_counts`: whether the meta LLM's calls are paid from `budget` (False with a separate proposer)."""
+    m = int(meta_counts)
     if method == "opro":
-        dev = n_dev if budget >= n_dev + 2 * (n_dev + 1) else max(1, (budget - 2) // 3)
-        n_new = (budget - dev) // (dev + 1)
+        dev = n_dev if budget >= n_dev + 2 * (n_dev + m) else max(1, (budget - 2 * m) // 3)
+        n_new = (budget - dev) // (dev + m)
         return {"dev": dev, "population": 1, "per_step": min(8, max(1, n_new // 2)), "planned_new": n_new}
     if method == "evoprompt-ga":
-        dev = n_dev if budget >= 2 * n_dev + 2 * (n_dev + 1) else max(1, (budget - 2) // 4)
-        fits = [p for p in range(2, len(VARIANTS) + 1) if p * dev + p * p * (dev + 1) <= budget]
+        dev = n_dev if budget >= 2 * n_dev + 2 * (n_dev + m) else max(1, (budget - 2 * m) // 4)
+        fits = [p for p in range(2, len(VARIANTS) + 1) if p * dev + p * p * (dev + m) <= budget]
         population = max(fits) if fits else 2
         return {"dev": dev, "population": population,
-                "planned_generations": (budget - population * dev) // (population * (dev + 1))}
+                "planned_generations": (budget - population * dev) // (population * (dev + m))}
     upper_shots = 5
 
     def capo(dev: int) -> dict[str, int] | None:
@@ -261,7 +268,7 @@ def plan(method: str, budget: int, n_dev: int) -> dict[str, int]:
         raced = blocks * block
         for population in range(len(VARIANTS), 1, -1):
             crossovers = min(4, population)
-            if population * upper_shots + 3 * crossovers + (population + crossovers) * raced <= budget:
+            if population * upper_shots + (2 * m + 1) * crossovers + (population + crossovers) * raced <= budget:
                 return {"dev": dev, "population": population, "crossovers": crossovers, "block": block,
                         "blocks": blocks, "upper_shots": upper_shots}
         return None
@@ -273,7 +280,7 @@ def plan(method: str, budget: int, n_dev: int) -> dict[str, int]:
     raise ValueError(f"budget {budget} cannot fit CAPO's population initialization and one step")
 
 
-def run(job: Job, method: str, ledger: Ledger, state: dict[str, Any]) -> PeerResult:
+def run(job: Job, method: str, ledger: Ledger, state: dict[str, Any], meta_ledger: Ledger | None = None) -> PeerResult:
     import numpy as np
     import pandas as pd
     from promptolution.optimizers import CAPO, OPRO, EvoPromptGA
@@ -281,14 +288,16 @@ def run(job: Job, method: str, ledger: Ledger, state: dict[str, Any]) -> PeerRes
 
     random.seed(job.seed)
     np.random.seed(job.seed)
-    knobs = {**plan(method, job.budget_calls, len(_dedupe(job.dev))), **job.options.get("knobs", {})}
+    m = 0 if job.separate_proposer else 1  # meta calls paid from the budget
+    knobs = {**plan(method, job.budget_calls, len(_dedupe(job.dev)), meta_counts=bool(m)),
+             **job.options.get("knobs", {})}
     state["knobs"] = knobs
     dev = _dedupe(job.dev)[: knobs["dev"]]
     description = f"{job.instruction} {job.output_format}".strip()
     task = _make_task(job, dev, description, block=knobs.get("block"))
     state["task"] = task
     task_llm = _make_llm(job, ledger, TASK_TEMPERATURE, seed_offset=0)
-    meta_llm = _make_llm(job, ledger, META_TEMPERATURE, seed_offset=500_000)
+    meta_llm = _make_llm(job, meta_ledger or ledger, META_TEMPERATURE, seed_offset=500_000, proposer=True)
     predictor = _make_predictor(task_llm, job.labels, job.output_format)
     initial = [v.format(seed=job.instruction.strip()) for v in VARIANTS[: knobs["population"]]]
     state["initial"] = initial
@@ -299,12 +308,12 @@ def run(job: Job, method: str, ledger: Ledger, state: dict[str, Any]) -> PeerRes
                          num_instructions_per_step=knobs["per_step"])
 
         def step_costs() -> tuple[int, int]:  # OPRO keeps each scored instruction even if its step is cut off
-            return knobs["per_step"] * (1 + len(task.xs)), 1 + len(task.xs)
+            return knobs["per_step"] * (m + len(task.xs)), m + len(task.xs)
     elif method == "evoprompt-ga":
         optimizer = EvoPromptGA(predictor=predictor, task=task, meta_llm=meta_llm, initial_prompts=initial)
 
         def step_costs() -> tuple[int, int]:  # every child is scored on the whole task in one batch
-            cost = len(optimizer.prompts) * (1 + len(task.xs))
+            cost = len(optimizer.prompts) * (m + len(task.xs))
             return cost, cost
     else:
         few_shots = _dedupe(job.train)
@@ -321,7 +330,8 @@ def run(job: Job, method: str, ledger: Ledger, state: dict[str, Any]) -> PeerRes
             crossovers, block = knobs["crossovers"], knobs["block"]
             parents = sum(_uncached(task, p, race_xs, race_ys) for p in optimizer.prompts)
             parents_first = sum(_uncached(task, p, race_xs[:block], race_ys[:block]) for p in optimizer.prompts)
-            return 3 * crossovers + crossovers * raced + parents, 2 * crossovers + crossovers * block + parents_first
+            return ((2 * m + 1) * crossovers + crossovers * raced + parents,
+                    (m + 1) * crossovers + crossovers * block + parents_first)
     state["optimizer"] = optimizer
 
     library_step = optimizer._step
@@ -404,7 +414,9 @@ def _result(job: Job, status: str, state: dict[str, Any], ledger: Ledger, prompt
     bits = [f"promptolution {job.system.removeprefix('promptolution-')} with knobs {state.get('knobs')}, step guard "
             f"{job.options.get('step_guard', 'worst_case')}",
             ("answer read as the first label mentioned" if job.labels else "free-form answer, RewardTask with")
-            + " answer_matches; no logprob scoring; the task model also serves as meta-LLM",
+            + " answer_matches; no logprob scoring; "
+            + ("the proposer serves as meta-LLM" if job.separate_proposer else
+               "the task model also serves as meta-LLM"),
             f"stopped: {state.get('stop_reason', 'n/a')}"]
     if demos:
         bits.append(f"{len(demos)} CAPO few-shot examples returned as demos (targets are the texts CAPO shows)")
@@ -415,6 +427,7 @@ def _result(job: Job, status: str, state: dict[str, Any], ledger: Ledger, prompt
         internal_score=score,
         extra={"steps": len(state.get("steps", [])), "step_log": state.get("steps", []),
                "calls_counted": ledger.calls, "refused_seen": ledger.refused, "internal_score_n": n_scored,
+               "meta_calls_counted": state["meta_ledger"].calls if state.get("meta_ledger") else None,
                "initial_prompts": state.get("initial"), "population": [
                    {"instruction": p.instruction, "few_shots": len(p.few_shots),
                     "dev_score": _cached_accuracy(task, p)[0]}
@@ -432,16 +445,18 @@ def main() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.captureWarnings(True)  # library warnings (scipy's t-test on tiny blocks, ...) go to the log file
     ledger = Ledger(job.budget_calls)
-    state: dict[str, Any] = {}
+    # the meta LLM's own account with a separate proposer (its cap is the proxy's runaway guard); else it shares
+    meta_ledger = Ledger(job.proposer_budget_calls or 10**9) if job.separate_proposer else None
+    state: dict[str, Any] = {"meta_ledger": meta_ledger}
     started = time.monotonic()
     method = SYSTEMS.get(job.system)
     try:
         if method is None:
             raise ValueError(f"unknown system {job.system!r}; expected one of {sorted(SYSTEMS)}")
-        result = run(job, method, ledger, state)
+        result = run(job, method, ledger, state, meta_ledger)
     except Exception as exc:  # the contract: always write a result, with the best prompt the run has
         log.exception("run ended by an exception")
-        refused = is_budget_refusal(exc) or ledger.refused > 0
+        refused = is_budget_refusal(exc) or ledger.refused > 0 or bool(meta_ledger and meta_ledger.refused)
         if refused and not str(state.get("stop_reason", "")).startswith("cut off"):
             state["stop_reason"] = "cut off by the proxy before the first step"
         if not refused:

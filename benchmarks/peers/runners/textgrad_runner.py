@@ -11,8 +11,10 @@ than the previous one (`run_validation_revert`). Recipe defaults: batch size 3, 
 Choices made here, and why:
 - Engine: `ChatExternalClient` (textgrad 0.1.8's engine for any OpenAI-compatible client) with an `openai.OpenAI`
   client on `job.base_url`. `get_engine("experimental:...")` goes through LiteLLM, whose call drops `max_tokens`
-  and `temperature`, and `OpenAICompatibleEngine` overwrites the client it is given; this one honours both. One
-  engine serves as task model, backward engine and TGD engine (one model serves every role in this benchmark).
+  and `temperature`, and `OpenAICompatibleEngine` overwrites the client it is given; this one honours both. The
+  task engine is the forward model; the proposer engine (the job's proposer account) is the backward engine and
+  the TGD engine. Both are the same model unless the harness runs a separate proposer (`job.separate_proposer`,
+  e.g. Qwen2.5-Coder-1.5B as backward/TGD engine for the 0.5B task model, the recipe's strong-feedback setup).
 - Every call is capped at `job.max_tokens` (textgrad asks for 2000). Temperature stays at the recipe's 0.
 - Retries: textgrad wraps `generate` in 5 tenacity retries on any error; here it retries only transient errors
   (connection, timeout, 5xx), so the proxy's 403 `budget_exhausted` (and any other 4xx) is never retried.
@@ -23,15 +25,18 @@ Choices made here, and why:
   renders it after the instruction: the task's fixed output-format line, then `Input: ...` / `Answer:`. So the
   format line, which the harness appends at test time, is present during training but is never part of the
   optimized text. The result's `instruction` is the optimized system prompt; there are no demos.
-- Budget (TextGrad counts nothing itself, so this runner counts the HTTP calls its engine makes). Per step with a
+- Budget (TextGrad counts nothing itself, so this runner counts the HTTP calls its engines make). Per step with a
   batch of b examples: b forward calls, 2b backward calls (string loss -> response, response -> system prompt; the
-  `tg.sum` backward is free), 1 TGD call, then |val| validation calls for the new prompt: 3b + 1 + |val|. The seed
-  prompt is validated first (|val| calls). A step runs only if the calls left cover its worst case, so a run never
-  needs more than `budget_calls`; the engine's in-run cache (identical system prompt + input) makes some calls
-  free. With budget 60, 10 dev and b = 3: 10 + 2 x 20 = 50 calls, two steps. If even one step does not fit with
-  the whole dev split, validation uses the first (budget - 3b - 1) // 2 dev examples. `job.options["step_guard"]
-  = "optimistic"` runs a step when 3b + 1 calls are left (its validation may then be cut off by the proxy: the
-  candidate is dropped, the last validated prompt is reported, status "cut_off").
+  `tg.sum` backward is free), 1 TGD call, then |val| validation calls for the new prompt. Paid from the budget:
+  3b + 1 + |val| when one model plays every role, b + |val| (the task engine's calls) with a separate proposer. The
+  seed prompt is validated first (|val| calls). A step runs only if the calls left cover its worst case, so a run
+  never needs more than `budget_calls`; the engine's in-run cache (identical system prompt + input) makes some
+  calls free. With budget 60, 10 dev and b = 3: 10 + 2 x 20 = 50 calls, two steps; with 300 task calls, 30 dev
+  and a separate proposer: 30 + 8 x 33 = 294, eight steps (the recipe's 3 epochs x 4 steps cap at 12). If even
+  one step does not fit with the whole dev split, validation uses the first (budget - step) // 2 dev examples.
+  `job.options["step_guard"] = "optimistic"` runs a step when its calls without validation are left (its
+  validation may then be cut off by the proxy: the candidate is dropped, the last validated prompt is reported,
+  status "cut_off").
 - When the 135M model's TGD reply has no `<IMPROVED_VARIABLE>` tag, textgrad raises IndexError (the recipe would
   crash); here that step leaves the prompt unchanged and the run goes on (counted in `extra`).
 - Caching and logs: textgrad's engine disk cache (platformdirs user cache, via XDG_CACHE_HOME) and its JSONL log
@@ -39,8 +44,9 @@ Choices made here, and why:
   over between runs. One progress line per stage goes to stdout (the harness keeps it in runner.log); this
   runner's own log is `textgrad-verbose.log`, and `summary.json` holds the validation history and prompts.
 
-What this peer cannot use here: label log-probabilities (it only sees generated text), and a strong backward/TGD
-model (the recipe assumes GPT-4o gives the feedback; here the 135M task model gives it).
+What this peer cannot use here: label log-probabilities (it only sees generated text), and, when no separate
+proposer runs, a strong backward/TGD model (the recipe assumes GPT-4o gives the feedback; then the task model
+gives it).
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ def _prepare_environment(out: Path) -> None:
 
 
 class CallCounter:
-    """Counts the calls the proxy charges (answered requests) and its budget refusals."""
+    """Counts the calls the proxy charges one engine (answered requests) and its budget refusals."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -116,7 +122,7 @@ class CallCounter:
         return SimpleNamespace(api_key=client.api_key, chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
 
 
-def _make_engine(job: Job, counter: CallCounter) -> Any:
+def _make_engine(job: Job, counter: CallCounter, *, proposer: bool = False) -> Any:
     import openai
     from tenacity import retry_if_exception_type, stop_after_attempt
     from textgrad.engine.local_model_openai_api import ChatExternalClient
@@ -135,8 +141,9 @@ def _make_engine(job: Job, counter: CallCounter) -> Any:
             return super()._generate_from_single_prompt(prompt, system_prompt=system_prompt, temperature=temperature,
                                                         max_tokens=job.max_tokens, top_p=top_p)
 
-    client = openai.OpenAI(base_url=job.base_url, api_key=os.environ["OPENAI_API_KEY"], timeout=900.0, max_retries=2)
-    return ProxyEngine(client=counter.wrap(client), model_string=job.model)
+    client = openai.OpenAI(base_url=job.proposer_url if proposer else job.base_url,
+                           api_key=os.environ["OPENAI_API_KEY"], timeout=900.0, max_retries=2)
+    return ProxyEngine(client=counter.wrap(client), model_string=job.proposer if proposer else job.model)
 
 
 def render_query(job: Job, text: str) -> str:
@@ -146,7 +153,14 @@ def render_query(job: Job, text: str) -> str:
     return "\n\n".join(parts)
 
 
-def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> PeerResult:
+def budgeted_step_cost(job: Job, batch_size: int) -> int:
+    """Budget calls of one step before its validation: the forward calls, plus the backward and TGD calls when the
+    task model plays those roles too (no separate proposer)."""
+    return batch_size if job.separate_proposer else 3 * batch_size + 1
+
+
+def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any],
+        proposer_counter: CallCounter | None = None) -> PeerResult:
     import numpy as np
     import textgrad as tg
     from textgrad.autograd.string_based_ops import StringBasedFunction
@@ -156,8 +170,12 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
     np.random.seed(job.seed)  # tg.tasks.DataLoader shuffles with np.random
 
     engine = _make_engine(job, counter)
+    # With a separate proposer, its calls are counted apart (the budget is the task engine's calls); else one
+    # counter holds both, as the proxy's one account does.
+    proposer_engine = _make_engine(job, proposer_counter or counter, proposer=True) if job.separate_proposer \
+        else engine
     state["cache_path"] = engine.cache_path
-    tg.set_backward_engine(engine, override=True)
+    tg.set_backward_engine(proposer_engine, override=True)
 
     batch_size = int(job.options.get("batch_size", BATCH_SIZE))
     max_epochs = int(job.options.get("max_epochs", MAX_EPOCHS))
@@ -167,7 +185,7 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
         raise ValueError(f"step_guard must be 'worst_case' or 'optimistic', not {guard!r}")
     train = [(render_query(job, p.input), p.target) for p in job.train]
     val = [(render_query(job, p.input), p.target) for p in job.dev]
-    step_cost = 3 * batch_size + 1
+    step_cost = budgeted_step_cost(job, batch_size)
     if job.budget_calls < 2 * len(val) + step_cost:
         val = val[: max(1, (job.budget_calls - step_cost) // 2)]
     state["val_size"] = len(val)
@@ -178,7 +196,7 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
     eval_fn = StringBasedFunction(check, function_purpose=FN_PURPOSE)
     system_prompt = tg.Variable(job.instruction, requires_grad=True, role_description=ROLE)
     model = tg.BlackboxLLM(engine, system_prompt)
-    optimizer = tg.TGD(engine=engine, parameters=[system_prompt])
+    optimizer = tg.TGD(engine=proposer_engine, parameters=[system_prompt])
     state["system_prompt"] = system_prompt
 
     def eval_sample(item: tuple[str, str]) -> int:
@@ -208,7 +226,7 @@ def run(job: Job, out: Path, counter: CallCounter, state: dict[str, Any]) -> Pee
     stop_reason = "recipe finished (epochs x steps)"
     for epoch in range(max_epochs):
         for step, (batch_x, batch_y) in enumerate(loader):
-            need = 3 * len(batch_x) + 1 + (len(val) if guard == "worst_case" else 0)
+            need = budgeted_step_cost(job, len(batch_x)) + (len(val) if guard == "worst_case" else 0)
             if job.budget_calls - counter.calls < need:
                 stop_reason = (f"budget: {job.budget_calls - counter.calls} calls left < {need} for a step "
                                f"(batch {len(batch_x)}{', with' if guard == 'worst_case' else ', without'} "
@@ -273,8 +291,9 @@ def _result(job: Job, status: str, state: dict[str, Any], counter: CallCounter, 
     events = results.get("event") or []
     detail_bits = [f"TextGrad recipe: batch {job.options.get('batch_size', BATCH_SIZE)}, string-based loss "
                    f"(answer_matches), validation on {state.get('val_size', len(job.dev))} dev examples with revert; "
-                   f"one engine (the task model) as forward, backward and TGD engine; generated text only, no "
-                   f"logprob scoring; step guard {job.options.get('step_guard', 'worst_case')}"]
+                   f"{'the proposer' if job.separate_proposer else 'the task model'} as backward and TGD engine; "
+                   f"generated text only, no logprob scoring; step guard "
+                   f"{job.options.get('step_guard', 'worst_case')}"]
     if facts.get("stop_reason"):
         detail_bits.append(f"stopped: {facts['stop_reason']}")
     if facts.get("unparseable"):
@@ -285,6 +304,7 @@ def _result(job: Job, status: str, state: dict[str, Any], counter: CallCounter, 
         status, instruction, demos=[], detail="; ".join(detail_bits), version=version("textgrad"),
         internal_score=accs[-1] if accs else None,
         extra={"steps": state.get("steps", 0), "calls_counted": counter.calls, "refused_seen": counter.refused,
+               "proposer_calls_counted": state["proposer_counter"].calls if state.get("proposer_counter") else None,
                "accepted": events.count("accepted"), "rejected": events.count("rejected"),
                "unparseable": events.count("unparseable"), "val_size": state.get("val_size"),
                "validation_history": accs, "events": events, "cache_path": state.get("cache_path")})
@@ -296,13 +316,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     _prepare_environment(out)
     counter = CallCounter()
+    proposer_counter = CallCounter() if job.separate_proposer else None
     state: dict[str, Any] = {}
     started = time.monotonic()
     try:
-        result = run(job, out, counter, state)
+        state["proposer_counter"] = proposer_counter
+        result = run(job, out, counter, state, proposer_counter)
     except Exception as exc:  # the contract: always write a result, with the best prompt the run validated
         log.exception("run ended by an exception")
-        refused = is_budget_refusal(exc) or counter.refused > 0
+        refused = is_budget_refusal(exc) or counter.refused > 0 or bool(proposer_counter and proposer_counter.refused)
         if not refused:
             traceback.print_exc(file=sys.stderr)
         if state.get("system_prompt") is not None and state.get("results", {}).get("prompt"):

@@ -1,0 +1,197 @@
+"""The peer benchmark's regime with a separate proposer, on fakes: routing and accounting at the two proxies, knob
+sizing when proposer calls are not paid from the budget, both test scores, failure notes and the raw file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from benchmarks.peers import harness, report
+from benchmarks.peers.__main__ import main, parse_args, settings_from, smoke_failures
+from benchmarks.peers.harness import Record, Settings, TaskInfo
+from benchmarks.peers.job import Job
+from benchmarks.peers.raw import Raw, read_raw, write_raw
+from benchmarks.peers.runners import dspy_runner, promptolution_runner, textgrad_runner
+from benchmarks.peers.systems import SYSTEMS, Sizing, System
+from tests.fakes.fake_openai_server import FakeOpenAIServer
+
+#: a runner that spends one task call more than its budget and one proposer call more than its cap, then reports
+#: the proposer's reply as its instruction
+FAKE_RUNNER = textwrap.dedent('''
+    import httpx
+    from benchmarks.peers.job import PeerResult, main_job
+
+    job = main_job()
+    def ask(url, model):
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 999}
+        return httpx.post(url + "/chat/completions", json=body, timeout=10)
+    task = [ask(job.base_url, job.model).status_code for _ in range(job.budget_calls + 1)]
+    proposer = [ask(job.proposer_url, job.proposer) for _ in range(job.proposer_budget_calls + 1)]
+    instruction = proposer[0].json()["choices"][0]["message"]["content"]
+    PeerResult("ok", instruction, detail=f"task statuses {task}", extra={"options": job.options}).write(
+        job.result_path)
+''')
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
+    task = FakeOpenAIServer(reply_text="positive", model_ids=("fake-task",)).start()
+    proposer = FakeOpenAIServer(reply_text="Say the sentiment.", model_ids=("fake-proposer",)).start()
+    yield task, proposer
+    task.stop()
+    proposer.stop()
+
+
+def _task_file(path: Path) -> Path:
+    rows = [{"input": f"review number {i} was {'great' if i % 2 else 'awful'}",
+             "target": "positive" if i % 2 else "negative"} for i in range(20)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_task_calls_are_the_budget_and_proposer_calls_have_their_own_account(
+        servers: tuple[FakeOpenAIServer, FakeOpenAIServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task_server, proposer_server = servers
+    runner = tmp_path / "fake_runner.py"
+    runner.write_text(FAKE_RUNNER, encoding="utf-8")
+    monkeypatch.setitem(SYSTEMS, "fake-peer", System("fake-peer", str(runner), None, "a fake",
+                                                     SYSTEMS["dspy-copro"].options))
+
+    @contextlib.contextmanager
+    def fake_embedded(spec: str, log: Path, n_ctx: int = 4096) -> Iterator[tuple[str, str]]:
+        assert spec == "qwen-1.5b"
+        yield proposer_server.base_url, "fake-proposer"
+
+    monkeypatch.setattr(harness, "serve_embedded", fake_embedded)
+    settings = Settings([str(_task_file(tmp_path / "reviews.jsonl"))], [0], 3, [1.0], ["seed", "fake-peer"],
+                        tmp_path / "out", max_tokens=16, limit=None, server_url=task_server.base_url,
+                        regime="qwen", task_model="qwen-0.5b", proposer_model="qwen-1.5b", proposer_budget=2)
+    records, infos = harness.run_suite(settings)
+
+    seed, peer = records
+    assert (seed.system, seed.calls, seed.proposer_calls) == ("seed", 0, 0) and seed.test_score_text is not None
+    assert (peer.calls, peer.refused, peer.proposer_calls, peer.proposer_refused) == (3, 1, 2, 1)
+    assert peer.status == "cut_off"  # the runner said ok, but the proxies refused calls
+    assert peer.instruction == "Say the sentiment." and not peer.extra["final_is_seed"]
+    assert peer.test_score is not None and peer.test_score_text is not None and peer.scoring_mode == "labels"
+    assert "[200, 200, 200, 403]" in peer.detail
+    # each model saw only its own role's requests, every completion clamped to the cap; test scoring went to the
+    # task server directly, uncounted
+    proposer_bodies = [r.body for r in proposer_server.requests if r.method == "POST"]
+    assert len(proposer_bodies) == 2 and all(b["model"] == "fake-proposer" and b["max_tokens"] == 16
+                                             for b in proposer_bodies)
+    assert all(r.body["model"] == "fake-task" for r in task_server.requests if r.method == "POST")
+    job = json.loads((Path(peer.extra["run_dir"]) / "job.json").read_text())
+    assert (job["budget_calls"], job["proposer_budget_calls"], job["proposer_model"]) == (3, 2, "fake-proposer")
+    assert job["options"] == {"calls_per_prediction": 1.0}  # sized for a separate proposer
+    assert smoke_failures(records, settings) == []
+    assert infos[0].sizes == {"train": 8, "dev": 4, "test": 8}
+
+
+def test_knobs_are_sized_without_proposer_calls_when_the_proposer_is_separate() -> None:
+    # DSPy COPRO: 300 task calls on 30 dev examples is 10 candidates; paying for proposals it is 9 (or fewer).
+    assert dspy_runner._copro_knobs(300, 30, 1.0, proposer_counts=False)[:2] == (10, 1)
+    assert dspy_runner._copro_knobs(300, 30, 1.0)[0] * dspy_runner._copro_knobs(300, 30, 1.0)[1] < 10
+    mipro = dspy_runner._mipro_knobs(300, 60, 30, 1.0, proposer_counts=False)
+    assert (mipro["num_trials"], mipro["minibatch_size"], mipro["estimated_calls"]) == (15, 10, 278)
+    # paying for its ~13 proposer calls (data summary, program description, 4 proposals) costs it a trial at 290
+    assert dspy_runner._mipro_knobs(290, 60, 30, 1.0, proposer_counts=False)["num_trials"] == 15
+    assert dspy_runner._mipro_knobs(290, 60, 30, 1.0)["num_trials"] == 14
+    assert dspy_runner._mipro_knobs(10, 12, 6, 2.0)["num_trials"] == 1  # nothing fits: one trial, the proxy cuts
+    # promptolution OPRO: 1 meta call + E task calls per new instruction, or E alone
+    assert promptolution_runner.plan("opro", 300, 30, meta_counts=False)["planned_new"] == 9
+    assert promptolution_runner.plan("opro", 300, 30)["planned_new"] == 8
+    assert promptolution_runner.plan("capo", 300, 30, meta_counts=False)["population"] >= \
+        promptolution_runner.plan("capo", 300, 30)["population"]
+    # TextGrad: b forward calls per step, or 3b + 1 with the backward and TGD calls
+    job = _job(separate=True)
+    assert textgrad_runner.budgeted_step_cost(job, 3) == 3
+    assert textgrad_runner.budgeted_step_cost(_job(separate=False), 3) == 10
+    # prompthone's APE proposes more when proposals are free of the budget
+    assert SYSTEMS["prompthone-ape"].options(Sizing(300, 30, True))["num_prompts_per_subsample"] == 4
+    assert SYSTEMS["dspy-mipro"].options(Sizing(60, 10))["calls_per_prediction"] == 2.0
+
+
+def _job(separate: bool) -> Job:
+    proposer = {"proposer_base_url": "http://p/v1", "proposer_model": "p", "proposer_budget_calls": 9} \
+        if separate else {}
+    return Job("textgrad", 0, "http://t/v1", "t", 30, 16, "t", "Classify.", "", None, [], [], "/tmp", **proposer)
+
+
+def test_the_qwen_regime_serves_two_models_and_the_default_is_unchanged() -> None:
+    qwen = settings_from(parse_args(["--regime", "qwen"]))
+    assert (qwen.task_model, qwen.proposer_model, qwen.separate_proposer) == ("qwen-0.5b", "qwen-1.5b", True)
+    assert qwen.tasks == ["gen:boolean_expressions", "examples/reviews.jsonl"] and qwen.max_tokens == 256
+    assert qwen.out.name == "peers-qwen" and qwen.budget == 300
+    default = settings_from(parse_args(["--quick"]))
+    assert (default.task_model, default.proposer_model, default.tasks) == ("local", None,
+                                                                          ["gen:sentiment_templates"])
+    assert default.out.name == "peers-quick" and default.runner_timeout_s == 1800.0
+
+
+def _failed(system: str, detail: str, seed: int = 0, **extra: object) -> Record:
+    return Record("t", seed, 40, system, "failed", 0.5, calls=3, detail=detail, test_score_text=0.5,
+                  extra={"final_is_seed": True, **extra})
+
+
+def test_failures_are_listed_with_the_runners_reason() -> None:
+    records = [
+        Record("t", 0, 0, "seed", "ok", 0.5, test_score_text=0.5),
+        _failed("dspy-copro", "DSPy raised AdapterParseError: no [[ ## answer ## ]] (during copro, after 3 calls); "
+                "parse failures: ChatAdapter 3/3", seed=0),
+        _failed("dspy-copro", "DSPy raised AdapterParseError: no [[ ## answer ## ]] (during copro, after 3 calls); "
+                "parse failures: ChatAdapter 3/3", seed=1),
+        _failed("textgrad", "killed after the 60 s wall-clock limit; the runner wrote no result", timed_out=True),
+        Record("t", 0, 40, "prompthone-ape", "ok", 0.7, calls=40, test_score_text=0.6, extra={}),
+    ]
+    notes = report.failure_notes(records)
+    assert len(notes) == 2  # the two dspy-copro runs merge; clean runs are not listed
+    assert notes[0].startswith("- dspy-copro: failed, returned the seed prompt (seed 0 at 40, seed 1 at 40): "
+                               "DSPy raised AdapterParseError")
+    assert "parse failures" not in notes[0]
+    assert "textgrad: failed, timed out" in notes[1] and "killed after the 60 s" in notes[1]
+    table, _ = report.task_table("t", report.rows_by_task(records)["t"],
+                                 [TaskInfo("t", 0, ["a", "b"], 0.5, {"train": 1, "dev": 1, "test": 1})], records)
+    assert "Where a system failed or fell back" in table and notes[1] in table
+
+
+def test_the_section_is_written_from_a_committed_raw_file(tmp_path: Path) -> None:
+    settings = Settings(["t"], [0], 40, [1.0], ["seed", "prompthone-ape", "dspy-copro"], tmp_path / "out",
+                        regime="qwen", task_model="qwen-0.5b", proposer_model="qwen-1.5b")
+    records = [Record("t", 0, 0, "seed", "ok", 0.5, test_score_text=0.45),
+               Record("t", 0, 40, "prompthone-ape", "ok", 0.75, calls=40, proposer_calls=6, test_score_text=0.7,
+                      extra={"peer": {"big": "x" * 5000, "small": 1}}),
+               _failed("dspy-copro", "DSPy raised ValueError: bad")]
+    infos = [TaskInfo("t", 0, ["a", "b"], 0.5, {"train": 8, "dev": 4, "test": 8})]
+    command = "python -m benchmarks.peers --regime qwen --tasks t --seeds 0 --budget 40"
+    path = write_raw(tmp_path / "peers-qwen.jsonl", Raw(command, settings, {"dspy": "3.4.1"}, "the machine", infos,
+                                                        records))
+    raw = read_raw(path)
+    assert raw.records[1].extra["peer"]["small"] == 1 and raw.records[1].extra["peer"]["big"].startswith("(trimmed")
+    assert (raw.settings.proposer_model, raw.infos, raw.records[0]) == ("qwen-1.5b", infos, records[0])
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## Other\n\nkept\n", encoding="utf-8")
+    assert main(["--from-raw", str(path), "--results", str(results)]) == 0
+    text = results.read_text(encoding="utf-8")
+    assert f"Command: `{command}`" in text and "kept" in text and "Versions: dspy 3.4.1; the machine." in text
+    assert "Qwen2.5-Coder-1.5B-Instruct" in text and "budget 40 task-model calls" in text
+    assert "| prompthone-ape | 0.750 ± 0.000 | 0.700 ± 0.000 | — | 40 | 6 |" in text
+    assert "- dspy-copro: failed, returned the seed prompt (seed 0 at 40): DSPy raised ValueError: bad" in text
+    assert (tmp_path / "peers-t.png").exists()
+    (tmp_path / "junk.jsonl").write_text('{"kind": "other"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match="not a peers raw"):
+        read_raw(tmp_path / "junk.jsonl")
+
+
+def test_quick_mode_flags_a_proposer_over_its_cap(tmp_path: Path) -> None:
+    settings = Settings(["t"], [0], 40, [1.0], ["seed", "textgrad"], tmp_path, proposer_model="qwen-1.5b",
+                        proposer_budget=10)
+    seed = Record("t", 0, 0, "seed", "ok", 0.5, test_score_text=0.5)
+    over = Record("t", 0, 40, "textgrad", "ok", 0.5, calls=40, proposer_calls=11, test_score_text=0.5)
+    unscored = Record("t", 0, 40, "textgrad", "ok", 0.5, calls=40, proposer_calls=3)
+    assert any("11 proposer calls" in p for p in smoke_failures([seed, over], settings))
+    assert any("scored both ways" in p for p in smoke_failures([seed, unscored], settings))
