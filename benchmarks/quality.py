@@ -42,7 +42,7 @@ from prompthone.compare import ComparisonRow, RunOutcomes, compare, summarize
 from prompthone.errors import ConfigError, PrompthoneError
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
-from prompthone.evaluation.statistics import PairedComparison, mean_over_runs_and_examples
+from prompthone.evaluation.statistics import PairedComparison, mean_over_runs_and_examples, paired_comparison
 from prompthone.grid_study.grid import GridSpec, expand_grid
 from prompthone.optimizers.auto_pool import balanced_demos
 from prompthone.prompts.prompt import Prompt
@@ -461,6 +461,35 @@ def yardstick_table(raw: dict[str, Any], regime: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: (method, baseline) pairs compared head to head where both ran: does auto's search add to calibration alone?
+HEAD_TO_HEAD = (("auto", "seed+batch"), ("auto", "seed+contextual"))
+
+
+def head_to_head(raw: dict[str, Any], regime: str, task: str, method: str, baseline: str) -> dict[str, Any] | None:
+    """`method`'s best prompts against `baseline`'s on the same test examples (per example the mean over each one's
+    seeds; `paired_comparison`), or None unless both ran on the task."""
+    rows = task_rows(raw, regime, task)
+    mine = [r.test_outcomes.best for r in rows if r.label == method and r.test_outcomes]
+    theirs = [r.test_outcomes.best for r in rows if r.label == baseline and r.test_outcomes]
+    if not mine or not theirs:
+        return None
+    return paired_comparison(list(map(statistics.fmean, zip(*mine, strict=True))),
+                             list(map(statistics.fmean, zip(*theirs, strict=True)))).to_dict()
+
+
+def head_to_head_table(raw: dict[str, Any], regime: str) -> str:
+    """One row per included task and (method, baseline) pair that both ran; empty when none did."""
+    lines = []
+    for task in included_tasks(raw, regime):
+        for method, baseline in HEAD_TO_HEAD:
+            c = head_to_head(raw, regime, task, method, baseline)
+            if c is not None:
+                lines.append(f"| {task} | {method} − {baseline} | {difference_cell(c)} |")
+    if not lines:
+        return ""
+    return "\n".join(["| task | pair | paired diff (95% CI, p) |", "|---|---|---|", *lines]) + "\n"
+
+
 def regime_text(raw: dict[str, Any], regime: str) -> str:
     """The regime's blocks: inclusion, one table per task with runs, the aggregate, the yardstick."""
     blocks = [f"### Task model `{regime}` ({REGIMES.get(regime, regime)})\n",
@@ -477,6 +506,9 @@ def regime_text(raw: dict[str, Any], regime: str) -> str:
         blocks.append(f"**{task}**{note}\n\n" + task_table(raw, regime, task))
     if chosen:
         blocks.append("**Aggregate over the included tasks**\n\n" + aggregate_table(raw, regime))
+    pairs = head_to_head_table(raw, regime)
+    if pairs:
+        blocks.append("**Does the search add to calibration alone? (paired, on the same test examples)**\n\n" + pairs)
     if _tasks(raw, "yardstick", regime):
         blocks.append("**Yardstick: the best of 24 hand prompts × 3 readings, selected on test**\n\n"
                       + yardstick_table(raw, regime))

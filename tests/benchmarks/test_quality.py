@@ -194,3 +194,17 @@ def test_method_knobs_are_sized_and_parse() -> None:
     for spec, calibration in specs.values():
         MethodSpec.parse(spec)  # a knob the method does not have fails here
         assert calibration in q.CALIBRATIONS
+
+
+def test_head_to_head_pairs_two_methods_on_the_same_examples(raw: dict[str, Any]) -> None:
+    for seed, best in ((0, "1" * 20), (1, "1" * 10 + "0" * 10)):
+        q.merge(raw, "runs", _run("B", "auto", seed, best, "0" * 20) | {"invocation": 0})
+    q.merge(raw, "runs", _run("B", "seed+batch", 0, "1" * 5 + "0" * 15, "0" * 20) | {"invocation": 0})
+    c = q.head_to_head(raw, "local", "B", "auto", "seed+batch")
+    assert c is not None
+    # per example: auto (1 × 10, 0.5 × 10) against seed+batch (1 × 5, 0 × 15): 0.75 − 0.25
+    assert (c["score_a"], c["score_b"], c["difference"]) == (pytest.approx(0.75), pytest.approx(0.25),
+                                                            pytest.approx(0.5))
+    assert q.head_to_head(raw, "local", "A", "auto", "seed+batch") is None  # auto never ran on A
+    table = q.head_to_head_table(raw, "local")
+    assert table.count("\n| B |") == 1 and "| B | auto − seed+batch | +0.500 (" in table
