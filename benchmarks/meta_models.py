@@ -11,9 +11,10 @@ examples drawn with data seed 0: dev 60, test 200, train the rest), the methods 
 budget (`METHODS`), label scoring without calibration, the budget in task-model calls, and the seeds 0-4.
 Each meta model runs through `prompthone.compare` (same splits, same budget, one call cache).
 
-For each method and meta model: the mean test score over seeds with its 95% t interval, and the method's best
-prompts against the seed prompt on the same test examples (`compare.vs_seed`: per-example differences averaged over
-seeds, paired bootstrap 95% interval, sign-flip permutation test, McNemar for 0/1). Then the two meta models
+For each method and meta model: the mean test score over seeds with its 95% interval (over seeds and test
+examples, `compare.test_interval`), and the method's best prompts against the seed prompt on the same test examples
+(`compare.vs_seed`: per-example differences averaged over seeds, paired bootstrap 95% interval, sign-flip
+permutation test, McNemar for 0/1). Then the two meta models
 against each other, pair by pair: per test example, the 1.5B runs' mean score minus the 135M runs' mean score, with
 the same interval and test.
 Raw per-example outcomes go to `benchmarks/results/meta_models.json`; the table is written from that file.
@@ -88,8 +89,9 @@ def head_to_head(raw: dict[str, Any], method: str) -> dict[str, Any] | None:
 
 def table(raw: dict[str, Any]) -> str:
     a, b = raw["meta_models"][-1], raw["meta_models"][0]
-    lines = [f"| method | meta model | test mean (95% CI over seeds) | vs seed prompt (paired, 95% CI, p) | "
-             f"task calls | meta calls | wall s | {a} − {b} (paired, 95% CI, p) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| method | meta model | test mean (95% CI over seeds and examples) | vs seed prompt (paired, 95% CI, "
+             f"p) | task calls | meta calls | wall s | {a} − {b} (paired, 95% CI, p) |",
+             "|---|---|---|---|---|---|---|---|"]
     summaries = {m: {s["method"]: s for s in summarize(_rows(raw, m))} for m in raw["meta_models"]}
     for method in raw["methods"]:
         h2h = None if method == "seed" else head_to_head(raw, method)

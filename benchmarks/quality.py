@@ -38,11 +38,11 @@ import prompthone as ph
 from benchmarks.meta_models import METHODS as SIZED_METHODS
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.api import resolve_model
-from prompthone.compare import ComparisonRow, RunOutcomes, compare, summarize
+from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize
 from prompthone.errors import ConfigError, PrompthoneError
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
-from prompthone.evaluation.statistics import PairedComparison, mean_over_runs_and_examples, paired_comparison
+from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 from prompthone.grid_study.grid import GridSpec, expand_grid
 from prompthone.optimizers.auto_pool import balanced_demos
 from prompthone.prompts.prompt import Prompt
@@ -363,7 +363,8 @@ def task_rows(raw: dict[str, Any], regime: str, task: str) -> list[ComparisonRow
 
 
 def task_summary(raw: dict[str, Any], regime: str, task: str) -> list[dict[str, Any]]:
-    """`compare.summarize` of the task's runs: per method the mean over seeds and `vs_seed`."""
+    """`compare.summarize` of the task's runs: per method the mean over seeds and test examples with its interval,
+    and `vs_seed`."""
     return summarize(task_rows(raw, regime, task))
 
 
@@ -416,21 +417,12 @@ def inclusion_table(raw: dict[str, Any], regime: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mean_cell(rows: Sequence[ComparisonRow]) -> str:
-    """ "0.600 (0.540 … 0.660)": a method's mean test score over its seeds and the test examples, with a 95%
-    interval that counts the variance between seeds and between examples (`mean_over_runs_and_examples`)."""
-    mean, low, high = mean_over_runs_and_examples([r.test_outcomes.best for r in rows if r.test_outcomes])
-    return f"{mean:.3f} ({low:.3f} … {high:.3f})"
-
-
 def task_table(raw: dict[str, Any], regime: str, task: str) -> str:
     lines = ["| method | test mean (95% CI over seeds and examples) | vs seed prompt (paired diff, 95% CI, p) | "
              "task calls | meta calls | tokens | wall s |", "|---|---|---|---|---|---|---|"]
-    rows = task_rows(raw, regime, task)
-    for s in summarize(rows):
+    for s in task_summary(raw, regime, task):
         diff = "— (the reference)" if s["method"] == "seed" else difference_cell(s["vs_seed"])
-        mean = mean_cell([r for r in rows if r.label == s["method"]])
-        lines.append(f"| {s['method']} | {mean} | {diff} | {s['task_calls']:.0f} | {s['meta_calls']:.0f} | "
+        lines.append(f"| {s['method']} | {mean_cell(s)} | {diff} | {s['task_calls']:.0f} | {s['meta_calls']:.0f} | "
                      f"{s['tokens']:.0f} | {s['wall_time_s']:.0f} |")
     return "\n".join(lines) + "\n"
 

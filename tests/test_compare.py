@@ -22,7 +22,7 @@ from prompthone.compare import (
     vs_seed_cell,
 )
 from prompthone.errors import ConfigError
-from prompthone.evaluation.statistics import paired_comparison
+from prompthone.evaluation.statistics import mean_over_runs_and_examples, paired_comparison
 from prompthone.store import RunStore
 from prompthone.tasks.example import Example, Task
 
@@ -57,6 +57,7 @@ def test_test_interval_is_the_t_interval_over_seeds() -> None:
     # 0.5, 0.7: sd 0.1414214, t.ppf(0.975, 1) = 12.706204736174694: half-width 12.7062047 * 0.1414214 / sqrt(2)
     assert mean_interval([0.5, 0.7]) == pytest.approx([0.6 - 1.2706204736, 0.6 + 1.2706204736], abs=1e-9)
     assert mean_interval([0.9]) is None  # one seed: its spread over seeds is unknown
+    # rows without per-example outcomes: the t interval over seeds
     rows = [ComparisonRow("a", s, v, 0.5, 0, 0, 0, 0.0) for s, v in enumerate([0.6, 0.7, 0.8])]
     rows.append(ComparisonRow("one", 0, 0.9, 0.9, 0, 0, 0, 0.0))
     a, one = summarize(rows)
@@ -64,6 +65,17 @@ def test_test_interval_is_the_t_interval_over_seeds() -> None:
     assert one["test_ci95"] is None
     assert mean_cell(a) == "0.700 (0.452 … 0.948)"
     assert mean_cell(one) == "0.900 (1 seed: no interval)"
+
+
+def test_with_per_example_outcomes_the_interval_is_over_seeds_and_examples() -> None:
+    rows = _paired_rows()
+    [m] = summarize(rows)
+    assert m["test_ci95"] == list(mean_over_runs_and_examples([RUN0, RUN1])[1:])
+    low, high = m["test_ci95"]
+    # two seeds (0.8, 0.6): the t interval would be 0.7 ± 12.7 · 0.1 (-0.571 … 1.971), outside any score
+    assert 0 <= low < m["test_mean"] < high <= 1
+    one = summarize(rows[:1])[0]
+    assert one["test_ci95"] is not None and one["test_ci95"][0] < 0.8 < one["test_ci95"][1]  # the examples' spread
 
 
 SEED = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0)  # the seed prompt on 10 test examples: 0.3
@@ -107,7 +119,7 @@ def test_summary_reports_vs_seed_and_the_markdown_says_it() -> None:
     assert vs_seed_cell(seed) == "— (the seed prompt)"
     table = markdown([m, seed], "header")
     assert "| test mean (95% CI) |" in table and "| vs seed (paired, 95% CI, p) |" in table
-    assert f"| m | 0.700 (-0.571 … 1.971) | 0.141 | {vs_seed_cell(m)} |" in table
+    assert f"| m | {mean_cell(m)} | 0.141 | {vs_seed_cell(m)} |" in table
     assert rows[0].record() == {"label": "m", "seed": 0, "test_score": 0.8, "dev_score": 0.7, "task_calls": 10,
                                 "meta_calls": 1, "tokens": 5, "wall_time_s": 1.0, "run_dir": None, "run_id": None}
 

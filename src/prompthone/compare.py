@@ -4,8 +4,9 @@ Every method gets the same budget of task-model calls (`Budget(task_calls=...)`)
 evaluation. Meta-model calls, tokens and wall time are reported beside it. The task's splits are fixed
 once; the seed changes only the search. `seed` is the unoptimized seed prompt, scored on the same test split.
 
-Per method the summary gives the mean test score over seeds with its 95% t interval (`mean_interval`) and the
-method's best prompts against the seed prompt on the same test examples, pair by pair (`vs_seed`).
+Per method the summary gives the mean test score over seeds with its 95% interval (`test_interval`: over seeds
+and test examples where the runs' per-example outcomes are known) and the method's best prompts against the seed
+prompt on the same test examples, pair by pair (`vs_seed`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from prompthone.api import default_meta_model, evaluate, optimize, resolve_cache
 from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.evaluator import EvalResult
-from prompthone.evaluation.statistics import CONFIDENCE, PairedComparison, PairStatistic, paired_comparison
+from prompthone.evaluation.statistics import (
+    CONFIDENCE,
+    PairedComparison,
+    PairStatistic,
+    mean_over_runs_and_examples,
+    paired_comparison,
+)
 from prompthone.models.base import Model
 from prompthone.optimizers import get_method
 from prompthone.optimizers.base import ScoreKey
@@ -156,9 +163,24 @@ def _metric_over_seeds(outcomes: Sequence[RunOutcomes], task: Task) -> PairStati
     return statistic
 
 
+def test_interval(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[float] | None:
+    """The 95% interval of a method's mean test score over its runs (`rows`).
+
+    Where every run has per-example test outcomes and the metric is their mean: the two-way bootstrap over runs and
+    examples (`statistics.mean_over_runs_and_examples`), which counts the test set's sampling too and stays
+    within the scores' range. Otherwise the t interval over the runs' scores (`mean_interval`; None for one run).
+    """
+    outcomes = [r.test_outcomes.best if r.test_outcomes else () for r in rows]
+    mean_metric = task is None or get_metric(task.metric).is_mean
+    if mean_metric and all(outcomes) and len({len(o) for o in outcomes}) == 1:
+        _, low, high = mean_over_runs_and_examples(outcomes)
+        return [low, high]
+    return mean_interval([r.test_score for r in rows])
+
+
 def summarize(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[dict[str, Any]]:
-    """Per method: mean ± std of test and dev scores, the test mean's 95% t interval over seeds (`test_ci95`,
-    None with one seed), the paired comparison with the seed prompt (`vs_seed`, see `vs_seed`), and mean calls,
+    """Per method: mean ± std of test and dev scores, the test mean's 95% interval (`test_ci95`, see
+    `test_interval`), the paired comparison with the seed prompt (`vs_seed`, see `vs_seed`), and mean calls,
     tokens and wall time. `task` gives the metric (a per-example mean when omitted)."""
     out = []
     for label in dict.fromkeys(r.label for r in rows):
@@ -167,7 +189,7 @@ def summarize(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[d
         dev, dev_sd = _mean_std([r.dev_score for r in mine])
         paired = vs_seed(mine, task)
         out.append({"method": label, "seeds": len(mine), "test_mean": test, "test_std": test_sd,
-                    "test_ci95": mean_interval([r.test_score for r in mine]), "dev_mean": dev, "dev_std": dev_sd,
+                    "test_ci95": test_interval(mine, task), "dev_mean": dev, "dev_std": dev_sd,
                     "vs_seed": None if paired is None else paired.to_dict(),
                     "task_calls": statistics.fmean(r.task_calls for r in mine),
                     "meta_calls": statistics.fmean(r.meta_calls for r in mine),
