@@ -12,11 +12,10 @@ budget (`METHODS`), label scoring without calibration, the budget in task-model 
 Each meta model runs through `prompthone.compare` (same splits, same budget, one call cache).
 
 For each method and meta model: the mean test score over seeds with its 95% interval (over seeds and test
-examples, `compare.test_interval`), and the method's best prompts against the seed prompt on the same test examples
-(`compare.vs_seed`: per-example differences averaged over seeds, paired bootstrap 95% interval, sign-flip
-permutation test, McNemar for 0/1). Then the two meta models
-against each other, pair by pair: per test example, the 1.5B runs' mean score minus the 135M runs' mean score, with
-the same interval and test.
+examples, `compare.score_interval`), and the method's best prompts against the seed prompt on the same test
+examples (`compare.vs_seed`: per-example differences averaged over seeds, paired bootstrap 95% interval, sign-flip
+permutation test, McNemar for 0/1). Then the two meta models against each other, pair by pair: per test example,
+the 1.5B runs' mean score minus the 135M runs' mean score, with the same interval and test.
 Raw per-example outcomes go to `benchmarks/results/meta_models.json`; the table is written from that file.
 """
 

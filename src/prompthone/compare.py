@@ -4,9 +4,9 @@ Every method gets the same budget of task-model calls (`Budget(task_calls=...)`)
 evaluation. Meta-model calls, tokens and wall time are reported beside it. The task's splits are fixed
 once; the seed changes only the search. `seed` is the unoptimized seed prompt, scored on the same test split.
 
-Per method the summary gives the mean test score over seeds with its 95% interval (`test_interval`: over seeds
-and test examples where the runs' per-example outcomes are known) and the method's best prompts against the seed
-prompt on the same test examples, pair by pair (`vs_seed`).
+Per method the summary gives the mean test score over seeds with its 95% interval (`score_interval`: over
+seeds and test examples where the runs' per-example outcomes are known) and the method's best prompts against the
+seed prompt on the same test examples, pair by pair (`vs_seed`).
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ def vs_seed(rows: Sequence[ComparisonRow], task: Task | None = None) -> PairedCo
     then the examples are resampled. The p-value is the sign-flip permutation test of the mean (McNemar when the
     averages are 0/1) of those per-example averages, so it agrees with the interval: the examples are the
     independent units, whereas pooling the seeds' pairs would count each example once per seed and overstate the
-    evidence. For a metric that is not a mean of per-example
-    scores (macro-F1, needs `task`), each resample recomputes the metric per seed and averages it over seeds.
+    evidence. For a metric that is not a mean of per-example scores (macro-F1, needs `task`), each resample
+    recomputes the metric per seed and averages it over seeds.
     None when a row has no per-example test outcomes (no test split).
     """
     outcomes = [r.test_outcomes for r in rows]
@@ -163,7 +163,7 @@ def _metric_over_seeds(outcomes: Sequence[RunOutcomes], task: Task) -> PairStati
     return statistic
 
 
-def test_interval(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[float] | None:
+def score_interval(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[float] | None:
     """The 95% interval of a method's mean test score over its runs (`rows`).
 
     Where every run has per-example test outcomes and the metric is their mean: the two-way bootstrap over runs and
@@ -180,7 +180,7 @@ def test_interval(rows: Sequence[ComparisonRow], task: Task | None = None) -> li
 
 def summarize(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[dict[str, Any]]:
     """Per method: mean ± std of test and dev scores, the test mean's 95% interval (`test_ci95`, see
-    `test_interval`), the paired comparison with the seed prompt (`vs_seed`, see `vs_seed`), and mean calls,
+    `score_interval`), the paired comparison with the seed prompt (`vs_seed`, see `vs_seed`), and mean calls,
     tokens and wall time. `task` gives the metric (a per-example mean when omitted)."""
     out = []
     for label in dict.fromkeys(r.label for r in rows):
@@ -189,7 +189,7 @@ def summarize(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[d
         dev, dev_sd = _mean_std([r.dev_score for r in mine])
         paired = vs_seed(mine, task)
         out.append({"method": label, "seeds": len(mine), "test_mean": test, "test_std": test_sd,
-                    "test_ci95": test_interval(mine, task), "dev_mean": dev, "dev_std": dev_sd,
+                    "test_ci95": score_interval(mine, task), "dev_mean": dev, "dev_std": dev_sd,
                     "vs_seed": None if paired is None else paired.to_dict(),
                     "task_calls": statistics.fmean(r.task_calls for r in mine),
                     "meta_calls": statistics.fmean(r.meta_calls for r in mine),

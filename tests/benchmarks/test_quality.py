@@ -108,7 +108,7 @@ def test_summary_numbers_match_hand_computation(raw: dict[str, Any]) -> None:
     by_method = {s["method"]: s for s in q.task_summary(raw, "local", "A")}
     ape = by_method["ape"]
     assert ape["test_mean"] == pytest.approx(0.625)  # (0.5 + 0.75) / 2
-    # the interval is over seeds and test examples (compare.test_interval), inside the scores' range
+    # the interval is over seeds and test examples (compare.score_interval), inside the scores' range
     assert ape["test_ci95"] == list(mean_over_runs_and_examples([[1, 1, 0, 0], [1, 1, 1, 0]])[1:])
     assert 0 <= ape["test_ci95"][0] < 0.625 < ape["test_ci95"][1] <= 1
     # per example, mean over seeds: best (1, 1, 0.5, 0), seed prompt (1, 0, 0, 0): difference 0.375
