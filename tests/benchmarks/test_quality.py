@@ -136,6 +136,7 @@ def test_markdown_says_no_difference_when_the_interval_holds_zero(raw: dict[str,
     table_a = q.task_table(raw, "local", "A")
     row = next(line for line in table_a.splitlines() if line.startswith("| ape "))
     assert "no difference: +0.375 (+0.000 … +0.750)" in row
+    assert row.startswith("| ape (2 of 5 seeds) |")  # an incomplete unit says so
     row_b = next(line for line in q.task_table(raw, "local", "B").splitlines() if line.startswith("| ape "))
     assert "no difference" not in row_b and "+1.000 (+1.000 … +1.000)" in row_b
     assert "| ape | 2 | +0.688 | 1 | 1 | 0 |" in q.aggregate_table(raw, "local")
