@@ -26,12 +26,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import prompthone as ph
 from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
-from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize, vs_seed_cell
-from prompthone.evaluation.statistics import PairedComparison, paired_comparison
+from prompthone.compare import (
+    ComparisonRow,
+    RunOutcomes,
+    compare,
+    compare_runs,
+    mean_cell,
+    summarize,
+    vs_seed_cell,
+)
+from prompthone.evaluation.statistics import PairedComparison
 
 TASK = "gen:sentiment_templates"
 #: knobs sized so that each method proposes and scores several candidates within the budget (at the published
@@ -83,7 +89,7 @@ def head_to_head(raw: dict[str, Any], method: str) -> dict[str, Any] | None:
     mine = {m: [r["best"] for r in raw["runs"] if r["meta_model"] == m and r["label"] == method] for m in (a, b)}
     if not mine[a] or not mine[b]:
         return None
-    return paired_comparison(np.mean(mine[a], axis=0).tolist(), np.mean(mine[b], axis=0).tolist()).to_dict()
+    return compare_runs(mine[a], mine[b]).to_dict()
 
 
 def table(raw: dict[str, Any]) -> str:

@@ -38,11 +38,11 @@ import prompthone as ph
 from benchmarks.meta_models import METHODS as SIZED_METHODS
 from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
 from prompthone.api import resolve_model
-from prompthone.compare import ComparisonRow, RunOutcomes, compare, mean_cell, summarize
+from prompthone.compare import ComparisonRow, RunOutcomes, compare, compare_runs, mean_cell, summarize
 from prompthone.errors import ConfigError, PrompthoneError
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
-from prompthone.evaluation.statistics import PairedComparison, paired_comparison
+from prompthone.evaluation.statistics import PairedComparison
 from prompthone.grid_study.grid import GridSpec, expand_grid
 from prompthone.optimizers.auto_pool import balanced_demos
 from prompthone.prompts.prompt import Prompt
@@ -462,14 +462,13 @@ HEAD_TO_HEAD = (("auto", "seed+batch"), ("auto", "seed+contextual"))
 
 def head_to_head(raw: dict[str, Any], regime: str, task: str, method: str, baseline: str) -> dict[str, Any] | None:
     """`method`'s best prompts against `baseline`'s on the same test examples (per example the mean over each one's
-    seeds; `paired_comparison`), or None unless both ran on the task."""
+    seeds; `compare.compare_runs`), or None unless both ran on the task."""
     rows = task_rows(raw, regime, task)
     mine = [r.test_outcomes.best for r in rows if r.label == method and r.test_outcomes]
     theirs = [r.test_outcomes.best for r in rows if r.label == baseline and r.test_outcomes]
     if not mine or not theirs:
         return None
-    return paired_comparison(list(map(statistics.fmean, zip(*mine, strict=True))),
-                             list(map(statistics.fmean, zip(*theirs, strict=True)))).to_dict()
+    return compare_runs(mine, theirs).to_dict()
 
 
 def head_to_head_table(raw: dict[str, Any], regime: str) -> str:

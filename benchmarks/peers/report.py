@@ -290,7 +290,7 @@ def models_line(settings: Settings) -> str:
     else:
         task = f"{display_name(settings.task_model)} (embedded GGUF) {served}"
     levels = f"levels {settings.budgets()}; completion cap {settings.max_tokens} tokens per call, enforced at the proxy"
-    if not settings.separate_proposer or settings.proposer_model is None:
+    if settings.proposer_model is None:
         return (f"Model: {task}; task model = optimizer model for every system. Seeds {settings.seeds}; budget "
                 f"{settings.budget} calls (task and optimizer together) at the full level, {levels}.")
     cap = settings.proposer_budget or "the run's budget"

@@ -139,12 +139,18 @@ def vs_seed(rows: Sequence[ComparisonRow], task: Task | None = None) -> PairedCo
     have = [o for o in outcomes if o is not None]
     if len({len(o.best) for o in have} | {len(o.seed) for o in have}) != 1:
         raise ValueError("every run's test outcomes must cover the same test examples")
-    best = np.mean([o.best for o in have], axis=0)
-    seed = np.mean([o.seed for o in have], axis=0)
     statistic = None
     if task is not None and not get_metric(task.metric).is_mean:
         statistic = _metric_over_seeds(have, task)
-    return paired_comparison(best.tolist(), seed.tolist(), statistic=statistic)
+    return compare_runs([o.best for o in have], [o.seed for o in have], statistic=statistic)
+
+
+def compare_runs(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], *,
+                 statistic: PairStatistic | None = None) -> PairedComparison:
+    """Two groups of runs scored on the same test examples (each a list of per-example scores), paired example by
+    example: per example each group's mean over its runs, then `paired_comparison` (the examples are the
+    independent units; see `vs_seed`). The groups may hold different numbers of runs."""
+    return paired_comparison(np.mean(a, axis=0).tolist(), np.mean(b, axis=0).tolist(), statistic=statistic)
 
 
 def _metric_over_seeds(outcomes: Sequence[RunOutcomes], task: Task) -> PairStatistic:
