@@ -192,9 +192,7 @@ class RawResults:
         with _locked(self.path.parent):
             data = self._read()
             self._merge(data, kind, entry)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            save_raw(data, temporary)
-            os.replace(temporary, self.path)
+            save_raw(data, self.path)
             self.data = data
 
     def _merge(self, data: dict[str, Any], kind: str, entry: dict[str, Any]) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -47,14 +49,32 @@ def add_raw_options(parser: argparse.ArgumentParser, raw: Path) -> None:
     parser.add_argument("--results-md", type=Path, default=Path(__file__).with_name("RESULTS.md"))
 
 
+def source_commit() -> str | None:
+    """The git commit the benchmark ran from, "+dirty" when the tree had uncommitted changes: the package version
+    stays 0.1.0 while the methods change, so a raw result is traced to its source by this. None outside a checkout."""
+    root = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
+                               cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def stamp(raw: dict[str, Any], module: str, argv: list[str] | None) -> None:
-    """Record in `raw` the command that made it and the versions it ran with (llama.cpp backends)."""
+    """Record in `raw` the command that made it, the versions it ran with (llama.cpp backends) and the source
+    commit."""
     raw["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
     raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
                        f"Python {platform.python_version()}")
+    raw["commit"] = source_commit()
 
 
 def save_raw(raw: dict[str, Any], path: Path, indent: int | None = None) -> None:
-    """Write the raw results (committed beside RESULTS.md, which cites them)."""
+    """Write the raw results (committed beside RESULTS.md, which cites them) through a temporary file and a rename,
+    so an interrupted write leaves the previous file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(raw, indent=indent) + "\n", encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(raw, indent=indent) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
