@@ -236,8 +236,10 @@ class TestScores:
 def score_test(task: Task, prompt: Prompt, scorer: Any, cache: CallCache, max_tokens: int) -> TestScores:
     """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget)."""
     model = MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final")
-    default = Evaluator(task, model)
+    default = Evaluator(task, model, max_tokens=max_tokens)
     score = default.evaluate(prompt, task.test).score
+    if default.mode == "generate":  # the default reading already is the text one: the same calls, made once
+        return TestScores(score, default.mode, score)
     text = Evaluator(task, model, mode="generate", max_tokens=max_tokens).evaluate(prompt, task.test).score
     return TestScores(score, default.mode, text)
 
@@ -293,7 +295,8 @@ def _job(settings: Settings, name: str, spec: str, seed: int, budget: int, task:
         proposer = {"proposer_base_url": up.proposer_proxy_url + up.proposer_proxy.open_run(run_id, cap,
                                                                                              settings.max_tokens),
                     "proposer_model": up.proposer_model, "proposer_budget_calls": cap}
-    sizing = Sizing(budget, len(task.dev), up.proposer_proxy is not None)
+    sizing = Sizing(budget, len(task.dev), up.proposer_proxy is not None,
+                    None if settings.server_url else settings.task_model)
     return Job(system=name, seed=seed, base_url=up.proxy_url + prefix, model=up.model, budget_calls=budget,
                max_tokens=settings.max_tokens, task=spec, instruction=task.instruction,
                output_format=task.output_format, labels=list(task.labels) if task.labels else None,

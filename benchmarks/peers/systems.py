@@ -20,7 +20,17 @@ from typing import Any
 RUNNERS = Path(__file__).parent / "runners"
 LOGPROB_NOTE = "scores candidates by label log-probabilities"
 TEXT_NOTE = "generated text only: cannot use log-probability label scoring"
-QWEN_CALLS_PER_PREDICTION = 1.0  # DSPy LM calls per prediction with Qwen2.5-Coder-0.5B (see `_dspy_options`)
+#: DSPy LM calls per prediction, measured per embedded task model: SmolLM2-135M's ChatAdapter replies never parse,
+#: so the JSONAdapter fallback is a second call; Qwen2.5-Coder-0.5B writes the ChatAdapter format (87 of 87
+#: predictions parsed in the qwen regime's quick run). Any other model (`--server-url`) is assumed to need 2: it
+#: sizes fewer trials, and the runner's own count stops a run at its budget either way.
+DSPY_CALLS_PER_PREDICTION = {"local": 2.0, "qwen-0.5b": 1.0}
+UNMEASURED_CALLS_PER_PREDICTION = 2.0
+
+
+def dspy_calls_per_prediction(task_model: str | None) -> float:
+    """DSPy LM calls per prediction for an embedded task model spec (None: a server of unknown model)."""
+    return DSPY_CALLS_PER_PREDICTION.get(task_model or "", UNMEASURED_CALLS_PER_PREDICTION)
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Sizing:
     budget: int  # calls the run may spend: task-model calls with a separate proposer, else every call
     dev_size: int
     separate_proposer: bool = False  # proposer calls go to their own account and are not paid from `budget`
+    task_model: str | None = "local"  # the embedded task model's spec; None: a server (`--server-url`)
 
 
 def _no_options(sizing: Sizing) -> dict[str, Any]:
@@ -83,11 +94,8 @@ def _optimistic(sizing: Sizing) -> dict[str, Any]:
 
 def _dspy_options(sizing: Sizing) -> dict[str, Any]:
     # The runner sizes MIPROv2 (trials), GEPA (max_metric_calls) and COPRO (breadth, depth) from the budget, the
-    # splits and the LM calls one prediction costs: 2 with SmolLM2-135M (DSPy's ChatAdapter reply never parses, the
-    # JSONAdapter fallback is a second call); Qwen2.5-Coder-0.5B writes the ChatAdapter format (87 of 87
-    # predictions parsed in the qwen regime's quick run), so 1 call per prediction; the runner's count stops GEPA
-    # either way.
-    return {"calls_per_prediction": QWEN_CALLS_PER_PREDICTION if sizing.separate_proposer else 2.0}
+    # splits and the LM calls one prediction costs, which depends on the task model (`dspy_calls_per_prediction`).
+    return {"calls_per_prediction": dspy_calls_per_prediction(sizing.task_model)}
 
 
 @dataclass(frozen=True)

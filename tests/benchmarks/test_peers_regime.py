@@ -87,7 +87,7 @@ def test_task_calls_are_the_budget_and_proposer_calls_have_their_own_account(
     assert all(r.body["model"] == "fake-task" for r in task_server.requests if r.method == "POST")
     job = json.loads((Path(peer.extra["run_dir"]) / "job.json").read_text())
     assert (job["budget_calls"], job["proposer_budget_calls"], job["proposer_model"]) == (3, 2, "fake-proposer")
-    assert job["options"] == {"calls_per_prediction": 1.0}  # sized for a separate proposer
+    assert job["options"] == {"calls_per_prediction": 2.0}  # a `--server-url` model: not measured, so 2
     assert smoke_failures(records, settings) == []
     assert infos[0].sizes == {"train": 8, "dev": 4, "test": 8}
 
@@ -113,7 +113,11 @@ def test_knobs_are_sized_without_proposer_calls_when_the_proposer_is_separate() 
     assert textgrad_runner.budgeted_step_cost(_job(separate=False), 3) == 10
     # prompthone's APE proposes more when proposals are free of the budget
     assert SYSTEMS["prompthone-ape"].options(Sizing(300, 30, True))["num_prompts_per_subsample"] == 4
+    # DSPy's calls per prediction follow the task model, not whether a separate proposer is there
     assert SYSTEMS["dspy-mipro"].options(Sizing(60, 10))["calls_per_prediction"] == 2.0
+    assert SYSTEMS["dspy-mipro"].options(Sizing(60, 10, False, "qwen-0.5b"))["calls_per_prediction"] == 1.0
+    assert SYSTEMS["dspy-mipro"].options(Sizing(60, 10, True, "local"))["calls_per_prediction"] == 2.0
+    assert SYSTEMS["dspy-gepa"].options(Sizing(60, 10, True, None))["calls_per_prediction"] == 2.0  # a server
 
 
 def _job(separate: bool) -> Job:
@@ -195,3 +199,23 @@ def test_quick_mode_flags_a_proposer_over_its_cap(tmp_path: Path) -> None:
     unscored = Record("t", 0, 40, "textgrad", "ok", 0.5, calls=40, proposer_calls=3)
     assert any("11 proposer calls" in p for p in smoke_failures([seed, over], settings))
     assert any("scored both ways" in p for p in smoke_failures([seed, unscored], settings))
+
+
+def test_score_test_reads_a_generate_only_scorer_once(tmp_path: Path) -> None:
+    """Where the default reading is generation, the text score is that same reading, not a second pass."""
+    from benchmarks.peers.harness import score_test
+    from tests.fakes.fake_model import CountingModel
+
+    from prompthone.evaluation.cache import CallCache
+    from prompthone.prompts.prompt import Prompt
+    from prompthone.tasks.example import Example, Task
+
+    examples = tuple(Example(f"input {i}", "yes") for i in range(5))
+    task = Task("t", examples, examples, examples, metric="label_accuracy", labels=("yes", "no"))
+    for can_score, calls in ((False, 5), (True, 5 + 5)):  # labels: one scoring request per example, then text
+        scorer = CountingModel(score=can_score)
+        scores = score_test(task, Prompt("Classify."), scorer, CallCache(tmp_path / f"{can_score}.sqlite"), 16)
+        assert scorer.calls == calls
+        assert scores.mode == ("labels" if can_score else "generate")
+        if not can_score:
+            assert scores.text == scores.score
