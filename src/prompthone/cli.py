@@ -219,7 +219,8 @@ def compare(
     source: TaskSource,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="A method, optionally with knobs: "
                                                      "`apo:selector=ucb,rounds=2`; repeatable. Default: seed, auto, "
-                                                     "ape, opro and apo with each selector.")] = None,
+                                                     "ape, opro, apo with each selector, and apo's Monte-Carlo "
+                                                     "baseline (apo:n_gradients=0).")] = None,
     model: ModelOpt = "local",
     meta_model: MetaModelOpt = None,
     budget: Annotated[int, typer.Option(help="Task-model calls each method may make per seed.")] = 400,
@@ -334,6 +335,8 @@ def methods() -> None:
         doc = " ".join(line.strip() for line in (cls.__doc__ or "").strip().split("\n\n")[0].splitlines())
         out.print(f"[bold]{name}[/]: {doc}")
         out.print("  " + ", ".join(f"{k}={v}" for k, v in cls.knobs().items()), highlight=False)
+        for departure in cls.departures:
+            out.print(f"  differs on purpose: {departure}", highlight=False)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import WhiteBox
 from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
 from prompthone.prompts.calibration import Calibration, check_calibration
+from prompthone.prompts.meta import INSTRUCTION_CHARS
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task, example_key
 
@@ -221,13 +222,14 @@ class OptimizationContext:
     def ask_meta(self, texts: Sequence[str], *, max_tokens: int, temperature: float, top_p: float = 1.0,
                  forbidden: Sequence[str] | None = None, instruction: bool = True, whole_reply: bool = False,
                  prepare: Callable[[str], str] | None = None, retry_once: bool = False,
-                 seeds: Sequence[int] | None = None) -> list[MetaReply]:
+                 seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
+                 max_chars: int | None = INSTRUCTION_CHARS) -> list[MetaReply]:
         """`meta_calls.ask_meta` on this run's meta model and rng; `forbidden` defaults to the training examples'
         texts (`quoted_texts(task.train)`)."""
         return ask_meta(self.meta_model, self.rng, texts, max_tokens=max_tokens, temperature=temperature,
                         top_p=top_p, forbidden=quoted_texts(self.task.train) if forbidden is None else forbidden,
                         instruction=instruction, whole_reply=whole_reply, prepare=prepare, retry_once=retry_once,
-                        seeds=seeds)
+                        seeds=seeds, stop=stop, max_chars=max_chars)
 
 
 class Optimizer(ABC):
@@ -239,6 +241,9 @@ class Optimizer(ABC):
     #: score keys the method only ever files whole-dev-split scores under (read when restoring old resume points;
     #: new ones carry `Candidate.full_dev` themselves)
     full_dev_keys: ClassVar[tuple[str, ...]] = ()
+    #: where the method differs on purpose from its paper and reference code, one short sentence each (shown by
+    #: `prompthone methods`; the module docstring says why)
+    departures: ClassVar[tuple[str, ...]] = ()
 
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:  # noqa: B027 - optional hook
         """Prepare before the first step (the seed candidate is already in `state.pool[0]`)."""

@@ -39,11 +39,17 @@ _LEADS = re.compile(r"^(?:the\s+)?(?:new\s+|rewritten\s+|improved\s+)?(?:instruc
 _CUT = re.compile(r"\n\s*(?:input|output|answer|example)\s*\d*\s*:", re.IGNORECASE)
 
 
-def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int = 500) -> str | None:
+#: the length an instruction is cut to unless a method says otherwise (its published replies are short)
+INSTRUCTION_CHARS = 500
+
+
+def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int | None = INSTRUCTION_CHARS
+                      ) -> str | None:
     """An instruction out of a free-text meta-model reply, or None when nothing usable is there.
 
     Keeps the first paragraph, drops a leading 'The instruction was:' style phrase, surrounding quotes
-    and anything from a line that starts like an example ('Input:', 'Output:'). A reply that quotes any
+    and anything from a line that starts like an example ('Input:', 'Output:'), and cuts it at a word to
+    `max_chars` (None: no cut, for methods whose published prompts are long guidelines). A reply that quotes any
     of the `forbidden` texts (the examples the meta model was shown) is rejected: example text must never
     become part of an instruction.
     """
@@ -54,7 +60,7 @@ def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: i
     text = re.split(r"\n\s*\n", text, maxsplit=1)[0].strip()
     text = _LEADS.sub("", text, count=1).strip()
     text = text.strip("\"'`“”").strip()
-    if len(text) > max_chars:
+    if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0].rstrip(",;: ") + "."
     if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):
         return None
@@ -123,8 +129,11 @@ def untagged_item(reply: str) -> str | None:
     return None
 
 
-def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool) -> list[str]:
-    """Items safe to use: tagged ones, else the reply's first paragraph; nothing may quote the examples shown."""
+def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool,
+                 max_chars: int | None = INSTRUCTION_CHARS) -> list[str]:
+    """Items safe to use: tagged ones, else the reply's first paragraph; nothing may quote the `forbidden` texts
+    (pass none for text that is not prompt text, such as a gradient citing the errors it explains). Each item is
+    cut to `max_chars` (None: kept whole)."""
     items = parse_tagged(reply)
     if not items:
         fallback = untagged_item(reply)
@@ -132,9 +141,9 @@ def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool) -> 
     out = []
     for item in items:
         if instruction:
-            cleaned = clean_instruction(item, forbidden=forbidden)
+            cleaned = clean_instruction(item, forbidden=forbidden, max_chars=max_chars)
             if cleaned is not None:
                 out.append(cleaned)
         elif len(item) >= 8 and not quotes_any(item, forbidden):
-            out.append(item[:500])
+            out.append(item if max_chars is None else item[:max_chars])
     return out
