@@ -44,9 +44,11 @@ from prompthone.store.db import RunStore
 from prompthone.tasks.example import Task
 from prompthone.tasks.metrics import get_metric
 
+#: the methods `compare` runs when none are named: ProTeGi under each of its bandits, and its paper's main baseline,
+#: Monte-Carlo search (`apo:n_gradients=0`: paraphrases only, as the reference runs it)
 DEFAULT_METHODS = ("seed", "auto", "ape", "opro", "apo:selector=ucb", "apo:selector=ucb-e",
                    "apo:selector=successive-rejects", "apo:selector=successive-halving",
-                   "apo:selector=brute-force")
+                   "apo:selector=brute-force", "apo:n_gradients=0")
 
 #: the seed prompt's candidate id in every run (the first candidate a run makes)
 SEED_CANDIDATE_ID = 0

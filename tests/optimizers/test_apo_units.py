@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 
 import pytest
 from tests.fakes.fake_model import CountingModel
@@ -11,7 +12,8 @@ from prompthone.errors import BudgetExhausted, ConfigError
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator, ExampleResult
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.optimizers.apo import APO, _format_errors
+from prompthone.models.base import Completion, GenerationRequest
+from prompthone.optimizers.apo import APO, RoundSample, _format_errors
 from prompthone.optimizers.base import OptimizationContext, OptimizationState
 from prompthone.prompts.meta import usable_items
 from prompthone.prompts.prompt import Prompt
@@ -90,3 +92,73 @@ def test_a_budget_stop_during_selection_keeps_what_the_pulls_measured() -> None:
     assert [c.n_scored["bandit"] for c in measured] == [16, 16]
     ranked = sorted(measured, key=lambda c: (-c.scores["bandit"], c.id))
     assert state.frontier == [c.id for c in ranked]
+
+
+class ScriptedMeta(CountingModel):
+    """A meta model that answers by the APO meta prompt it is sent: gradients that quote the error they explain,
+    a long tagged edit, an untagged paraphrase (as the reference's rewriter prompt gets)."""
+
+    LONG = "Label the review as positive or negative, reading every sentence with care. " * 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        for i, r in enumerate(requests):
+            text = r.messages[-1].content
+            self.asked.append(text)
+            if "give 1 reasons" in text:
+                reply = "<START>The prompt never says that review 3 is negative: it is.<END>"
+            elif "new prompts are:" in text:
+                reply = f"<START>{self.LONG}<END>"
+            else:
+                reply = f"Variation {len(self.asked)}: decide whether the review is positive or negative."
+            yield i, Completion(reply, prompt_tokens=10, completion_tokens=3)
+
+
+def _apo_ctx(meta: CountingModel) -> tuple[OptimizationContext, OptimizationState]:
+    """`_ctx`'s task and task model, with `meta` as the meta model."""
+    task_ctx, _ = _ctx()
+    ctx = OptimizationContext(task_ctx.task, task_ctx.evaluator, MeteredModel(meta, meter=BudgetMeter()),
+                              random.Random(0), Prompt("Seed."), lambda cand: None)
+    state = OptimizationState()
+    ctx.new_candidate(state, Prompt("Seed."), parent=None, origin="seed")
+    state.frontier = [0]
+    return ctx, state
+
+
+def test_the_monte_carlo_baseline_paraphrases_the_parent_without_gradients() -> None:
+    meta = ScriptedMeta()
+    ctx, state = _apo_ctx(meta)
+    made = APO(n_gradients=0, mc_samples_per_step=2, beam_size=1, minibatch_size=8).propose(ctx, state)
+    assert [c.origin for c in made] == ["paraphrase", "paraphrase"]
+    assert all(c.parent == 0 and c.prompt.instruction.startswith("Variation") for c in made)
+    assert not any("reasons" in text or "new prompts are:" in text for text in meta.asked)  # MC only
+
+
+def test_gradients_cite_errors_and_every_edit_and_the_parent_are_paraphrased() -> None:
+    meta = ScriptedMeta()
+    ctx, state = _apo_ctx(meta)
+    apo = APO(n_gradients=1, errors_per_gradient=2, mc_samples_per_step=1, beam_size=1, minibatch_size=8,
+              max_expansion_factor=8)
+    made = apo.propose(ctx, state)
+    edits = [c for c in made if c.origin == "edit"]
+    assert len(edits) == 1 and edits[0].prompt.instruction == ScriptedMeta.LONG.strip()  # not cut at 500 chars
+    assert edits[0].data["gradient"] == "The prompt never says that review 3 is negative: it is."  # quotes an error
+    paraphrased = [text for text in meta.asked if text.startswith("Generate a variation")]
+    assert len(paraphrased) == 2 and "Input: Seed." in paraphrased[1]  # the edit's, then the parent's
+    assert sum(c.origin == "paraphrase" for c in made) == 2
+
+
+def test_a_shared_round_sample_scores_every_prompt_of_a_round_on_the_same_examples() -> None:
+    train = [Example(f"review {i}", "positive") for i in range(20)]
+    shared = RoundSample(train, random.Random(0), shared=True)
+    shared.new_round()
+    first, again, more = shared.draw(4), shared.draw(4), shared.draw(6)
+    assert first == again and more[:4] == first and len(set(map(id, more))) == 6
+    shared.new_round()
+    assert shared.draw(4) != first  # a new round, a new sample
+    own = RoundSample(train, random.Random(0), shared=False)
+    assert own.draw(4) != own.draw(4)  # each pull its own draw
+    assert len(RoundSample(train[:3], random.Random(0), shared=True).draw(5)) == 5  # beyond the split: replacement

@@ -18,6 +18,7 @@ from prompthone.selection import (
     ucb,
     ucb_e,
     ucb_index,
+    ucb_index_rounds,
     ucbe_index,
 )
 
@@ -96,11 +97,58 @@ def test_ucb_index_is_exact_and_puts_unpulled_arms_first() -> None:
     assert ucbe_index(0.5, 4, 2.0) == pytest.approx(0.5 + 2.0 * math.sqrt(2.0 / 4))
 
 
-def test_ucb_pulls_every_arm_before_exploiting() -> None:
+def test_ucb_pulls_every_arm_before_exploiting_with_the_pulls_index() -> None:
     arms = BernoulliArms([0.5] * 6, 0)
-    res = ucb(6, 1, arms, rounds=2, arms_per_round=3, samples_per_pull=4, rng=random.Random(3))
+    res = ucb(6, 1, arms, rounds=2, arms_per_round=3, samples_per_pull=4, rng=random.Random(3), time="pulls")
     assert sorted(res.history[0] + res.history[1]) == list(range(6))
     assert res.pulls == 24
+
+
+def test_the_reference_index_counts_rounds_and_explores_less_than_the_pulls_index() -> None:
+    # ProTeGi's reference: mean + c·sqrt(log t / (n + 0.001)), t the round number
+    assert ucb_index_rounds(0.5, 32, 8, 1.0) == pytest.approx(0.5 + math.sqrt(math.log(8) / 32.001))
+    assert ucb_index_rounds(0.5, 32, 1, 1.0) == 0.5  # round 1: log 1 = 0, a greedy round, as in the reference
+    assert ucb_index_rounds(0.0, 0, 2, 1.0) > 20  # an unpulled arm: a large, finite bonus
+    # after 8 rounds × 8 prompts × 32 examples the pulls index's bonus is ~1.9× the reference's
+    ratio = (ucb_index(0.0, 32, 8 * 8 * 32, 1.0)) / ucb_index_rounds(0.0, 32, 8, 1.0)
+    assert ratio == pytest.approx(math.sqrt(math.log(2048) / math.log(8)), rel=1e-3) and 1.85 < ratio < 1.95
+
+
+class SameReward:
+    """Every arm pays 0.6 on every pull: only exploration can make a selector look at another arm."""
+
+    def __init__(self, n: int) -> None:
+        self.pulls = [0] * n
+
+    def __call__(self, arm: int, n: int) -> list[float]:
+        self.pulls[arm] += n
+        return [0.6] * n
+
+
+def test_reference_ucb_explores_every_arm_where_a_greedy_allocator_never_leaves_its_first_pick() -> None:
+    rounds = []
+    arms = SameReward(9)
+    ucb(9, 1, arms, rounds=4, arms_per_round=3, samples_per_pull=4, c=1.0, rng=random.Random(0),
+        on_round=lambda: rounds.append(list(arms.pulls)))
+    assert all(p > 0 for p in arms.pulls)  # round 0 at random, round 1 greedy, rounds 2-3 the unpulled arms
+    assert len(rounds) == 4 and rounds[0] == [0] * 9  # on_round comes before each round's pulls
+    greedy = SameReward(9)
+    ucb(9, 1, greedy, rounds=4, arms_per_round=3, samples_per_pull=4, c=0.0, rng=random.Random(0))
+    assert sum(p > 0 for p in greedy.pulls) == 3  # c = 0 is greedy: the first three arms, forever
+
+
+@pytest.mark.parametrize("name", sorted(SELECTORS))
+def test_every_selector_announces_its_rounds(name: str) -> None:
+    calls: list[int] = []
+    arms = BernoulliArms(MEANS, 0)
+    if name in ("ucb", "ucb-e"):
+        SELECTORS[name](6, 1, arms, rounds=5, arms_per_round=2, samples_per_pull=4,
+                        on_round=lambda: calls.append(sum(arms.pulls)))
+        assert len(calls) == 5
+    else:
+        res = SELECTORS[name](6, 1, arms, budget=120, on_round=lambda: calls.append(sum(arms.pulls)))
+        assert len(calls) == len(res.history)
+    assert calls == sorted(calls) and calls[0] == 0
 
 
 def test_ucb_respects_a_budget() -> None:

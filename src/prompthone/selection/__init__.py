@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prompthone.selection.bandits import (
     SELECTORS,
+    UCB_TIMES,
     ArmStats,
     Pull,
     SelectionResult,
@@ -14,6 +15,7 @@ from prompthone.selection.bandits import (
     ucb,
     ucb_e,
     ucb_index,
+    ucb_index_rounds,
     ucbe_index,
 )
 from prompthone.selection.pareto import (
@@ -24,6 +26,6 @@ from prompthone.selection.pareto import (
     select_from_pareto_front,
 )
 
-__all__ = ["SELECTORS", "ArmStats", "Pull", "SelectionResult", "brute_force", "front_counts", "get_selector",
-           "instance_fronts", "nondominated", "remove_dominated", "select_from_pareto_front", "successive_halving",
-           "successive_rejects", "ucb", "ucb_e", "ucb_index", "ucbe_index"]
+__all__ = ["SELECTORS", "UCB_TIMES", "ArmStats", "Pull", "SelectionResult", "brute_force", "front_counts",
+           "get_selector", "instance_fronts", "nondominated", "remove_dominated", "select_from_pareto_front",
+           "successive_halving", "successive_rejects", "ucb", "ucb_e", "ucb_index", "ucb_index_rounds", "ucbe_index"]

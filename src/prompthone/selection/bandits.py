@@ -1,9 +1,11 @@
 """Best-arm identification for picking a beam of prompts (ProTeGi §2.2; Audibert & Bubeck 2010; Karnin 2013).
 
-Every selector has the same shape: `selector(n_arms, k, pull, budget=..., rng=...) -> SelectionResult`, where
-`pull(arm, n)` evaluates arm `arm` on `n` fresh examples and returns one reward in [0, 1] per example. The
-selectors hold no state beyond their arguments, so they are testable with exact numbers on synthetic arms,
-and the index functions (`ucb_index`, `ucbe_index`) are pure.
+Every selector has the same shape: `selector(n_arms, k, pull, budget=..., rng=..., on_round=...) ->
+SelectionResult`, where `pull(arm, n)` evaluates arm `arm` on `n` examples and returns one reward in [0, 1] per
+example, and `on_round()` (optional) is called before each round's pulls: the ProTeGi reference draws one sample
+of examples per round and scores every prompt of the round on it, which a caller does by drawing its sample
+there. The selectors hold no state beyond their arguments, so they are testable with exact numbers on synthetic
+arms, and the index functions (`ucb_index`, `ucb_index_rounds`, `ucbe_index`) are pure.
 
 Budget is counted in pulls (examples evaluated). Successive rejects, successive halving and brute force
 spend exactly `budget` pulls (when `budget ≥ n_arms`); UCB and UCB-E spend `rounds × arms_per_round ×
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from prompthone.errors import ConfigError
 
 Pull = Callable[[int, int], Sequence[float]]
+OnRound = Callable[[], None] | None
 
 
 @dataclass
@@ -85,8 +88,21 @@ def _spread(total: int, arms: Sequence[int]) -> dict[int, int]:
 
 
 # -- index policies ------------------------------------------------------------------------------------------
+#: what the reference adds to every count, so that an unpulled arm's bonus is finite (large)
+COUNT_EPSILON = 1e-3
+#: UCB's time index: the round number (the paper and its reference code) or the pulls so far (prompthone's earlier)
+UCB_TIMES = ("rounds", "pulls")
+
+
+def ucb_index_rounds(mean: float, count: int, t: int, c: float) -> float:
+    """UCB1 as ProTeGi's reference computes it: mean + c·sqrt(log t / (n + 0.001)), `t` the round number (0-based)
+    and `n` the examples pulled. At t = 1 the bonus is 0 (log 1): that round is greedy, as in the reference."""
+    return mean + c * math.sqrt(math.log(max(t, 1)) / (count + COUNT_EPSILON))
+
+
 def ucb_index(mean: float, count: int, t: int, c: float) -> float:
-    """UCB1: mean + c·sqrt(log t / n); unpulled arms come first. `t` is the total pulls so far, at least 1."""
+    """UCB1 with `t` the total pulls so far (at least 1): mean + c·sqrt(log t / n); unpulled arms come first.
+    prompthone's earlier form (`time="pulls"`): its bonus at c = 1 is ~1.9× the reference's after 8 × 8 × 32."""
     if count == 0:
         return math.inf
     return mean + c * math.sqrt(math.log(max(t, 1)) / count)
@@ -101,15 +117,25 @@ def ucbe_index(mean: float, count: int, c: float) -> float:
 
 def _index_selector(index: Callable[[ArmStats, int, int], float], n_arms: int, k: int, pull: Pull, *,
                     rounds: int, arms_per_round: int, samples_per_pull: int, budget: int | None,
-                    rng: random.Random) -> SelectionResult:
+                    rng: random.Random, time: str = "pulls", on_round: OnRound = None) -> SelectionResult:
+    """Each round, the `arms_per_round` arms with the highest index, each pulled `samples_per_pull` times.
+
+    `time="rounds"` (the reference): t is the round number, and a round with no pull yet chooses its arms at
+    random. `time="pulls"`: t is the pulls so far (≥ 1), unpulled arms first, ties broken at random.
+    """
     stats = ArmStats.empty(n_arms)
     history: list[list[int]] = []
     per_round = min(arms_per_round, n_arms)
-    for _ in range(rounds):
-        t = max(1, stats.total)  # t ≥ 1 from the first round (the reference code starts at 0)
-        order = list(range(n_arms))
-        rng.shuffle(order)  # random tie-break among equal indices (e.g. all unpulled arms)
-        chosen = sorted(order, key=lambda a: -index(stats, a, t))[:per_round]
+    for r in range(rounds):
+        if time == "rounds" and stats.total == 0:
+            chosen = rng.sample(range(n_arms), per_round)
+        else:
+            t = r if time == "rounds" else max(1, stats.total)
+            order = list(range(n_arms))
+            rng.shuffle(order)  # random tie-break among equal indices (e.g. all unpulled arms)
+            chosen = sorted(order, key=lambda a: -index(stats, a, t))[:per_round]
+        if on_round is not None:
+            on_round()
         pulled = []
         for arm in chosen:
             n = samples_per_pull if budget is None else min(samples_per_pull, budget - stats.total)
@@ -124,26 +150,37 @@ def _index_selector(index: Callable[[ArmStats, int, int], float], n_arms: int, k
 
 
 def ucb(n_arms: int, k: int, pull: Pull, *, rounds: int = 8, arms_per_round: int = 8, samples_per_pull: int = 32,
-        c: float = 1.0, budget: int | None = None, rng: random.Random | None = None) -> SelectionResult:
-    """UCB1 over prompts (ProTeGi's default): each round pull the `arms_per_round` arms with the highest index."""
+        c: float = 1.0, budget: int | None = None, rng: random.Random | None = None, time: str = "rounds",
+        on_round: OnRound = None) -> SelectionResult:
+    """UCB1 over prompts (ProTeGi's default): each round pull the `arms_per_round` arms with the highest index.
+
+    `time="rounds"` is the paper's and its reference code's index (`ucb_index_rounds`); `time="pulls"` keeps
+    prompthone's earlier one (`ucb_index`), which explores more."""
     _check(n_arms, k)
-    return _index_selector(lambda s, a, t: ucb_index(s.mean(a), s.counts[a], t, c), n_arms, k, pull,
+    if time not in UCB_TIMES:
+        raise ConfigError(f"time must be one of {', '.join(UCB_TIMES)}, got {time!r}")
+    form = ucb_index_rounds if time == "rounds" else ucb_index
+    return _index_selector(lambda s, a, t: form(s.mean(a), s.counts[a], t, c), n_arms, k, pull,
                            rounds=rounds, arms_per_round=arms_per_round, samples_per_pull=samples_per_pull,
-                           budget=budget, rng=rng or random.Random(0))
+                           budget=budget, rng=rng or random.Random(0), time=time, on_round=on_round)
 
 
 def ucb_e(n_arms: int, k: int, pull: Pull, *, rounds: int = 8, arms_per_round: int = 8, samples_per_pull: int = 32,
-          c: float = 1.0, budget: int | None = None, rng: random.Random | None = None) -> SelectionResult:
-    """UCB-E (exploration constant instead of log t): better suited to pure best-arm identification."""
+          c: float = 1.0, budget: int | None = None, rng: random.Random | None = None, time: str = "rounds",
+          on_round: OnRound = None) -> SelectionResult:
+    """UCB-E (exploration constant instead of log t): better suited to pure best-arm identification. `time` only
+    decides the first round: at random (`rounds`, the reference) or unpulled arms in random order (`pulls`)."""
     _check(n_arms, k)
+    if time not in UCB_TIMES:
+        raise ConfigError(f"time must be one of {', '.join(UCB_TIMES)}, got {time!r}")
     return _index_selector(lambda s, a, t: ucbe_index(s.mean(a), s.counts[a], c), n_arms, k, pull,
                            rounds=rounds, arms_per_round=arms_per_round, samples_per_pull=samples_per_pull,
-                           budget=budget, rng=rng or random.Random(0))
+                           budget=budget, rng=rng or random.Random(0), time=time, on_round=on_round)
 
 
 # -- elimination ---------------------------------------------------------------------------------------------
-def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
-                       rng: random.Random | None = None) -> SelectionResult:
+def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Random | None = None,
+                       on_round: OnRound = None) -> SelectionResult:
     """Successive rejects (Audibert & Bubeck 2010), stopping when `k` arms remain.
 
     Phase j (j = 1 .. K−k) pulls each surviving arm up to n_j times in total and rejects the worst, with the
@@ -155,6 +192,7 @@ def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
     active = list(range(n_arms))
     stats = ArmStats.empty(n_arms)
     if n_arms <= k:
+        _new_round(on_round)
         _spread_pulls(stats, pull, active, budget)
         return _result(stats, stats.ranked(active), [active])
     if budget < n_arms:
@@ -164,6 +202,7 @@ def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
     targets = [math.ceil((budget - n_arms) / (scale * (n_arms + 1 - j))) for j in range(1, phases + 1)]
     history: list[list[int]] = []
     for j, target in enumerate(targets, start=1):
+        _new_round(on_round)
         if j == phases:  # the last phase takes whatever the rounding left
             _spread_pulls(stats, pull, active, budget - stats.total)
         else:
@@ -175,13 +214,18 @@ def successive_rejects(n_arms: int, k: int, pull: Pull, *, budget: int,
     return _result(stats, stats.ranked(active), history)
 
 
+def _new_round(on_round: OnRound) -> None:
+    if on_round is not None:
+        on_round()
+
+
 def _spread_pulls(stats: ArmStats, pull: Pull, arms: Sequence[int], total: int) -> None:
     for arm, n in _spread(max(0, total), arms).items():
         _pull(stats, pull, arm, n)
 
 
-def successive_halving(n_arms: int, k: int, pull: Pull, *, budget: int,
-                       rng: random.Random | None = None) -> SelectionResult:
+def successive_halving(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Random | None = None,
+                       on_round: OnRound = None) -> SelectionResult:
     """Successive halving (Karnin et al. 2013): ⌈log2(K/k)⌉ rounds, each keeping the better half (never < k).
 
     Each round gets an equal share of the budget, spread evenly over its surviving arms; the last round
@@ -194,6 +238,7 @@ def successive_halving(n_arms: int, k: int, pull: Pull, *, budget: int,
     history: list[list[int]] = []
     for r in range(rounds):
         share = budget - stats.total if r == rounds - 1 else budget // rounds
+        _new_round(on_round)
         _spread_pulls(stats, pull, active, share)
         history.append(list(active))
         keep = max(k, math.ceil(len(active) / 2))
@@ -201,11 +246,13 @@ def successive_halving(n_arms: int, k: int, pull: Pull, *, budget: int,
     return _result(stats, stats.ranked(active)[:k], history)
 
 
-def brute_force(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Random | None = None) -> SelectionResult:
+def brute_force(n_arms: int, k: int, pull: Pull, *, budget: int, rng: random.Random | None = None,
+                on_round: OnRound = None) -> SelectionResult:
     """Every arm on budget / #arms examples; the best k by mean."""
     _check(n_arms, k)
     stats = ArmStats.empty(n_arms)
     arms = list(range(n_arms))
+    _new_round(on_round)
     _spread_pulls(stats, pull, arms, budget)
     return _result(stats, stats.ranked(arms)[:k], [arms])
 
