@@ -48,12 +48,11 @@ def _no_options(sizing: Sizing) -> dict[str, Any]:
 
 
 def _ape_options(sizing: Sizing) -> dict[str, Any]:
-    # Paper defaults (10 proposals per subsample, 50 scoring examples) spend the whole budget on the first round at
-    # these sizes; fewer proposals and scoring examples leave room for the Monte-Carlo round, as in `make demo`.
-    # Proposals are meta calls: free of a task-call budget, so a separate proposer gets 4 per subsample (as in
-    # benchmarks/meta_models.py, sized for the 1.5B meta model at 200-300 task calls).
+    # APE's published configuration (3 subsets × 5 demos, execution accuracy on 20 samples, no iterative search)
+    # with fewer proposals than its 30 per subset, which would spend the whole budget scoring. Proposals are meta
+    # calls: free of a task-call budget, so a separate proposer gets 4 per subset.
     return {"num_prompts_per_subsample": 4 if sizing.separate_proposer else 3,
-            "eval_samples": 16 if sizing.budget >= 150 else 8, "mc_top_k": 3, "mc_samples_per_prompt": 2}
+            "eval_samples": 20 if sizing.budget >= 150 else 8}
 
 
 def _opro_options(sizing: Sizing) -> dict[str, Any]:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 BUDGET = 200
 MARGIN = 0.04
 CONFIGS: dict[str, tuple[int, dict[str, Any]]] = {  # method → (run seed, knobs)
-    "ape": (1, {"num_prompts_per_subsample": 4, "eval_samples": 20, "mc_top_k": 3, "mc_samples_per_prompt": 2}),
+    "ape": (1, {"num_subsamples": 5, "num_prompts_per_subsample": 4, "score_with": "likelihood", "eval_samples": 20,
+                "mc_rounds": 1, "mc_top_k": 3, "mc_samples_per_prompt": 2}),
     "opro": (1, {"score_examples": 12, "num_generated_instructions": 4}),
     "apo": (1, {"rounds": 2, "beam_size": 2, "minibatch_size": 16, "n_gradients": 2, "mc_samples_per_step": 1,
                 "samples_per_eval": 8, "eval_rounds": 4}),

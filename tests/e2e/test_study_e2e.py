@@ -26,7 +26,7 @@ closers:
   - null
   - This will be fun!
 """
-TINY_APE = ("ape:num_subsamples=2,num_prompts_per_subsample=3,num_demos=3,eval_samples=8,mc_top_k=2,"
+TINY_APE = ("ape:num_subsamples=2,num_prompts_per_subsample=3,num_demos=3,eval_samples=8,mc_rounds=1,mc_top_k=2,"
             "mc_samples_per_prompt=2")
 
 

@@ -14,7 +14,7 @@ from prompthone.report import RunData, write_report
 pytestmark = pytest.mark.e2e
 
 TINY_APE = {"num_subsamples": 2, "num_prompts_per_subsample": 3, "num_demos": 3, "eval_samples": 6, "mc_top_k": 2,
-            "mc_samples_per_prompt": 2, "score_with": "metric"}
+            "mc_samples_per_prompt": 2, "score_with": "metric", "mc_rounds": 1}
 
 
 def test_report_of_a_real_ape_run(embedded_model, tmp_path: Path) -> None:

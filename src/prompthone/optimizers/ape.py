@@ -1,15 +1,20 @@
-"""APE — Automatic Prompt Engineer (Zhou et al., ICLR 2023), with iterative Monte-Carlo search.
+"""APE — Automatic Prompt Engineer (Zhou et al., ICLR 2023), with optional iterative Monte-Carlo search.
 
 1. Induction (paper §3.1, "forward mode"): `num_subsamples` random subsets of `num_demos` training pairs;
-   for each, the meta model proposes `num_prompts_per_subsample` instructions at temperature 0.9.
-2. Scoring (§3.2): every candidate on a dev sample, by log-likelihood of the targets (APE's default) or by
-   the task metric; `eval_method='ucb'` spends the evaluation budget with APE's UCB bandit instead.
-3. Iterative Monte-Carlo (§3.3): `mc_rounds` times, the top `mc_top_k` candidates are paraphrased
-   `mc_samples_per_prompt` times each and the new candidates scored the same way.
+   for each, the meta model proposes `num_prompts_per_subsample` instructions at temperature 0.9, top-p 0.9, up
+   to 50 tokens, continuing the reference's template "... The instruction was to".
+2. Scoring (§3.2): every candidate on `eval_samples` dev examples, by the task metric (execution accuracy) or by
+   the log-likelihood of the targets (`score_with='likelihood'`); `eval_method='ucb'` spends the evaluation with
+   APE's UCB bandit instead (`ucb_rounds` rounds of the `ucb_prompts_per_round` highest mean + c·sqrt(log N / n),
+   N the pulls so far, the first round at random; each pull `eval_samples` fresh examples).
+3. Iterative Monte-Carlo (§3.3), off by default: `mc_rounds` times, the top `mc_top_k` candidates are paraphrased
+   `mc_samples_per_prompt` times each (the paper's resampling template) and the new candidates scored the same way.
 
-Defaults follow the published configuration (5 subsets × 5 demos, temperature 0.9, top-p 0.9, 50 new
-tokens, 50 evaluation samples, UCB c = 1 over 5 rounds), except that we sample 10 instructions per subset
-(50 in all, as in the paper's experiments) rather than the reference code's 50 per subset.
+Defaults are one published configuration, the paper's instruction-induction experiments as the reference code
+runs them (keirp/automatic_prompt_engineer, `experiments/run_instruction_induction.py`): 3 subsets × 5 demos × 30
+proposals, execution accuracy on 20 samples, no iterative search ("we use APE without iterative search as
+default", §3.3). The reference library's own defaults (`configs/default.yaml`: 5 subsets × 50 proposals,
+likelihood on 50 samples; `configs/bandits.yaml`: UCB, 5 rounds × 50 prompts, c = 1) are one knob change away.
 """
 
 from __future__ import annotations
@@ -30,20 +35,27 @@ class APE(Optimizer):
     """Instruction induction from demo subsets, scoring on dev, iterative Monte-Carlo resampling."""
 
     name: ClassVar[str] = "ape"
+    departures: ClassVar[tuple[str, ...]] = (
+        "eval_method='full' scores every candidate on one shared dev sample (the reference draws a sample per "
+        "prompt): candidates are compared on the same examples",
+        "one meta call per proposal, each with its own seed (the reference asks once for n samples)",
+        "the induction template says the pairs are data, not instructions (a defence against injected "
+        "instructions); a proposal that repeats four words of a demo is dropped",
+    )
 
-    num_subsamples: int = 5
+    num_subsamples: int = 3
     num_demos: int = 5
-    num_prompts_per_subsample: int = 10
+    num_prompts_per_subsample: int = 30
     gen_temperature: float = 0.9
     gen_top_p: float = 0.9
     gen_max_tokens: int = 50
-    score_with: str = "likelihood"
+    score_with: str = "metric"
     eval_method: str = "full"
-    eval_samples: int = 50
+    eval_samples: int = 20
     ucb_rounds: int = 5
     ucb_prompts_per_round: int = 50
     ucb_c: float = 1.0
-    mc_rounds: int = 1
+    mc_rounds: int = 0
     mc_top_k: int = 5
     mc_samples_per_prompt: int = 5
 
