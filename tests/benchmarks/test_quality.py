@@ -114,6 +114,22 @@ def test_suite_may_grow_by_appended_candidates_only(tmp_path: Path, monkeypatch:
             q.RawResults(path, q.BUDGET, {"command": "three"})
 
 
+def test_only_a_method_without_runs_may_be_respecified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "quality.json"
+    q.RawResults(path, q.BUDGET, {"command": "one"}).add("runs", _run("A", "ape", 0, "10", "00"))
+    specs = q.method_specs
+
+    def respecified(method: str) -> Any:
+        return lambda budget: {k: (v[0] + ",x=1", v[1]) if k == method else v for k, v in specs(budget).items()}
+
+    monkeypatch.setattr(q, "method_specs", respecified("opro"))  # opro has no run: accepted
+    q.RawResults(path, q.BUDGET, {"command": "two"}).add("runs", _run("A", "ape", 1, "10", "00"))
+    assert json.loads(path.read_text())["setup"]["methods"]["opro"]["spec"].endswith(",x=1")
+    monkeypatch.setattr(q, "method_specs", respecified("ape"))  # ape has runs under its spec: refused
+    with pytest.raises(ConfigError, match="methods"):
+        q.RawResults(path, q.BUDGET, {"command": "three"})
+
+
 def test_quick_results_stay_in_memory(tmp_path: Path) -> None:
     results = q.RawResults(None, 40, {"command": "quick", "versions": "v", "started": "t"})
     results.add("precheck", _precheck("A"))
