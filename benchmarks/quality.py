@@ -539,9 +539,30 @@ def commands(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [raw["invocations"][i] for i in used]
 
 
+#: options that only say where files go: left out of the commands RESULTS.md shows
+_FILE_OPTIONS = ("--raw", "--out", "--results-md")
+
+
+def shown(invocation: dict[str, Any]) -> str:
+    """An invocation as RESULTS.md lists it: the command without its file-location options, the versions, and the
+    source commit when it was recorded."""
+    words, kept = invocation["command"].split(), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in _FILE_OPTIONS:
+            skip = True
+        elif not word.startswith(tuple(f"{o}=" for o in _FILE_OPTIONS)):
+            kept.append(word)
+    commit = invocation.get("commit")
+    source = f"; commit {commit[:7]}{'+dirty' if commit.endswith('+dirty') else ''}" if commit else ""
+    return f"`{' '.join(kept)}` ({invocation['versions']}{source})"
+
+
 def section(raw: dict[str, Any]) -> str:
     s = raw["setup"]
-    made = "\n".join(f"- `{c['command']}` ({c['versions']})" for c in commands(raw)) or "- (none yet)"
+    made = "\n".join(f"- {shown(c)}" for c in commands(raw)) or "- (none yet)"
     intro = (f"Commands that made these figures:\n\n{made}\n\n"
              f"Meta model `{s['meta_model']}`; a budget of {s['budget']} task-model calls per run; label scoring. One "
              f"split per task (data seed {s['data_seed']}: test min({TEST_MAX}, n/2), dev min({DEV_MAX}, n/4), train "

@@ -130,6 +130,14 @@ def test_only_a_method_without_runs_may_be_respecified(tmp_path: Path, monkeypat
         q.RawResults(path, q.BUDGET, {"command": "three"})
 
 
+def test_commands_are_shown_without_file_locations_and_with_their_commit() -> None:
+    invocation = {"command": "python -m benchmarks.quality --stage methods --raw /x/q.json --out=/y --tasks a",
+                  "versions": "v1", "commit": "0123456789abcdef+dirty"}
+    assert q.shown(invocation) == "`python -m benchmarks.quality --stage methods --tasks a` (v1; commit 0123456+dirty)"
+    assert q.shown({"command": "python -m benchmarks.quality", "versions": "v1"}) == \
+        "`python -m benchmarks.quality` (v1)"
+
+
 def test_quick_results_stay_in_memory(tmp_path: Path) -> None:
     results = q.RawResults(None, 40, {"command": "quick", "versions": "v", "started": "t"})
     results.add("precheck", _precheck("A"))
