@@ -161,8 +161,8 @@ def test_the_reflection_prompt_shows_feedback_and_replies_are_parsed_or_dropped(
     optimizer.step(ctx, state)
     assert _reflections(events)[-1]["outcome"] == "no_text" and model.generate_calls == 2  # one retry
     shown = model.meta_prompts[0]
-    assert "Answer the question." in shown and "## Feedback" in shown and "The expected answer is" in shown
-    assert shown.count("# Example ") == 3 and "incorrect (score 0.00)" in shown
+    assert "Answer the question." in shown and "## Feedback" in shown and "the expected label is" in shown
+    assert shown.count("# Example ") == 3 and "The answer is incorrect: the model chose" in shown
     optimizer.step(ctx, state)  # a fenced reply (GEPA's own format) is read too; the system message's turn
     assert _reflections(events)[-1]["proposed"] == {"system": "Reply ALWAYS-RIGHT to each case."}
     assert "following system message" in model.meta_prompts[-1] and "(no system message)" in model.meta_prompts[-1]
@@ -173,11 +173,22 @@ def test_the_reflection_prompt_shows_feedback_and_replies_are_parsed_or_dropped(
 
 
 def test_format_feedback_defangs_tags_and_shows_output_when_asked() -> None:
+    task = Task("t", (), (), (), metric="label_accuracy", labels=("yes", "no"))
     r = ExampleResult("hi <START>x<END>", "yes", None, 0.0, "I think <END> maybe")
-    text = format_feedback([r], show_output=True)
+    text = format_feedback([r], task, show_output=True)
     assert "<START>" not in text and "<END>" not in text and "(no answer could be read)" in text
     assert "## Assistant's output\nI think [end] maybe" in text
-    assert "Assistant's output" not in format_feedback([r], show_output=False)
+    assert "## Feedback\nThe answer is incorrect: no label could be read; the expected label is 'yes'." in text
+    assert "Assistant's output" not in format_feedback([r], task, show_output=False)
+
+
+def test_a_tasks_own_feedback_reaches_the_reflection() -> None:
+    def explain(result: ExampleResult, task: Task) -> str:
+        return f"Rule: answers to '{result.input}' must be '{result.target}' <END>"
+
+    task = Task("t", (), (), (), metric="label_accuracy", labels=("yes", "no"), feedback=explain)
+    text = format_feedback([ExampleResult("q1", "yes", "no", 0.0, "no")], task, show_output=False)
+    assert "## Feedback\nRule: answers to 'q1' must be 'yes' [end]" in text
 
 
 def test_minibatches_cycle_through_the_training_split_each_epoch() -> None:

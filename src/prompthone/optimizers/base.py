@@ -26,7 +26,7 @@ from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import WhiteBox
 from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
 from prompthone.prompts.calibration import Calibration, check_calibration
-from prompthone.prompts.meta import INSTRUCTION_CHARS
+from prompthone.prompts.meta import INSTRUCTION_CHARS, QUOTE_RUN
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task, example_key
 
@@ -223,13 +223,13 @@ class OptimizationContext:
                  forbidden: Sequence[str] | None = None, instruction: bool = True, whole_reply: bool = False,
                  prepare: Callable[[str], str] | None = None, retry_once: bool = False,
                  seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
-                 max_chars: int | None = INSTRUCTION_CHARS) -> list[MetaReply]:
+                 max_chars: int | None = INSTRUCTION_CHARS, quote_run: int = QUOTE_RUN) -> list[MetaReply]:
         """`meta_calls.ask_meta` on this run's meta model and rng; `forbidden` defaults to the training examples'
         texts (`quoted_texts(task.train)`)."""
         return ask_meta(self.meta_model, self.rng, texts, max_tokens=max_tokens, temperature=temperature,
                         top_p=top_p, forbidden=quoted_texts(self.task.train) if forbidden is None else forbidden,
                         instruction=instruction, whole_reply=whole_reply, prepare=prepare, retry_once=retry_once,
-                        seeds=seeds, stop=stop, max_chars=max_chars)
+                        seeds=seeds, stop=stop, max_chars=max_chars, quote_run=quote_run)
 
 
 class Optimizer(ABC):

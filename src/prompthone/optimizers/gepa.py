@@ -9,16 +9,18 @@ Algorithm 1 of the paper, one iteration per driver step:
 2. A parent is sampled from the instance-wise Pareto front (§3.2, `selection.pareto`): per example the
    candidates with the best score, dominated candidates removed, probability ∝ examples (co-)won.
 3. The parent runs on the next `minibatch_size` training examples (epoch-shuffled order, cycling through the
-   training split); each example's input, expected answer, the model's output, the answer read from it and
-   its score become textual feedback.
+   training split); each example's input, the model's output, the answer read from it and the feedback of the
+   task's feedback function (μ_f: `Task.feedback`, else `evaluation.feedback.default_feedback`, which says what
+   was expected, what was produced and why it scored as it did) become the reflection's records.
 4. Component selection: `component_selector='round_robin'` (GEPA's default) takes the parent's next component
    in turn (instruction, then system message, …; a child continues from its parent's position), 'all' rewrites
    every component in one iteration.
 5. Reflection (§3.1): per selected component one meta-model call shows its current text and the feedback
    records and asks for an improved one (GEPA's reflection prompt, `meta_prompts/gepa_reflect.txt`), parsed from
    <START>…<END> with the shared helpers (code fences and markdown heading lines dropped; one retry when nothing
-   usable comes back); a reply quoting the shown examples is dropped. A parent that is perfect on its minibatch
-   is not reflected on (`skip_perfect_score`).
+   usable comes back). Reflections may run to `meta_max_tokens` (4096; the reference sets no cap) and are kept
+   whole, facts from the examples included; a reply that repeats 12 words of a shown example in a row has copied
+   it and is dropped. A parent that is perfect on its minibatch is not reflected on (`skip_perfect_score`).
 6. The child runs on the same minibatch and is accepted only if its summed score is strictly higher than the
    parent's; accepted children are scored on the whole Pareto set and join the pool.
 7. With `use_merge` (GEPA+Merge, §3.3), after an iteration that found a new candidate and while fewer than
@@ -54,6 +56,7 @@ from typing import Any, ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import EvalResult, ExampleResult
+from prompthone.evaluation.feedback import feedback_for
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
 from prompthone.optimizers.gepa_parts import (
     find_merge_triplet,
@@ -66,7 +69,7 @@ from prompthone.optimizers.meta_calls import quoted_texts
 from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags
 from prompthone.prompts.prompt import Prompt
 from prompthone.selection.pareto import nondominated, select_from_pareto_front
-from prompthone.tasks.example import Example
+from prompthone.tasks.example import Example, Task
 
 PARETO = ScoreKey.PARETO
 SELECTORS = ("round_robin", "all")
@@ -75,6 +78,10 @@ _COMPONENT_WORDS = {"instruction": ("instruction", "(no instruction)"),
                     "system": ("system message", "(no system message)")}
 #: examples a merged candidate is checked on before its full evaluation (fixed in GEPA's reference code)
 MERGE_CHECK_SIZE = 5
+#: a reflected instruction may state facts found in the examples (GEPA's instructions are knowledge-laden); one
+#: that repeats this many words of an example in a row has copied it, and is dropped (a defence against
+#: instructions injected through data)
+COPIED_RUN = 12
 #: lines of a reply that are layout, not instruction text: code fences (GEPA's own reply format) and markdown
 #: headings (the feedback records are markdown, and small models echo their headings)
 _LAYOUT = re.compile(r"^[ \t]*(?:```[^\n]*|#{1,6}(?:[ \t][^\n]*)?)$", re.MULTILINE)
@@ -86,6 +93,11 @@ class GEPA(Optimizer):
 
     name: ClassVar[str] = "gepa"
     rank_key: ClassVar[str] = PARETO
+    departures: ClassVar[tuple[str, ...]] = (
+        "a reflection that repeats 12 words of a shown example in a row is dropped, and the reflection prompt says "
+        "the examples are data (a defence against injected instructions)",
+        "meta_max_tokens caps a reflection at 4096 tokens (the reference leaves it to the reflection model)",
+    )
 
     max_metric_calls: int = 0
     pareto_set_size: int = 0
@@ -97,7 +109,7 @@ class GEPA(Optimizer):
     evolve_system: bool = True
     component_selector: str = "round_robin"
     meta_temperature: float = 1.0
-    meta_max_tokens: int = 300
+    meta_max_tokens: int = 4096
 
     def __post_init__(self) -> None:
         self.require_positive("minibatch_size", "meta_max_tokens")
@@ -224,11 +236,10 @@ class GEPA(Optimizer):
         show_output = ctx.evaluator.mode == "generate" or prompt.reasons
         word, empty = _COMPONENT_WORDS[name]
         text = fill(load_meta_prompt("gepa_reflect"), component=word, text=current.strip() or empty,
-                    feedback=format_feedback(result.examples, show_output=show_output,
-                                             perfect_score=self.perfect_score))
+                    feedback=format_feedback(result.examples, ctx.task, show_output=show_output))
         replies = ctx.ask_meta([text], max_tokens=self.meta_max_tokens, temperature=self.meta_temperature,
                                forbidden=quoted_texts(result.examples), prepare=lambda reply: _LAYOUT.sub("", reply),
-                               retry_once=True)
+                               retry_once=True, max_chars=None, quote_run=COPIED_RUN)
         return next((reply.items[0] for reply in replies if reply.items), None)
 
     def _merge(self, ctx: OptimizationContext, state: OptimizationState) -> tuple[bool, list[Candidate]]:
@@ -322,22 +333,22 @@ class GEPA(Optimizer):
         return state.extra["metric_calls"] + need <= self.max_metric_calls
 
 
-def format_feedback(results: Sequence[ExampleResult], *, show_output: bool, perfect_score: float = 1.0) -> str:
-    """The reflection's records, GEPA-style: per example its input, the model's output and answer, and feedback.
+def format_feedback(results: Sequence[ExampleResult], task: Task, *, show_output: bool) -> str:
+    """The reflection's records, GEPA-style: per example its input, the model's output and answer, and the
+    feedback (μ_f) of the task's feedback function (`evaluation.feedback`: its own, else the default, which says
+    what was expected, what was produced and why it scored as it did).
 
     Example text is defanged so it cannot fake the reply tags. `show_output` adds the model's raw output (its
-    generation or reasoning); label scoring has none beyond the chosen label.
+    generation or reasoning, whole); label scoring has none beyond the chosen label.
     """
+    feedback = feedback_for(task)
     blocks = []
     for n, r in enumerate(results, 1):
         answer = neutralize_tags(r.prediction) if r.prediction is not None else "(no answer could be read)"
-        verdict = "correct" if r.score >= perfect_score else "partly correct" if r.score > 0 else "incorrect"
         lines = [f"# Example {n}", "## Input", neutralize_tags(r.input)]
         if show_output:
-            lines += ["## Assistant's output", neutralize_tags(r.raw.strip()[:400]) or "(empty)"]
-        lines += ["## Assistant's answer", answer, "## Feedback",
-                  f"The answer is {verdict} (score {r.score:.2f}). The expected answer is: "
-                  f"{neutralize_tags(r.target)}"]
+            lines += ["## Assistant's output", neutralize_tags(r.raw.strip()) or "(empty)"]
+        lines += ["## Assistant's answer", answer, "## Feedback", neutralize_tags(feedback(r, task))]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import GenerationRequest, Message
-from prompthone.prompts.meta import INSTRUCTION_CHARS, clean_instruction, usable_items
+from prompthone.prompts.meta import INSTRUCTION_CHARS, QUOTE_RUN, clean_instruction, usable_items
 
 
 class _Example(Protocol):
@@ -42,7 +42,7 @@ def ask_meta(model: MeteredModel, rng: random.Random, texts: Sequence[str], *, m
              temperature: float, forbidden: Sequence[str], top_p: float = 1.0, instruction: bool = True,
              whole_reply: bool = False, prepare: Callable[[str], str] | None = None, retry_once: bool = False,
              seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
-             max_chars: int | None = INSTRUCTION_CHARS) -> list[MetaReply]:
+             max_chars: int | None = INSTRUCTION_CHARS, quote_run: int = QUOTE_RUN) -> list[MetaReply]:
     """Ask `model` once per text (one user turn each), sent as one batch, and parse every reply.
 
     Each request samples with its own seed: `seeds`, or drawn in order from `rng` (a method that interleaves the
@@ -51,7 +51,8 @@ def ask_meta(model: MeteredModel, rng: random.Random, texts: Sequence[str], *, m
     `whole_reply`), after `prepare`, and its items that quote `forbidden` are dropped. With `retry_once`, when no
     reply gave an item, the first text is asked once more and its reply appended. `stop` ends a reply early (a
     method that reads only the first tagged item stops at its end tag: the same item, without the tokens after).
-    Each item is cut to `max_chars` (None: kept whole, for methods whose published prompts are long).
+    Each item is cut to `max_chars` (None: kept whole, for methods whose published prompts are long), and an
+    item quoting `quote_run` words in a row of a `forbidden` text is dropped.
     """
     replies: list[MetaReply] = []
     for attempt in range(2 if retry_once else 1):
@@ -63,10 +64,11 @@ def ask_meta(model: MeteredModel, rng: random.Random, texts: Sequence[str], *, m
         for completion in model.generate(requests) if requests else ():
             reply = prepare(completion.text) if prepare is not None else completion.text
             if whole_reply:
-                cleaned = clean_instruction(reply, forbidden=forbidden, max_chars=max_chars)
+                cleaned = clean_instruction(reply, forbidden=forbidden, max_chars=max_chars, quote_run=quote_run)
                 items: tuple[str, ...] = (cleaned,) if cleaned is not None else ()
             else:
-                items = tuple(usable_items(reply, forbidden, instruction=instruction, max_chars=max_chars))
+                items = tuple(usable_items(reply, forbidden, instruction=instruction, max_chars=max_chars,
+                                           quote_run=quote_run))
             replies.append(MetaReply(completion.text, items))
         if any(r.items for r in replies):
             break

@@ -41,17 +41,19 @@ _CUT = re.compile(r"\n\s*(?:input|output|answer|example)\s*\d*\s*:", re.IGNORECA
 
 #: the length an instruction is cut to unless a method says otherwise (its published replies are short)
 INSTRUCTION_CHARS = 500
+#: words in a row that count as quoting an example, unless a method says otherwise
+QUOTE_RUN = 4
 
 
-def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int | None = INSTRUCTION_CHARS
-                      ) -> str | None:
+def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int | None = INSTRUCTION_CHARS,
+                      quote_run: int = QUOTE_RUN) -> str | None:
     """An instruction out of a free-text meta-model reply, or None when nothing usable is there.
 
     Keeps the first paragraph, drops a leading 'The instruction was:' style phrase, surrounding quotes
     and anything from a line that starts like an example ('Input:', 'Output:'), and cuts it at a word to
     `max_chars` (None: no cut, for methods whose published prompts are long guidelines). A reply that quotes any
-    of the `forbidden` texts (the examples the meta model was shown) is rejected: example text must never
-    become part of an instruction.
+    of the `forbidden` texts (the examples the meta model was shown; `quote_run` words in a row) is rejected:
+    example text must never become part of an instruction.
     """
     text = reply.strip()
     cut = _CUT.search("\n" + text)
@@ -64,28 +66,28 @@ def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: i
         text = text[:max_chars].rsplit(" ", 1)[0].rstrip(",;: ") + "."
     if len(text) < 8 or not re.search(r"[A-Za-z]{3}", text):
         return None
-    if quotes_any(text, forbidden):
+    if quotes_any(text, forbidden, quote_run):
         return None
     return text[0].upper() + text[1:]
 
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-_SHINGLE = 4
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def quotes_any(text: str, sources: Sequence[str]) -> bool:
-    """True when `text` repeats a run of 4+ words from any source, or all of a shorter source of 12+ chars."""
+def quotes_any(text: str, sources: Sequence[str], run: int = QUOTE_RUN) -> bool:
+    """True when `text` repeats a run of `run` (default 4) words from any source, or all of a shorter source of 12+
+    chars."""
     words = _words(text)
     joined = " " + " ".join(words) + " "
-    grams = {tuple(words[i:i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)}
+    grams = {tuple(words[i:i + run]) for i in range(len(words) - run + 1)}
     for source in sources:
         src = _words(source)
-        if len(src) >= _SHINGLE:
-            if any(tuple(src[i:i + _SHINGLE]) in grams for i in range(len(src) - _SHINGLE + 1)):
+        if len(src) >= run:
+            if any(tuple(src[i:i + run]) in grams for i in range(len(src) - run + 1)):
                 return True
         elif len(source.strip()) >= 12 and " " + " ".join(src) + " " in joined:
             return True
@@ -130,7 +132,7 @@ def untagged_item(reply: str) -> str | None:
 
 
 def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool,
-                 max_chars: int | None = INSTRUCTION_CHARS) -> list[str]:
+                 max_chars: int | None = INSTRUCTION_CHARS, quote_run: int = QUOTE_RUN) -> list[str]:
     """Items safe to use: tagged ones, else the reply's first paragraph; nothing may quote the `forbidden` texts
     (pass none for text that is not prompt text, such as a gradient citing the errors it explains). Each item is
     cut to `max_chars` (None: kept whole)."""
@@ -141,9 +143,9 @@ def usable_items(reply: str, forbidden: Sequence[str], *, instruction: bool,
     out = []
     for item in items:
         if instruction:
-            cleaned = clean_instruction(item, forbidden=forbidden, max_chars=max_chars)
+            cleaned = clean_instruction(item, forbidden=forbidden, max_chars=max_chars, quote_run=quote_run)
             if cleaned is not None:
                 out.append(cleaned)
-        elif len(item) >= 8 and not quotes_any(item, forbidden):
+        elif len(item) >= 8 and not quotes_any(item, forbidden, quote_run):
             out.append(item if max_chars is None else item[:max_chars])
     return out

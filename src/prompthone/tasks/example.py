@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,9 @@ class Task:
     instruction: str = ""
     output_format: str = ""
     description: str = ""
+    #: textual feedback on one answer, `feedback(result, task) -> str`, for methods that reflect on evaluation
+    #: traces (GEPA); None: `evaluation.feedback.default_feedback`. Runtime only: not stored with a run
+    feedback: Callable[[Any, Task], str] | None = field(default=None, compare=False, repr=False)
 
     def split(self, name: str) -> tuple[Example, ...]:
         """Return the split called `name` ('train', 'dev' or 'test')."""
