@@ -88,6 +88,9 @@ class FakeOpenAIServer:
     `reply_text` is the fixed assistant reply; `top_logprobs` the first-position top tokens returned when a
     request asks for logprobs (None: reply without logprobs, like a server that does not support them).
     `delay` holds every request that long, so concurrent requests overlap and `max_in_flight` can be observed.
+    `gate` (> 0) holds every request until that many are in flight at once (at most `gate_timeout` seconds): a
+    client that keeps `gate` requests in flight reaches exactly that count however slow the machine is, and one
+    that keeps fewer is seen to (the gate times out and `max_in_flight` stays below it).
     """
 
     reply_text: str = "positive"
@@ -95,6 +98,8 @@ class FakeOpenAIServer:
         default_factory=lambda: {" positive": -0.2, "Positive": -2.5, " negative": -1.9, " neutral": -4.0})
     model_ids: tuple[str, ...] = ("fake-model",)
     delay: float = 0.0
+    gate: int = 0
+    gate_timeout: float = 20.0
     requests: list[RecordedRequest] = field(default_factory=list)
     max_in_flight: int = 0
 
@@ -103,6 +108,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._release = threading.Event()
+        self._gate_open = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -146,6 +152,8 @@ class FakeOpenAIServer:
             self.requests.append(request)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if self.gate and self._in_flight >= self.gate:
+                self._gate_open.set()
             return self._faults.popleft() if self._faults else None
 
     def _leave(self) -> None:
@@ -153,6 +161,8 @@ class FakeOpenAIServer:
             self._in_flight -= 1
 
     def _hold(self, seconds: float) -> None:
+        if self.gate:
+            self._gate_open.wait(self.gate_timeout)
         if seconds > 0:
             self._release.wait(seconds)
 

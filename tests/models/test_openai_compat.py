@@ -6,7 +6,6 @@ import gc
 import logging
 import math
 import threading
-import time
 from collections.abc import Generator, Iterator
 
 import pytest
@@ -143,9 +142,8 @@ def test_retry_after_zero_is_honoured_over_a_long_backoff(
         fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
     fake_openai.script(Fault.rate_limited(retry_after="0"), Fault.unavailable(retry_after="0"))
     model = fast_model(fake_openai.base_url, open_models, backoff_base=30.0, backoff_max=30.0)
-    started = time.monotonic()
     assert one_completion(model) == "positive"
-    assert time.monotonic() - started < 1.0
+    # no wait at all (the backoff's own count, not the wall clock, which a busy machine stretches)
     assert model.stats["http_429"] == 1 and model.stats["http_503"] == 1 and model.stats["backoff_ms"] == 0
 
 
@@ -370,18 +368,18 @@ def _requests(n: int) -> list[GenerationRequest]:
 
 
 def test_concurrency_is_bounded_by_max_concurrency(open_models: list[OpenAICompatModel]) -> None:
-    server = FakeOpenAIServer(delay=0.05).start()
+    server = FakeOpenAIServer(gate=3).start()  # requests wait until 3 are in flight: the bound is reached
     try:
         model = fast_model(server.base_url, open_models, max_concurrency=3)
         indexes = sorted(index for index, _ in model.generate(_requests(12)))
         assert indexes == list(range(12))
-        assert 2 <= server.max_in_flight <= 3
+        assert server.max_in_flight == 3
     finally:
         server.stop()
 
 
 def test_the_bound_is_shared_by_batches_running_at_once(open_models: list[OpenAICompatModel]) -> None:
-    server = FakeOpenAIServer(delay=0.03).start()
+    server = FakeOpenAIServer(gate=2, delay=0.03).start()
     try:
         model = fast_model(server.base_url, open_models, max_concurrency=2)
         counts: list[int] = []
@@ -391,7 +389,7 @@ def test_the_bound_is_shared_by_batches_running_at_once(open_models: list[OpenAI
             thread.start()
         for thread in threads:
             thread.join()
-        assert counts == [6, 6, 6] and server.max_in_flight <= 2
+        assert counts == [6, 6, 6] and server.max_in_flight == 2  # three batches, one bound
     finally:
         server.stop()
 
@@ -435,7 +433,7 @@ def test_close_is_idempotent_and_a_closed_model_refuses_work(
 # -- many in flight, rate limits, Retry-After for everyone ---------------------------------------------------
 
 def test_64_requests_are_kept_in_flight_on_one_thread(open_models: list[OpenAICompatModel]) -> None:
-    server = FakeOpenAIServer(delay=0.3).start()
+    server = FakeOpenAIServer(gate=64).start()  # every request waits until 64 are in flight at once
     try:
         model = fast_model(server.base_url, open_models, max_concurrency=64, timeout=10.0)
         threads_before = threading.active_count()
