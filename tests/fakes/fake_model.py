@@ -6,7 +6,7 @@ Never evidence that a feature works on a real model: the e2e tests run the embed
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prompthone.models.base import (
     Capabilities,
@@ -40,3 +40,20 @@ class CountingModel:
 
     def close(self) -> None:
         return None
+
+
+class ReplyingModel(CountingModel):
+    """A meta model whose reply is `reply(text, n)`: `text` the last user message, `n` the replies so far (from 1).
+    Every text asked is kept in `asked`, in order; scoring is `CountingModel`'s."""
+
+    def __init__(self, reply: Callable[[str, int], str]) -> None:
+        super().__init__()
+        self.reply = reply
+        self.asked: list[str] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        for i, r in enumerate(requests):
+            self.calls += 1
+            text = r.messages[-1].content
+            self.asked.append(text)
+            yield i, Completion(self.reply(text, len(self.asked)), prompt_tokens=10, completion_tokens=5)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
-from tests.fakes.fake_model import CountingModel
+from tests.fakes.fake_model import CountingModel, ReplyingModel
 
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.models.base import Completion, ContinuationScores, GenerationRequest, ScoringRequest
+from prompthone.models.base import ContinuationScores, ScoringRequest
 from prompthone.optimizers.ape import APE
 from prompthone.optimizers.base import OptimizationContext, OptimizationState
 from prompthone.prompts.prompt import Prompt
@@ -34,26 +34,16 @@ class ScriptedTask(CountingModel):
             yield i, ContinuationScores(LOGPROBS[key], prompt_tokens=10)
 
 
-class Paraphraser(CountingModel):
-    """A meta model that answers the resampling template with a numbered variation of the instruction it names."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: list[str] = []
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        for i, r in enumerate(requests):
-            text = r.messages[-1].content
-            self.asked.append(text)
-            source = text.split("Input: ", 1)[1].split("\n", 1)[0] if "Input: " in text else "Seed."
-            yield i, Completion(f"{source.rstrip('.')} variation {len(self.asked)}.", prompt_tokens=10,
-                                completion_tokens=5)
+def paraphrase(text: str, n: int) -> str:
+    """Answers the resampling template with a numbered variation of the instruction it names."""
+    source = text.split("Input: ", 1)[1].split("\n", 1)[0] if "Input: " in text else "Seed."
+    return f"{source.rstrip('.')} variation {n}."
 
 
-def _setup(ape: APE) -> tuple[OptimizationContext, OptimizationState, Paraphraser, ScriptedTask]:
+def _setup(ape: APE) -> tuple[OptimizationContext, OptimizationState, ReplyingModel, ScriptedTask]:
     examples = tuple(Example(f"question {i}", "yes") for i in range(30))
     task = Task("t", examples, examples[:20], examples[:5], metric="label_accuracy", labels=LABELS)
-    model, meta = ScriptedTask(), Paraphraser()
+    model, meta = ScriptedTask(), ReplyingModel(paraphrase)
     metered = MeteredModel(model, meter=BudgetMeter())
     ctx = OptimizationContext(task, Evaluator(task, metered), MeteredModel(meta, meter=BudgetMeter()),
                               random.Random(0), Prompt("Seed."), lambda cand: None)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
 
 import pytest
-from tests.fakes.fake_model import CountingModel
+from tests.fakes.fake_model import CountingModel, ReplyingModel
 
 from prompthone.errors import BudgetExhausted, ConfigError
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.evaluator import Evaluator, ExampleResult
 from prompthone.evaluation.metered import MeteredModel
-from prompthone.models.base import Completion, GenerationRequest
 from prompthone.optimizers.apo import APO, RoundSample, _format_errors
 from prompthone.optimizers.base import OptimizationContext, OptimizationState
 from prompthone.prompts.meta import usable_items
@@ -94,27 +92,17 @@ def test_a_budget_stop_during_selection_keeps_what_the_pulls_measured() -> None:
     assert state.frontier == [c.id for c in ranked]
 
 
-class ScriptedMeta(CountingModel):
-    """A meta model that answers by the APO meta prompt it is sent: gradients that quote the error they explain,
-    a long tagged edit, an untagged paraphrase (as the reference's rewriter prompt gets)."""
+LONG = "Label the review as positive or negative, reading every sentence with care. " * 10
 
-    LONG = "Label the review as positive or negative, reading every sentence with care. " * 10
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: list[str] = []
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        for i, r in enumerate(requests):
-            text = r.messages[-1].content
-            self.asked.append(text)
-            if "give 1 reasons" in text:
-                reply = "<START>The prompt never says that review 3 is negative: it is.<END>"
-            elif "new prompts are:" in text:
-                reply = f"<START>{self.LONG}<END>"
-            else:
-                reply = f"Variation {len(self.asked)}: decide whether the review is positive or negative."
-            yield i, Completion(reply, prompt_tokens=10, completion_tokens=3)
+def scripted_meta(text: str, n: int) -> str:
+    """Answers by the APO meta prompt sent: gradients that quote the error they explain, a long tagged edit, an
+    untagged paraphrase (as the reference's rewriter prompt gets)."""
+    if "give 1 reasons" in text:
+        return "<START>The prompt never says that review 3 is negative: it is.<END>"
+    if "new prompts are:" in text:
+        return f"<START>{LONG}<END>"
+    return f"Variation {n}: decide whether the review is positive or negative."
 
 
 def _apo_ctx(meta: CountingModel) -> tuple[OptimizationContext, OptimizationState]:
@@ -129,7 +117,7 @@ def _apo_ctx(meta: CountingModel) -> tuple[OptimizationContext, OptimizationStat
 
 
 def test_the_monte_carlo_baseline_paraphrases_the_parent_without_gradients() -> None:
-    meta = ScriptedMeta()
+    meta = ReplyingModel(scripted_meta)
     ctx, state = _apo_ctx(meta)
     made = APO(n_gradients=0, mc_samples_per_step=2, beam_size=1, minibatch_size=8).propose(ctx, state)
     assert [c.origin for c in made] == ["paraphrase", "paraphrase"]
@@ -138,13 +126,13 @@ def test_the_monte_carlo_baseline_paraphrases_the_parent_without_gradients() -> 
 
 
 def test_gradients_cite_errors_and_every_edit_and_the_parent_are_paraphrased() -> None:
-    meta = ScriptedMeta()
+    meta = ReplyingModel(scripted_meta)
     ctx, state = _apo_ctx(meta)
     apo = APO(n_gradients=1, errors_per_gradient=2, mc_samples_per_step=1, beam_size=1, minibatch_size=8,
               max_expansion_factor=8)
     made = apo.propose(ctx, state)
     edits = [c for c in made if c.origin == "edit"]
-    assert len(edits) == 1 and edits[0].prompt.instruction == ScriptedMeta.LONG.strip()  # not cut at 500 chars
+    assert len(edits) == 1 and edits[0].prompt.instruction == LONG.strip()  # not cut at 500 chars
     assert edits[0].data["gradient"] == "The prompt never says that review 3 is negative: it is."  # quotes an error
     paraphrased = [text for text in meta.asked if text.startswith("Generate a variation")]
     assert len(paraphrased) == 2 and "Input: Seed." in paraphrased[1]  # the edit's, then the parent's
