@@ -61,7 +61,7 @@ bench-throughput: install  ## server throughput at 64 in flight vs a plain load 
 bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min) and its cost per step
 	$(PY) -m benchmarks.greater
 
-bench-pas: install  ## PAS: curated data, LoRA complement model and BPO rewriter, judged win rates (~1 h)
+bench-pas: install  ## PAS: curated data, LoRA complement model and our BPO-style rewriter, judged win rates (~1 h)
 	$(PY) -m benchmarks.pas
 
 bench-quality: install  ## each method vs the seed prompt on held-out test, 2 task models, 5 seeds (~1-2 days, in pieces)

@@ -1,4 +1,4 @@
-"""PAS end to end on the embedded model: curated data → LoRA complement model (and a BPO rewriter) → judged win rates.
+"""PAS end to end on the embedded model: curated data → LoRA complement model (and a rewriter) → judged win rates.
 
     python -m benchmarks.pas                       # ~1 h on 2 cores: data, two LoRA runs, evaluation
     python -m benchmarks.pas --quick               # tiny sizes: checks every step runs (~10 min)
@@ -7,8 +7,11 @@
 Every step reuses what an earlier run left in `--out`: the pipeline resumes stage by stage, a finished adapter is
 kept (pass --retrain to train again), and the evaluation's calls come from the call cache. The section written
 to RESULTS.md holds the stage yields, the training losses (and `benchmarks/pas-loss.png`), the win rates of PAS
-and BPO against no augmentation and against each other, and the judge-free reference check. Nothing is asserted:
-the exit status is 1 only if a step failed.
+and of the rewriter against no augmentation and against each other, and the judge-free reference check. Nothing is
+asserted: the exit status is 1 only if a step failed.
+
+The rewriter (design `rewrite`) is BPO-style: it replaces the prompt, as BPO does, but this pipeline builds its data
+and trains it, like the PAS model; it is not Cheng et al.'s released BPO model.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from prompthone.augment.pipeline import PipelineConfig, StageReport
 from prompthone.augment.train import TrainConfig, TrainResult, train_augmenter
 from prompthone.models.adapters import METADATA_FILE
 
-FULL = {"data": PipelineConfig(per_task=2, clusters=64, per_cluster=4, heldout=40, rounds=3, designs=("pas", "bpo")),
+DESIGNS = ("pas", "rewrite")
+FULL = {"data": PipelineConfig(per_task=2, clusters=64, per_cluster=4, heldout=40, rounds=3, designs=DESIGNS),
         "train": TrainConfig(epochs=3, batch_size=8), "answer_tokens": 128, "limit": 40}
-QUICK = {"data": PipelineConfig(per_task=1, clusters=8, per_cluster=3, heldout=4, rounds=1, designs=("pas", "bpo")),
+QUICK = {"data": PipelineConfig(per_task=1, clusters=8, per_cluster=3, heldout=4, rounds=1, designs=DESIGNS),
          "train": TrainConfig(max_steps=3, batch_size=4), "answer_tokens": 48, "limit": 4}
 
 
@@ -118,11 +122,15 @@ def _section(args: argparse.Namespace, reports: list[StageReport], trained: list
         command += f" --judge-model {args.judge_model}"
     parts = [f"Command: `{command}` ({seconds / 60:.0f} min on this machine; steps reuse earlier outputs in "
              f"`{args.out}`).", "",
-             "The same commands by hand: `prompthone pas build-data DIR --design pas --design bpo --per-task 2 "
-             "--clusters 64 --per-cluster 4`, `prompthone pas train DIR adapters/pas --design pas` (and bpo), "
-             "`prompthone pas eval DIR --pas adapter:adapters/pas --bpo adapter:adapters/bpo --answer-tokens 128`.",
+             "The same commands by hand: `prompthone pas build-data DIR --design pas --design rewrite --per-task 2 "
+             "--clusters 64 --per-cluster 4`, `prompthone pas train DIR adapters/pas --design pas` (and "
+             "`--design rewrite`), `prompthone pas eval DIR --pas adapter:adapters/pas --rewrite "
+             "adapter:adapters/rewrite --answer-tokens 128`.",
              "", "Generator, judge, critic and target: SmolLM2-135M-Instruct (embedded GGUF on llama.cpp); "
-             "complement models: LoRA adapters on the same model in torch (CPU).", "",
+             "complement models: LoRA adapters on the same model in torch (CPU). `rewrite` is a BPO-style rewriter "
+             "(it replaces the prompt, as BPO does) whose pairs this pipeline made and whose LoRA adapter it "
+             "trained, not Cheng et al.'s BPO model; the stand-ins for each of the paper's components are listed "
+             "in the README's PAS section.", "",
              "### Data pipeline yields", "", *_stage_lines(reports), "",
              "### Training", "", *_train_lines(trained), "", "![loss curves](pas-loss.png)", "",
              f"### Win rates on {len(report.prompts)} held-out prompts (judge `{report.judge_id}`, "
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = build_data(data_dir, plan["data"], progress=False,
                          on_stage=lambda r: print(f"{r.name}: {r.items_in} → {r.items_out} ({r.seconds:.0f} s)",
                                                   flush=True))
-    trained = [_train(args.out, d, data_dir, plan["train"], args.retrain) for d in ("pas", "bpo")]
+    trained = [_train(args.out, d, data_dir, plan["train"], args.retrain) for d in DESIGNS]
     print("trained:", [(t["design"], t["metadata"]["losses"]) for t in trained], flush=True)
     heldout = [r for _, r in read_jsonl(data_dir / "heldout.jsonl")][:plan["limit"]]
     target, judge, systems, cache = evaluation_systems(

@@ -1,6 +1,8 @@
 """`prompthone pas ...` and `prompthone augment`: PAS's data pipeline, training, evaluation and the plug-in.
 
-Thin, like the rest of the CLI: each command parses options and calls `prompthone.augment`.
+Thin, like the rest of the CLI: each command parses options and calls `prompthone.augment`. The design `rewrite` is
+a BPO-style rewriter (it replaces the prompt, as BPO does) built and trained by prompthone's own pipeline, not
+Cheng et al.'s BPO model; its old name `bpo` is still accepted, with a deprecation warning on stderr.
 """
 
 from __future__ import annotations
@@ -12,12 +14,24 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from prompthone.cli_common import CacheOpt, NoCacheOpt, SeedOpt, announced_meta_model, cache_setting, guard, out
+from prompthone.cli_common import CacheOpt, NoCacheOpt, SeedOpt, announced_meta_model, cache_setting, err, guard, out
 from prompthone.errors import InputError
 
 pas_app = typer.Typer(name="pas", no_args_is_help=True, rich_markup_mode="rich",
                       help="PAS: curate (prompt, complement) data, fine-tune a complement model, evaluate it.")
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+REWRITE_HELP = "rewrite: a BPO-style rewriter trained by this pipeline, not Cheng et al.'s BPO model"
+
+
+def _design(name: str, option: str = "--design") -> str:
+    """A design named on the command line; the old name 'bpo' still means 'rewrite' (said on stderr)."""
+    from prompthone.augment.designs import RENAMED, design_name
+
+    old = name.strip().lower()
+    if old in RENAMED:
+        err.print(f"warning: {option} {old} is deprecated, use {option} {RENAMED[old]} (the same design: "
+                  "prompthone's own rewriter, not Cheng et al.'s BPO)", highlight=False, markup=False)
+    return design_name(name)
 
 
 def _stage_row(report: Any) -> list[str]:
@@ -25,7 +39,7 @@ def _stage_row(report: Any) -> list[str]:
     nested = {k: v for k, v in report.counts.items() if isinstance(v, dict)}
     detail = ", ".join(f"{k}={v}" for k, v in counts.items())
     for key, value in nested.items():
-        if key in ("pas", "bpo"):
+        if key in ("pas", "rewrite", "bpo"):  # a design's critique counts ('bpo': a manifest from before the rename)
             value = {k: v for k, v in value.items() if k in ("pairs", "rejected", "yield", "final_rejection_reasons")}
         detail += f"; {key}: " + json.dumps(value, ensure_ascii=False)
     return [report.name, str(report.items_in), str(report.items_out), f"{report.seconds:.1f}",
@@ -48,7 +62,8 @@ def build_data(
                                                       "the golden prompts.")] = None,
     classifier: Annotated[str, typer.Option(help="embedding | llm")] = "embedding",
     heldout: Annotated[int, typer.Option(help="Prompts set aside for `pas eval` (heldout.jsonl).")] = 40,
-    design: Annotated[list[str] | None, typer.Option("--design", "-d", help="pas and/or bpo; repeatable.")] = None,
+    design: Annotated[list[str] | None, typer.Option("--design", "-d", help=f"pas and/or rewrite; repeatable "
+                                                     f"({REWRITE_HELP}).")] = None,
     rounds: Annotated[int, typer.Option(help="Critique-and-regenerate rounds for failed pairs.")] = 3,
     golden: Annotated[list[str] | None, typer.Option(help="DESIGN=FILE: your golden pairs instead of ours.")] = None,
     llm_checks: Annotated[bool, typer.Option(help="Add the judge's calibrated yes/no checks to the critic.")] = True,
@@ -70,11 +85,11 @@ def build_data(
         name, sep, path = item.partition("=")
         if not sep:
             raise InputError(f"expected DESIGN=FILE, got {item!r}", field="--golden")
-        golden_files[name.strip()] = path.strip()
+        golden_files[_design(name, "--golden")] = path.strip()
     config = PipelineConfig(corpus=str(corpus) if corpus else None, corpus_field=field, per_task=per_task,
                             dedup_threshold=dedup_threshold, clusters=clusters, per_cluster=per_cluster,
                             min_quality=min_quality, classifier=classifier, heldout=heldout,
-                            designs=tuple(design or ["pas"]), rounds=rounds, golden=golden_files,
+                            designs=tuple(_design(d) for d in design or ["pas"]), rounds=rounds, golden=golden_files,
                             critic=CriticConfig(llm_checks=llm_checks), seed=seed)
     reports = run(out_dir, config, model=model, judge_model=judge_model, cache=cache_setting(no_cache, cache),
                   progress=not quiet)
@@ -103,7 +118,7 @@ def _pairs_for(data: Path, design: str) -> list[Any]:
 def train(
     data: Annotated[Path, typer.Argument(help="A build-data directory or a pairs JSONL file.")],
     out_dir: Annotated[Path, typer.Argument(help="Where the adapter is written (use as --model adapter:DIR).")],
-    design: Annotated[str, typer.Option("--design", "-d", help="pas | bpo")] = "pas",
+    design: Annotated[str, typer.Option("--design", "-d", help=f"pas | rewrite ({REWRITE_HELP}).")] = "pas",
     method: Annotated[str, typer.Option(help="lora | full")] = "lora",
     epochs: Annotated[int, typer.Option(help="Passes over the pairs.")] = 3,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
@@ -115,9 +130,10 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing adapter directory.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Fine-tune the embedded SmolLM2 (LoRA by default) to write complements (pas) or rewrites (bpo)."""
+    """Fine-tune the embedded SmolLM2 (LoRA by default) to write complements (pas) or rewrites (rewrite)."""
     from prompthone.augment.train import TrainConfig, train_augmenter
 
+    design = _design(design)
     config = TrainConfig(method=method, epochs=epochs, max_steps=max_steps, learning_rate=lr, batch_size=batch_size,
                          lora_r=lora_r, device=device, seed=seed)
     result = train_augmenter(_pairs_for(data, design), out_dir, design=design, config=config, progress=not quiet,
@@ -148,7 +164,10 @@ def _heldout(path: Path, limit: int | None) -> tuple[list[str], list[str] | None
 def evaluate(
     prompts: Annotated[Path, typer.Argument(help="Held-out prompts: a build-data directory or a JSONL file.")],
     pas: Annotated[str | None, typer.Option(help="PAS complement model, e.g. adapter:adapters/pas.")] = None,
-    bpo: Annotated[str | None, typer.Option(help="BPO rewrite model, e.g. adapter:adapters/bpo.")] = None,
+    rewrite: Annotated[str | None, typer.Option(help="Rewrite model (the BPO-style rewriter of `pas train --design "
+                                                "rewrite`, not Cheng et al.'s BPO), e.g. adapter:adapters/rewrite.")]
+    = None,
+    bpo: Annotated[str | None, typer.Option(hidden=True, help="Deprecated name of --rewrite.")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Target model that answers.")] = "local",
     judge_model: Annotated[str | None, typer.Option(help="Pairwise judge (default: --model).")] = None,
     judge_mode: Annotated[str, typer.Option(help="auto | labels | generate")] = "auto",
@@ -161,12 +180,18 @@ def evaluate(
     no_cache: NoCacheOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Pairwise judged win rate of answers with vs without augmentation (both answer orders), PAS vs BPO."""
+    """Pairwise judged win rate of answers with vs without augmentation (both answer orders), PAS vs the rewriter."""
     from prompthone.augment.api import evaluation_systems
     from prompthone.augment.evaluate import evaluate_augmentation
 
+    if bpo is not None:
+        if rewrite is not None:
+            raise InputError("--bpo is the deprecated name of --rewrite: give only --rewrite", field="--bpo")
+        err.print("warning: --bpo is deprecated, use --rewrite (the same model: prompthone's own rewriter, not "
+                  "Cheng et al.'s BPO)", highlight=False, markup=False)
+        rewrite = bpo
     texts, references = _heldout(prompts, limit)
-    target, judge, systems, call_cache = evaluation_systems(model, judge_model, {"pas": pas, "bpo": bpo},
+    target, judge, systems, call_cache = evaluation_systems(model, judge_model, {"pas": pas, "rewrite": rewrite},
                                                             answer_tokens=answer_tokens,
                                                             cache=cache_setting(no_cache, cache))
     report = evaluate_augmentation(texts, target_model=target, judge_model=judge, systems=systems,
@@ -196,7 +221,7 @@ def augment(
         "a meta model, the strongest embedded model installed when --model is embedded (said on stderr), else "
         "--model itself.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Target model that answers.")] = "local",
-    design: Annotated[str | None, typer.Option(help="pas | bpo (default: the adapter's own, else pas).")] = None,
+    design: Annotated[str | None, typer.Option(help="pas | rewrite (default: the adapter's own, else pas).")] = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -208,7 +233,8 @@ def augment(
 
     complement_model = complement_model or announced_meta_model(model, as_json, role="complement model",
                                                                 option="--complement-model")
-    result = run([prompt], complement_model=complement_model, target_model=model, design=design,
+    result = run([prompt], complement_model=complement_model, target_model=model,
+                 design=_design(design) if design is not None else None,
                  cache=cache_setting(no_cache, cache))[0]
     if as_json:
         out.print_json(json.dumps(asdict(result)))

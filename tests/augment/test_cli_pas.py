@@ -51,8 +51,22 @@ def test_train_names_missing_pairs_and_designs(tmp_path: Path) -> None:
     code, output = _run("pas", "train", str(tmp_path), str(tmp_path / "adapter"))
     assert code == 2 and "pairs.jsonl" in output and "file not found" in output
     (tmp_path / "pairs.jsonl").write_text('{"prompt": "p", "output": "o", "design": "pas"}\n', encoding="utf-8")
+    code, output = _run("pas", "train", str(tmp_path), str(tmp_path / "adapter"), "--design", "rewrite")
+    assert code == 2 and "no pairs for design 'rewrite'" in output and "deprecated" not in output
+
+
+def test_deprecated_bpo_spellings_mean_rewrite_and_warn(tmp_path: Path) -> None:
+    """`--design bpo` and `pas eval --bpo` (the old names of `rewrite`) still work, with a warning on stderr."""
+    (tmp_path / "pairs.jsonl").write_text('{"prompt": "p", "output": "o", "design": "pas"}\n', encoding="utf-8")
     code, output = _run("pas", "train", str(tmp_path), str(tmp_path / "adapter"), "--design", "bpo")
-    assert code == 2 and "no pairs for design 'bpo'" in output
+    assert code == 2 and "no pairs for design 'rewrite'" in output
+    assert "--design bpo is deprecated, use --design rewrite" in output
+    code, output = _run("pas", "eval", str(tmp_path / "missing.jsonl"), "--bpo", "adapter:adapters/old")
+    assert code == 2 and "--bpo is deprecated, use --rewrite" in output and "missing.jsonl" in output
+    code, output = _run("pas", "eval", str(tmp_path), "--bpo", "adapter:a", "--rewrite", "adapter:b")
+    assert code == 2 and "give only --rewrite" in output
+    code, output = _run("pas", "eval", "--help")
+    assert code == 0 and "--rewrite" in output and "--bpo" not in output
 
 
 def test_eval_needs_a_system_and_readable_prompts(tmp_path: Path) -> None:
@@ -63,4 +77,4 @@ def test_eval_needs_a_system_and_readable_prompts(tmp_path: Path) -> None:
     prompts.write_text('{"prompt": "Explain tides."}\n', encoding="utf-8")
     pytest.importorskip("llama_cpp")
     code, output = _run("pas", "eval", str(tmp_path), "-q")
-    assert code == 2 and "give --pas and/or --bpo" in output
+    assert code == 2 and "give --pas and/or --rewrite" in output

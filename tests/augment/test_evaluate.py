@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.fake_judge import ScriptedJudge
 
 from prompthone.augment.augmenter import Augmenter
-from prompthone.augment.designs import BPO, PAS
+from prompthone.augment.designs import PAS, REWRITE
 from prompthone.augment.evaluate import evaluate_augmentation
 from prompthone.errors import ConfigError, InputError
 from prompthone.evaluation.cache import CallCache
@@ -22,34 +22,34 @@ PROMPTS = ["Explain why the sky is blue.", "Write a haiku about rain."]
 
 def _systems(model: ScriptedJudge) -> dict[str, Augmenter]:
     return {"pas": Augmenter(model, model, design=PAS, answer_tokens=32),
-            "bpo": Augmenter(model, model, design=BPO, answer_tokens=32)}
+            "rewrite": Augmenter(model, model, design=REWRITE, answer_tokens=32)}
 
 
 def test_scripted_evaluation_counts_and_report(tmp_path: Path) -> None:
-    # The complement text reaches both systems' answers (appended by PAS, as the whole rewrite by BPO); the judge
-    # prefers any answer holding it, else position A.
+    # The complement text reaches both systems' answers (appended by PAS, as the whole rewrite by `rewrite`); the
+    # judge prefers any answer holding it, else position A.
     model = ScriptedJudge(favourite="Cover every step")
     cache = CallCache(tmp_path / "calls.sqlite")
     report = evaluate_augmentation(PROMPTS, target_model=model, judge_model=model, systems=_systems(model),
                                    cache=cache, seed=1, progress=False)
     rows = {r["comparison"]: r for r in report.table()}
-    assert list(rows) == ["pas vs none", "bpo vs none", "pas vs bpo"]
+    assert list(rows) == ["pas vs none", "rewrite vs none", "pas vs rewrite"]
     pas_row = rows["pas vs none"]
     assert (pas_row["wins"], pas_row["win_rate"], pas_row["consistency"]) == (2, 1.0, 1.0)
-    assert rows["bpo vs none"]["wins"] == 2
+    assert rows["rewrite vs none"]["wins"] == 2
     # Both answers hold the text: only position decides, so every order disagrees.
-    assert (rows["pas vs bpo"]["ties"], rows["pas vs bpo"]["consistency"]) == (2, 0.0)
+    assert (rows["pas vs rewrite"]["ties"], rows["pas vs rewrite"]["consistency"]) == (2, 0.0)
     assert report.baseline_answers == tuple(f"reply: {p}" for p in PROMPTS)
     assert report.system_answers["pas"][0].augmented_prompt == f"{PROMPTS[0]}\n\nCover every step."
-    assert report.system_answers["bpo"][0].augmented_prompt == "Cover every step."
+    assert report.system_answers["rewrite"][0].augmented_prompt == "Cover every step."
     # One shared meter: 2 plain answers + 2 × (2 outputs + 2 answers) + 3 comparisons × 2 prompts × 2 orders.
-    # BPO's two rewrites are the same text, so its second answer request is a cache hit.
+    # The rewriter's two rewrites are the same text, so its second answer request is a cache hit.
     assert report.spend["calls"] == 2 + 8 + 12 and report.spend["cache_hits"] == 1
     json_path, md_path = report.write(tmp_path / "out")
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert data["n"] == 2 and data["summary"]["pas vs none"]["wins"] == 2
     assert data["records"][1]["systems"]["pas"]["output"] == "Cover every step."
-    assert set(data["records"][0]["verdicts"]) == {"pas vs none", "bpo vs none", "pas vs bpo"}
+    assert set(data["records"][0]["verdicts"]) == {"pas vs none", "rewrite vs none", "pas vs rewrite"}
     assert "| pas vs none | 2 | 2 | 0 | 0 | 1.000 |" in md_path.read_text(encoding="utf-8")
     again = evaluate_augmentation(PROMPTS, target_model=model, judge_model=model, systems=_systems(model),
                                   cache=cache, seed=1, progress=False)

@@ -16,22 +16,36 @@ from prompthone.augment.critic import (
     repetitive,
     rule_failures,
 )
-from prompthone.augment.designs import BPO, PAS, get_design
+from prompthone.augment.designs import PAS, REWRITE, get_design
 from prompthone.augment.embeddings import sample_per_cluster
 from prompthone.augment.generate import clean_output, few_shot_messages, generation_request, shots_for
-from prompthone.augment.golden import load_golden
+from prompthone.augment.golden import golden_path, load_golden
 from prompthone.augment.pairs import Pair, read_pairs, write_pairs
+from prompthone.augment.pipeline import PipelineConfig
 from prompthone.augment.quality import expected_rating, parse_rating, rule_rejection
 from prompthone.errors import ConfigError, InputError
 
 
 def test_designs_apply_complement_or_rewrite() -> None:
     assert PAS.apply("Write a poem.", " Use rhyme. ") == "Write a poem.\n\nUse rhyme."
-    assert BPO.apply("Write a poem.", "Write a rhyming poem about the sea.") == "Write a rhyming poem about the sea."
+    assert REWRITE.apply("Write a poem.", "Write a rhyme about the sea.") == "Write a rhyme about the sea."
     assert PAS.apply("Write a poem.", "  ") == "Write a poem."
     assert [m.role for m in PAS.messages("x")] == ["system", "user"]
     with pytest.raises(ConfigError, match="unknown augmentation design"):
         get_design("opro")
+
+
+def test_old_design_name_bpo_means_rewrite(tmp_path: Path) -> None:
+    """`rewrite` was called 'bpo' (a misleading name: it is our own rewriter, not Cheng et al.'s BPO)."""
+    assert REWRITE.name == "rewrite" and get_design("bpo") is REWRITE and get_design(" BPO ") is REWRITE
+    assert golden_path("bpo") == golden_path("rewrite") and golden_path("rewrite").name == "rewrite.jsonl"
+    assert {p.design for ps in load_golden("bpo").values() for p in ps} == {"rewrite"}
+    config = PipelineConfig(designs=("pas", "bpo"), golden={"bpo": "mine.jsonl"})
+    assert config.designs == ("pas", "rewrite") and config.golden == {"rewrite": "mine.jsonl"}
+    old = tmp_path / "pairs.jsonl"
+    old.write_text('{"prompt": "p", "output": "o", "design": "bpo"}\n{"prompt": "q", "output": "r"}\n',
+                   encoding="utf-8")
+    assert [p.design for p in read_pairs(old)] == ["rewrite", "pas"]
 
 
 def test_sample_per_cluster_caps_each_cluster_in_corpus_order() -> None:
@@ -78,7 +92,7 @@ def test_critic_rules_catch_each_failure_mode() -> None:
     assert "malformed" in fails("Rate this review.", "The review is positive. " * 8)
     # A rewrite must stay close to the request, a complement need not.
     assert fails("Summarize the text.", "Summarize the text below in three sentences.", similarity=0.3,
-                 design=BPO) == {"drifts_from_intent"}
+                 design=REWRITE) == {"drifts_from_intent"}
 
 
 def test_repetition_and_option_helpers() -> None:
@@ -147,9 +161,9 @@ def test_guidance_cue_separates_guidance_from_statements() -> None:
     assert guides(PAS, "The answer should name the shortest person and justify it.")
     assert not guides(PAS, "314 divided by 157 equals 2.3333333333333333.")
     assert not guides(PAS, "The person with dark hair is the answer.")
-    assert guides(BPO, "Which of these numbers is prime: 4, 7 or 9?")  # a rewritten request may be a question
+    assert guides(REWRITE, "Which of these numbers is prime: 4, 7 or 9?")  # a rewritten request may be a question
     assert guides(PAS, "Übersetze den Satz genau und natürlich ins Englische und gib nur die Übersetzung aus.")
-    for design in ("pas", "bpo"):  # our golden pairs pass every rule
+    for design in ("pas", "rewrite"):  # our golden pairs pass every rule
         for pairs in load_golden(design).values():
             for pair in pairs:
                 assert rule_failures(get_design(design), pair.prompt, pair.output, similarity=0.9,

@@ -96,9 +96,16 @@ def test_missing_or_bad_metadata_is_refused(tmp_path: Path) -> None:
         read_adapter_info(_metadata(tmp_path / "v9", format_version=9))
     with pytest.raises(ConfigError, match="unknown method"):
         read_adapter_info(_metadata(tmp_path / "m", method="qlora"))
-    info = read_adapter_info(_metadata(tmp_path / "ok", design="bpo"))
-    assert (info.design, info.method, info.base_file) == ("bpo", "lora", "base.gguf")
-    assert design_of(tmp_path / "ok") == "bpo"
+    info = read_adapter_info(_metadata(tmp_path / "ok", design="rewrite"))
+    assert (info.design, info.method, info.base_file) == ("rewrite", "lora", "base.gguf")
+    assert design_of(tmp_path / "ok") == "rewrite"
+
+
+def test_adapter_saved_as_bpo_loads_as_rewrite(tmp_path: Path) -> None:
+    """Adapters trained before the rename say design 'bpo' (our own rewriter, not Cheng et al.'s BPO)."""
+    info = read_adapter_info(_metadata(tmp_path / "old", design="bpo"))
+    assert info.design == "rewrite" and info.metadata["design"] == "bpo"
+    assert design_of(tmp_path / "old") == "rewrite"
 
 
 def test_base_fingerprint_mismatch_names_both_files(tmp_path: Path) -> None:

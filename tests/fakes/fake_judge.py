@@ -34,7 +34,7 @@ class ScriptedJudge:
     """Prefers position A (`favourite=None`), or whichever answer contains `favourite` in either position.
 
     Label scoring gives the preferred letter log P = -0.1 and the other -2.5; generation replies `reply_a` /
-    `reply_b`. Prompts that are not judge prompts are answered "reply: <last user message>", and the PAS/BPO
+    `reply_b`. Prompts that are not judge prompts are answered "reply: <last user message>", and the PAS/rewrite
     augmenting prompts with `complement`, so the same double can also be the target and the complement model.
     """
 

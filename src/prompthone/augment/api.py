@@ -39,7 +39,7 @@ def augment(prompts: Sequence[str], *, complement_model: str | Model | None = No
     The complement model writes text for the target as a meta model writes prompts for a task model, so when none
     is named it defaults as the meta model does (`api.default_meta_model`): the strongest embedded model installed
     for an embedded target, else the target itself. Each answer records the complement model that wrote it.
-    `design` defaults to the adapter's own ('pas' or 'bpo') when the complement model is an `adapter:` spec.
+    `design` defaults to the adapter's own ('pas' or 'rewrite') when the complement model is an `adapter:` spec.
     """
     if complement_model is None:
         complement_model = default_meta_model(target_model) or target_model
@@ -67,5 +67,5 @@ def evaluation_systems(model: str | Model, judge_model: str | Model | None, augm
                                answer_tokens=answer_tokens)
                for name, spec in augmenters.items() if spec is not None}
     if not systems:
-        raise ConfigError("nothing to evaluate: give --pas and/or --bpo (e.g. --pas adapter:adapters/pas)")
+        raise ConfigError("nothing to evaluate: give --pas and/or --rewrite (e.g. --pas adapter:adapters/pas)")
     return target, judge, systems, call_cache

@@ -123,7 +123,7 @@ def wrong_language(prompt: str, output: str) -> bool:
 
 
 def guides(design: Design, output: str) -> bool:
-    """Whether an output reads as guidance (PAS) or as a request (BPO: guidance cues or a question), in English.
+    """Whether an output reads as guidance (PAS) or as a request (rewrite: guidance cues or a question), in English.
 
     A small generator's commonest failure is a statement of the answer ("314 divided by 157 equals 2."): it has
     no imperative and addresses nobody. Outputs identified as another language are not judged by this rule.

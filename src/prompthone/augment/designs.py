@@ -1,9 +1,11 @@
-"""What an augmenter writes and how it meets the user's prompt: a PAS complement or a BPO rewrite.
+"""What an augmenter writes and how it meets the user's prompt: a PAS complement or a rewrite.
 
 PAS (Zheng et al., 2024, §3) appends a short *complementary* prompt (guidance, never the answer) to the user's
-prompt, which stays as written. BPO (Cheng et al., 2023) *replaces* the prompt with a rewritten one. Both are
-trained and served the same way (a chat model given the user's prompt under a fixed system message), so one
-`Design` per method is all the pipeline, the trainer, the augmenter and the evaluation need to tell them apart.
+prompt, which stays as written. `rewrite` is a BPO-style rewriter: like BPO (Cheng et al., 2023) it *replaces* the
+prompt with a rewritten one, but it is built and trained by prompthone's own pipeline (our golden pairs, our
+generation and critic, LoRA on the embedded model), not Cheng et al.'s BPO model or data. Both are trained and
+served the same way (a chat model given the user's prompt under a fixed system message), so one `Design` per
+method is all the pipeline, the trainer, the augmenter and the evaluation need to tell them apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prompthone.models.base import Message
 class Design:
     """One augmentation method: the system message its model is trained and run under, and how its output is used.
 
-    `replaces` is False for PAS (user prompt + "\\n\\n" + complement) and True for BPO (the rewrite alone).
+    `replaces` is False for PAS (user prompt + "\\n\\n" + complement) and True for `rewrite` (the rewrite alone).
     """
 
     name: str
@@ -46,20 +48,29 @@ PAS = Design(
     replaces=False,
 )
 
-BPO = Design(
-    name="bpo",
+REWRITE = Design(
+    name="rewrite",
     system=("You rewrite the user's request into a clearer, more detailed prompt that keeps its intent and "
             "language. Do not answer it. Reply with the rewritten prompt only."),
     replaces=True,
     max_tokens=128,
 )
 
-DESIGNS = {d.name: d for d in (PAS, BPO)}
+DESIGNS = {d.name: d for d in (PAS, REWRITE)}
+#: Old design names still accepted (adapters, pair files and command lines from before the rename) → current name.
+#: `rewrite` was called "bpo", which wrongly suggested Cheng et al.'s released BPO model.
+RENAMED = {"bpo": "rewrite"}
+
+
+def design_name(name: str) -> str:
+    """`name` normalised (stripped, lower case) with an old name mapped to its current one ('bpo' → 'rewrite')."""
+    key = name.strip().lower()
+    return RENAMED.get(key, key)
 
 
 def get_design(name: str) -> Design:
-    """The design called `name` ('pas' or 'bpo')."""
+    """The design called `name` ('pas' or 'rewrite'; the old name 'bpo' still means 'rewrite')."""
     try:
-        return DESIGNS[name.strip().lower()]
+        return DESIGNS[design_name(name)]
     except KeyError:
         raise ConfigError(f"unknown augmentation design {name!r}; expected one of {sorted(DESIGNS)}") from None

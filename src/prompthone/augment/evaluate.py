@@ -1,7 +1,7 @@
 """Judged win rate of augmented answers vs plain answers (PAS, Zheng et al., 2024, §4), and systems head to head.
 
 Every prompt is answered by the target model as written (greedy, the same request every system's answer uses,
-so only the prompt differs) and through each system (a PAS complement, a BPO rewrite, ...). A pairwise judge
+so only the prompt differs) and through each system (a PAS complement, a BPO-style rewrite, ...). A pairwise judge
 compares each system's answer with the plain one, and each pair of systems with each other, in both orders
 (`judge`). The report keeps every answer and verdict, so a reader can check the evidence behind each number.
 """

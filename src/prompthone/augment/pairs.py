@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prompthone.augment.designs import RENAMED
 from prompthone.errors import InputError
 from prompthone.tasks.lines import jsonl_records
 
@@ -17,8 +18,9 @@ from prompthone.tasks.lines import jsonl_records
 class Pair:
     """One curated training pair: a user prompt, what the augmenter should write for it, and its category.
 
-    `design` is 'pas' (output = complement) or 'bpo' (output = rewritten prompt); `meta` carries provenance
-    (source task, quality score, critique rounds).
+    `design` is 'pas' (output = complement) or 'rewrite' (output = rewritten prompt); `meta` carries provenance
+    (source task, quality score, critique rounds). Files written before the rename say 'bpo' for 'rewrite':
+    `read_pairs` maps it.
     """
 
     prompt: str
@@ -54,12 +56,13 @@ def _text(record: dict[str, Any], name: str, path: Path, line: int) -> str:
 
 
 def read_pairs(path: Path) -> list[Pair]:
-    """Pairs from a JSONL file with `prompt` and `output` (or `complement`) fields."""
+    """Pairs from a JSONL file with `prompt` and `output` (or `complement`) fields (design 'bpo' read as 'rewrite')."""
     pairs = []
     for line, record in read_jsonl(path):
         output_field = "output" if "output" in record else "complement"
+        design = str(record.get("design", "pas"))
         pairs.append(Pair(prompt=_text(record, "prompt", path, line), output=_text(record, output_field, path, line),
-                          category=str(record.get("category", "")), design=str(record.get("design", "pas")),
+                          category=str(record.get("category", "")), design=RENAMED.get(design, design),
                           meta=dict(record.get("meta") or {})))
     if not pairs:
         raise InputError("no pairs found", path=str(path))

@@ -59,10 +59,13 @@ class PipelineConfig:
             raise ConfigError(f"classifier must be 'embedding' or 'llm', got {self.classifier!r}")
         if self.rounds < 0 or self.heldout < 0 or self.per_task < 1 or self.clusters < 1:
             raise ConfigError("rounds and heldout must be ≥ 0; per_task and clusters ≥ 1")
-        for design in self.designs:
-            from prompthone.augment.designs import get_design
+        from prompthone.augment.designs import design_name, get_design
 
+        for design in self.designs:
             get_design(design)
+        # Old names ('bpo') become current ones here, so the stage keys and files only ever see 'rewrite'.
+        object.__setattr__(self, "designs", tuple(design_name(d) for d in self.designs))
+        object.__setattr__(self, "golden", {design_name(d): f for d, f in self.golden.items()})
 
 
 @dataclass

@@ -27,6 +27,9 @@ FORMAT = "prompthone-adapter"
 FORMAT_VERSION = 1
 METHODS = ("lora", "full")
 PAS_EXTRA = "pip install 'prompthone[torch,pas]'"
+# Design names of adapters trained before a rename → the current name (`prompthone.augment.designs.RENAMED`; kept
+# here too so this module does not import the augment package): "bpo" was our own rewriter, not Cheng et al.'s BPO.
+RENAMED_DESIGNS = {"bpo": "rewrite"}
 # Files whose bytes decide what an adapter computes: the weights, and the configs that scale or shape them.
 _WEIGHT_PATTERNS = ("*.safetensors", "adapter_config.json", "config.json")
 
@@ -77,7 +80,8 @@ def read_adapter_info(adapter_dir: str | Path) -> AdapterInfo:
     if method not in METHODS:
         raise ConfigError(f"{path}: unknown method {method!r}; expected one of {METHODS}")
     base_path = base.get("path")
-    return AdapterInfo(path=directory, design=_field(record, "design", path), method=method,
+    design = _field(record, "design", path)
+    return AdapterInfo(path=directory, design=RENAMED_DESIGNS.get(design, design), method=method,
                        base_name=_field(base, "name", path), base_file=_field(base, "file", path),
                        base_fingerprint=_field(base, "fingerprint", path),
                        base_path=base_path if isinstance(base_path, str) else None, metadata=record)
@@ -120,7 +124,10 @@ def publish_adapter(staging: Path, out_dir: Path) -> None:
 
 
 def design_of(adapter_dir: str | Path) -> str:
-    """The design ('pas' or 'bpo') an adapter was trained for, so an augmenter can use it without being told."""
+    """The design ('pas' or 'rewrite') an adapter was trained for, so an augmenter can use it without being told.
+
+    An adapter whose metadata says 'bpo' (the old name of 'rewrite') is a 'rewrite' adapter.
+    """
     return read_adapter_info(adapter_dir).design
 
 

@@ -69,8 +69,8 @@ SPEC_FORMS: tuple[SpecForm, ...] = (
              "needs the torch extra)", _TORCH, names=("local-torch", "smollm2-torch"), white_box=True),
     SpecForm("torch", "torch:<path>", "any GGUF model file dequantized into torch (white-box)", _TORCH,
              prefix="torch:", white_box=True),
-    SpecForm("adapter", "adapter:<dir>", "a fine-tuned prompt augmenter (PAS/BPO; `train_augmenter`) on its base GGUF "
-             "in torch (needs the torch and pas extras)", _TORCH, prefix="adapter:", white_box=True),
+    SpecForm("adapter", "adapter:<dir>", "a fine-tuned prompt augmenter (PAS complement or rewrite; `train_augmenter`) "
+             "on its base GGUF in torch (needs the torch and pas extras)", _TORCH, prefix="adapter:", white_box=True),
     SpecForm("openai", "openai:<base_url>/<model>", "any OpenAI-compatible server (vLLM, SGLang, Ollama, "
              "llama.cpp server, OpenAI); key from $PROMPTHONE_API_KEY or $OPENAI_API_KEY",
              "prompthone.models.openai_compat:OpenAICompatModel", prefix="openai:"),
