@@ -198,11 +198,13 @@ def _order(system: str) -> int:
 
 def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: list[str]) -> str:
     per_system: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with_peers = 0  # tasks where some peer ran: the denominator of "reached best peer"
     for task in counted:
         rows = grouped[task]
         finals = full_rows(rows)
         peers = [row.mean for name, row in finals.items() if is_peer(name)]
         target = max(peers) if peers else None
+        with_peers += target is not None
         for name, row in finals.items():
             stats = per_system[name]
             stats["score"].append(row.mean)
@@ -227,7 +229,7 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
         lines.append(f"| {name} | {_fmt(statistics.fmean(stats['score']))} | {text} | "
                      f"{statistics.fmean(stats['calls']):.0f} | {statistics.fmean(stats['proposer']):.0f} | "
                      f"{statistics.fmean(stats['tokens']):.0f} | {statistics.fmean(stats['wall']):.0f} | "
-                     f"{'—' if name == SEED else f'{len(reach)}/{len(counted)}'} | "
+                     f"{'—' if name == SEED or not with_peers else f'{len(reach)}/{with_peers}'} | "
                      f"{_fmt(statistics.fmean(reach), 0) if reach else '—'} |")
     return "\n".join(lines)
 

@@ -96,6 +96,13 @@ def test_render_and_plot_cover_every_system(tmp_path: Path) -> None:
     assert "task model = optimizer model" in text and "Where a system failed" not in text
 
 
+def test_no_peer_ran_so_nothing_was_reached() -> None:
+    records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.7, 38)]
+    grouped = report.rows_by_task(records)
+    text = report.aggregate_table(grouped, ["t"])
+    assert "| prompthone-ape | 0.700 | 0.600 | 38 | 0 | 0 | 0 | — | — |" in text  # not "0/1": nothing to reach
+
+
 def test_quick_mode_flags_a_system_that_did_not_run_or_was_not_counted(tmp_path: Path) -> None:
     settings = Settings(["t"], [0], 40, [1.0], ["seed", "prompthone-ape", "textgrad"], tmp_path)
     records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.6, 0)]
