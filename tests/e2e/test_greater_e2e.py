@@ -38,16 +38,21 @@ def test_two_greater_steps_record_their_decisions(torch_model: Any, embedded_mod
         tokens = [c["token"] for c in event["candidates"]]
         assert tokens[0] == event["current_token"]  # the current token is always a candidate
         assert len(event["shortlist"]) <= TINY["shortlist"]
-        grads = {c["token"]: c["gradient"] for c in event["candidates"][1:]}
+        # the shortlist: the most negative gradients over every candidate, the current token included
+        grads = {c["token"]: c["gradient"] for c in event["candidates"]}
         shortlisted = [s["token"] for s in event["shortlist"]]
-        assert sorted(grads.values())[:len(shortlisted)] == sorted(grads[t] for t in shortlisted)  # most negative
-        best_alternative = min(s["loss"] for s in event["shortlist"])
-        if event["changed"]:
-            assert event["reason"].startswith("replaced")
-            assert event["chosen"] in shortlisted and best_alternative < event["current_loss"]["loss"]
+        assert sorted(grads.values())[:len(shortlisted)] == sorted(grads[t] for t in shortlisted)
+        for s in event["shortlist"]:  # measured by error rate + 0.02 · prompt NLL
+            assert s["loss"] == pytest.approx(s["errors"] + 0.02 * s["nll"], abs=1e-5)
+        assert event["chosen"] in shortlisted
+        if event["how"] == "best":  # the lowest loss, the later one in gradient order on a tie
+            best = min(s["loss"] for s in event["shortlist"])
+            assert event["chosen"] == [s["token"] for s in event["shortlist"] if s["loss"] == best][-1]
         else:
-            assert event["reason"].startswith("kept")
-            assert event["chosen"] == event["current_token"] and event["current_loss"]["loss"] <= best_alternative
+            assert event["how"] == "sentence-end" and event["chosen"] == "."
+        assert event["changed"] == (event["chosen"] != event["current_token"])
+        assert event["reason"].startswith("replaced" if event["changed"] else "kept")
+        assert event["current_loss"] is not None
         assert event["dev_sample"] is not None and event["gradient_s"] > 0
     latest = {}  # candidates.jsonl appends a record each time a candidate is scored: keep the last per id
     for line in (run / "candidates.jsonl").read_text().splitlines():
@@ -58,6 +63,8 @@ def test_two_greater_steps_record_their_decisions(torch_model: Any, embedded_mod
     assert found[-1]["prompt"]["instruction"] == events[-1]["prompt"]
     prompt = Prompt.from_dict(found[-1]["prompt"])
     assert prompt.instruction_position == "after" and prompt.reasoning_tokens == TINY["reasoning_tokens"]
+    hint = " or ".join(f"'{label}'" for label in task.labels)  # the reference's format hint, our labels
+    assert prompt.extractor == f"Therefore, the final answer (use exact format: {hint}) is"
 
     # Transfer: the prompt found on torch runs unchanged on llama.cpp (reasoning, then label scoring after it).
     transferred = ph.evaluate(task, prompt, model=embedded_model, split="dev", cache=False)
