@@ -45,9 +45,9 @@ method's; prompts and reasoning use prompthone's rendering, the same for every m
 
 Cost is dominated by generation: (1 + shortlist) × n_train reasoning generations per step plus a dev-sample
 evaluation of every changed prompt (budgets count those calls; forward/backward passes are timed in events.jsonl).
-A batch of reasoning waits for its longest member: on 2 CPU cores with SmolLM2-135M, 8 gen:arithmetic examples
-took 30 s at a 256-token cap and 168 s at the reference's 1024 (one ran to the cap; sentiment: 4 s either way).
-The default stays 1024, as in the reference; CPU runs should set a smaller `reasoning_tokens` (and `n_train`).
+A batch of reasoning waits for its longest member, and a reasoning that never concludes runs to the cap, so on
+CPU the cap decides a step's time. The default stays 1024, as in the reference; CPU runs should set a smaller
+`reasoning_tokens` (and `n_train`).
 """
 
 from __future__ import annotations
