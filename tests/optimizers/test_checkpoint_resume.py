@@ -59,12 +59,12 @@ def _task() -> Task:
 
 SMALL: dict[str, dict[str, Any]] = {
     "ape": {"num_subsamples": 2, "num_prompts_per_subsample": 3, "num_demos": 2, "eval_samples": 6,
-            "mc_rounds": 1, "mc_top_k": 2, "mc_samples_per_prompt": 1},
+            "score_with": "likelihood", "mc_rounds": 1, "mc_top_k": 2, "mc_samples_per_prompt": 1},
     "opro": {"steps": 4, "num_generated_instructions": 3, "score_examples": 6},
     "apo": {"rounds": 3, "beam_size": 2, "minibatch_size": 6, "n_gradients": 2, "errors_per_gradient": 2,
             "mc_samples_per_step": 1, "max_expansion_factor": 3, "eval_rounds": 2, "eval_prompts_per_round": 3,
             "samples_per_eval": 4},
-    "gepa": {"max_metric_calls": 120, "use_merge": True},
+    "gepa": {"max_metric_calls": 120, "use_merge": True, "meta_max_tokens": 300},
     "auto": {"num_instructions": 2, "demo_sizes": "2", "min_slice": 2, "max_judged": 4, "max_summary_batches": 1},
     "mipro": {"num_demo_sets": 3, "num_instruction_candidates": 3, "num_trials": 6, "minibatch_size": 4,
               "minibatch_full_eval_steps": 2, "max_summary_batches": 1},
