@@ -1,7 +1,8 @@
 """Tables, the aggregate, the score-vs-calls plot and the RESULTS.md section, from `results.jsonl` (or a raw file).
 
-Reading rules (also in benchmarks/README.md): a task is *at chance* when no system's mean test score beats the
-majority-label rate by more than `CHANCE_MARGIN`; such tasks are listed, not averaged in. "Calls to reach" is the
+Reading rules (also in benchmarks/README.md): the task suite is fixed before the runs and every task of it is
+averaged in; a task is flagged *at chance* when no system's mean test score beats the majority-label rate by more
+than `CHANCE_MARGIN` (a rule that reads the results may flag a task, never drop it). "Calls to reach" is the
 mean number of calls a system spent at the smallest budget level where its mean test score matched the best
 peer's score at the full budget; a level is a separate run with a smaller cap, so this is a real measured count.
 These rules read the first test score (label log-probabilities on classification tasks); the text-scored test
@@ -132,7 +133,7 @@ def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[Task
             f"; best peer's final test score {_fmt(target)}.")
     if chance:
         head += f"\n\n**At chance:** no system beats the majority-label rate by more than {CHANCE_MARGIN:.2f}; " \
-                "this task is not averaged into the aggregate."
+                "it stays in the aggregate (the suite was fixed before the runs)."
     modes = {r.scoring_mode for r in records if r.task == task}
     if modes == {"generate"}:
         head += ("\n\nFree-form answers: no label set, so the first test column is generate-and-parse too "
@@ -218,8 +219,8 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
             if reach is not None:
                 stats["reach"].append(reach)
     if not counted:
-        return "No task above chance: no aggregate."
-    lines = [f"Over {len(counted)} task(s) above chance: {', '.join(counted)}.", "",
+        return "No task run: no aggregate."
+    lines = [f"Over {len(counted)} task(s): {', '.join(counted)}.", "",
              "| system | mean test score, log-prob | mean test score, text | mean calls | mean proposer calls | "
              "mean tokens | mean wall s | reached best peer (tasks) | mean calls to reach |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -314,7 +315,9 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
             continue
         table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task], records)
         sections.append(table)
-        (chance if is_chance else counted).append(task)
+        counted.append(task)
+        if is_chance:
+            chance.append(task)
     found = found if found is not None else versions(records)
     header = [
         f"Command: `{command}`", "",
@@ -327,7 +330,7 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
     ]
     body = ["## Aggregate", "", aggregate_table(grouped, counted), ""]
     if chance:
-        body += [f"At chance (not averaged): {', '.join(chance)}.", ""]
+        body += [f"At chance (averaged in, flagged): {', '.join(chance)}.", ""]
     if plot_path is not None:
         body += [f"![test score vs calls]({plot_path.name})", ""]
     body += ["## Per task", "", *[s + "\n" for s in sections]]

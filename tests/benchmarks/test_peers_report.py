@@ -60,6 +60,16 @@ def test_a_task_where_no_system_beats_the_majority_rate_is_at_chance() -> None:
     assert not report.at_chance(spread, _infos())
 
 
+def test_a_task_at_chance_is_flagged_and_still_averaged_in(tmp_path: Path) -> None:
+    records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.7, 38),
+               _record("seed", 0, 0.5, 0, task="u"), _record("prompthone-ape", 40, 0.5, 40, task="u")]
+    infos = [*_infos(), TaskInfo("u", 0, LABELS, 0.5, {"train": 4, "dev": 2, "test": 4})]
+    settings = Settings(["t", "u"], [0], 40, [1.0], ["seed", "prompthone-ape"], tmp_path)
+    text = report.render(records, infos, settings, "python -m benchmarks.peers", None)
+    assert "Over 2 task(s): t, u." in text and "At chance (averaged in, flagged): u." in text
+    assert "| prompthone-ape | 0.600 | 0.500 | 39 |" in text  # the mean of 0.7 and 0.5: the chance task counts
+
+
 def test_calls_to_reach_is_the_smallest_level_that_matches_the_target() -> None:
     rows = report.rows_by_task([
         _record("prompthone-ape", 100, 0.55, 90), _record("prompthone-ape", 200, 0.65, 180, seed=0),
@@ -90,7 +100,7 @@ def test_render_and_plot_cover_every_system(tmp_path: Path) -> None:
     text = report.render(records, _infos(), settings, "python -m benchmarks.peers", plot)
     assert "| prompthone-ape | 0.700 ± 0.000 | 0.600 ± 0.000 |" in text  # log-prob, then text-scored
     assert "| dspy-copro | 0.600 ± 0.000 | 0.500 ± 0.000 |" in text
-    assert "Over 1 task(s) above chance" in text
+    assert "Over 1 task(s): t." in text
     # prompthone-ape reached the best peer's final score (0.6) at the 20-call level.
     assert "| prompthone-ape | 0.700 | 0.600 | 38 | 0 | 0 | 0 | 1/1 | 20 |" in text
     assert "task model = optimizer model" in text and "Where a system failed" not in text
