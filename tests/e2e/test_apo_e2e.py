@@ -44,5 +44,9 @@ def test_apo_one_round_with_each_selector(selector: str, embedded_model, shared_
     assert len(candidates) >= 3, "APO should propose successors to choose among"
     assert len(steps[0]["frontier"]) == 2  # beam_size
     children = [c for c in candidates.values() if c["parent"] is not None]
-    assert all(c["parent"] == 0 and c["data"].get("gradient") for c in children)  # each records its gradient
+    assert children and all(c["parent"] == 0 for c in children)
+    # an edit and its paraphrases record the gradient they came from; the parent's own Monte-Carlo paraphrases have
+    # none (the reference paraphrases the parent too)
+    assert all(c["data"].get("gradient") for c in children if c["origin"] == "edit")
+    assert all(c["origin"] == "paraphrase" for c in children if not c["data"].get("gradient"))
     assert all("bandit" in candidates[i]["scores"] for i in steps[0]["frontier"])
