@@ -150,3 +150,16 @@ def test_a_shared_round_sample_scores_every_prompt_of_a_round_on_the_same_exampl
     own = RoundSample(train, random.Random(0), shared=False)
     assert own.draw(4) != own.draw(4)  # each pull its own draw
     assert len(RoundSample(train[:3], random.Random(0), shared=True).draw(5)) == 5  # beyond the split: replacement
+
+
+def test_methods_lists_the_published_knobs_and_the_departures() -> None:
+    from typer.testing import CliRunner
+
+    from prompthone.cli import app
+
+    result = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    apo = result.output[result.output.index("apo:"):]
+    apo = apo[:apo.index("\napo") if "\napo" in apo else None]
+    assert "ucb_time=rounds" in apo and "shared_samples=True" in apo and "meta_max_tokens=1024" in apo
+    assert "differs on purpose: a parent with no error on the minibatch gets no gradient call" in apo
