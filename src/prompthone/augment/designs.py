@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prompthone.errors import ConfigError
+from prompthone.models.adapters import RENAMED_DESIGNS
 from prompthone.models.base import Message
 
 
@@ -57,9 +58,8 @@ REWRITE = Design(
 )
 
 DESIGNS = {d.name: d for d in (PAS, REWRITE)}
-#: Old design names still accepted (adapters, pair files and command lines from before the rename) → current name.
-#: `rewrite` was called "bpo", which wrongly suggested Cheng et al.'s released BPO model.
-RENAMED = {"bpo": "rewrite"}
+#: Old design names still accepted → current name (`models.adapters.RENAMED_DESIGNS`: adapters read it too).
+RENAMED = RENAMED_DESIGNS
 
 
 def design_name(name: str) -> str:

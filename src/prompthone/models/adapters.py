@@ -27,8 +27,8 @@ FORMAT = "prompthone-adapter"
 FORMAT_VERSION = 1
 METHODS = ("lora", "full")
 PAS_EXTRA = "pip install 'prompthone[torch,pas]'"
-# Design names of adapters trained before a rename → the current name (`prompthone.augment.designs.RENAMED`; kept
-# here too so this module does not import the augment package): "bpo" was our own rewriter, not Cheng et al.'s BPO.
+#: Old design names still accepted (adapters, pair files and command lines from before a rename) → the current name:
+#: "bpo" was our own rewriter, not Cheng et al.'s BPO. Here, below the augment package, so both can read it.
 RENAMED_DESIGNS = {"bpo": "rewrite"}
 # Files whose bytes decide what an adapter computes: the weights, and the configs that scale or shape them.
 _WEIGHT_PATTERNS = ("*.safetensors", "adapter_config.json", "config.json")
