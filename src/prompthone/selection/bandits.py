@@ -123,6 +123,8 @@ def _index_selector(index: Callable[[ArmStats, int, int], float], n_arms: int, k
     `time="rounds"` (the reference): t is the round number, and a round with no pull yet chooses its arms at
     random. `time="pulls"`: t is the pulls so far (≥ 1), unpulled arms first, ties broken at random.
     """
+    if time not in UCB_TIMES:
+        raise ConfigError(f"time must be one of {', '.join(UCB_TIMES)}, got {time!r}")
     stats = ArmStats.empty(n_arms)
     history: list[list[int]] = []
     per_round = min(arms_per_round, n_arms)
@@ -157,8 +159,6 @@ def ucb(n_arms: int, k: int, pull: Pull, *, rounds: int = 8, arms_per_round: int
     `time="rounds"` is the paper's and its reference code's index (`ucb_index_rounds`); `time="pulls"` keeps
     prompthone's earlier one (`ucb_index`), which explores more."""
     _check(n_arms, k)
-    if time not in UCB_TIMES:
-        raise ConfigError(f"time must be one of {', '.join(UCB_TIMES)}, got {time!r}")
     form = ucb_index_rounds if time == "rounds" else ucb_index
     return _index_selector(lambda s, a, t: form(s.mean(a), s.counts[a], t, c), n_arms, k, pull,
                            rounds=rounds, arms_per_round=arms_per_round, samples_per_pull=samples_per_pull,
@@ -171,8 +171,6 @@ def ucb_e(n_arms: int, k: int, pull: Pull, *, rounds: int = 8, arms_per_round: i
     """UCB-E (exploration constant instead of log t): better suited to pure best-arm identification. `time` only
     decides the first round: at random (`rounds`, the reference) or unpulled arms in random order (`pulls`)."""
     _check(n_arms, k)
-    if time not in UCB_TIMES:
-        raise ConfigError(f"time must be one of {', '.join(UCB_TIMES)}, got {time!r}")
     return _index_selector(lambda s, a, t: ucbe_index(s.mean(a), s.counts[a], c), n_arms, k, pull,
                            rounds=rounds, arms_per_round=arms_per_round, samples_per_pull=samples_per_pull,
                            budget=budget, rng=rng or random.Random(0), time=time, on_round=on_round)
