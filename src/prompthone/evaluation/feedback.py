@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 
 from prompthone.evaluation.evaluator import ExampleResult
+from prompthone.prompts.calibration import log_softmax
 from prompthone.tasks.example import Task
 from prompthone.tasks.metrics import parse_number
 
@@ -62,10 +63,8 @@ def _label_spread(logprobs: tuple[float, ...] | None, labels: tuple[str, ...]) -
     """How the model's probability was spread over the labels (softmax of its label log-probabilities)."""
     if not logprobs or len(logprobs) != len(labels) or not all(math.isfinite(v) for v in logprobs):
         return ""
-    top = max(logprobs)
-    weights = [math.exp(v - top) for v in logprobs]
-    total = sum(weights)
-    ranked = sorted(zip(labels, (w / total for w in weights), strict=True), key=lambda pair: -pair[1])
+    probabilities = [math.exp(v) for v in log_softmax(logprobs)]
+    ranked = sorted(zip(labels, probabilities, strict=True), key=lambda pair: -pair[1])
     return "Its probability over the labels: " + ", ".join(f"'{label}' {p:.0%}" for label, p in ranked) + "."
 
 
