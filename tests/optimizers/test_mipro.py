@@ -8,6 +8,7 @@ import random
 import re
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,26 @@ def test_proposals_drop_quotes_of_training_examples_and_duplicates() -> None:
     # instruction i is grounded on demo set i (mod the number of sets): set 0 is zero-shot, so no examples shown
     assert "good review" in model.prompts[1] and "No examples available." in model.prompts[2]
     assert "Reviews." in model.prompts[0] and "Classify the review." in model.prompts[0]
+
+
+def test_mipro_keeps_long_proposals_whole_and_drops_only_copies_of_an_example() -> None:
+    # DSPy keeps proposals whole (they were cut at 500 characters here), and a grounded instruction may cite the
+    # data: quoting 4 words of an example no longer drops it; copying 12 in a row still does.
+    task = replace(_task(), train=(*_task().train, Example(
+        "the staff were rude and the room smelled of smoke and the bed was broken too", "negative")))
+    long = "Decide whether the review is positive or negative. " + "Weigh every sentence of it carefully. " * 20
+    model = _Replies([f"<START>{long}<END>",
+                      "<START>Call a review negative when it says the staff were rude.<END>",
+                      "<START>Negative: the staff were rude and the room smelled of smoke and the bed was broken."
+                      "<END>"])
+    ctx, _ = _ctx(OracleModel(), task)
+    ctx.meta_model = MeteredModel(model, meter=BudgetMeter())
+    sets = make_demo_sets(task.train, SeedJudge(ctx.evaluator, ctx.seed_prompt, task.train), random.Random(0),
+                          num_sets=3, max_bootstrapped=2, max_labeled=2)
+    proposals = MIPRO(num_instruction_candidates=4)._instructions(ctx, list(task.train), sets, None)
+    assert [p.instruction for p in proposals] == ["Classify the review.", long.strip(),
+                                                  "Call a review negative when it says the staff were rude."]
+    assert len(long) > 700
 
 
 # -- the search -------------------------------------------------------------------------------------------------------

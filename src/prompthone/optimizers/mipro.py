@@ -22,6 +22,12 @@ the proposer's context, temperature 1.0. Differences: light mode also subsamples
 to 10); bootstrapping asks the seed prompt (DSPy's teacher also carries labeled demos); we make n - 1 proposal
 calls (DSPy makes n and overwrites the first with the seed instruction); with both demo limits at 0 the search is
 over instructions only, and 3 bootstrapped demos still ground the proposals, as in DSPy.
+
+Proposals are kept whole, as DSPy keeps them (no length cut); the meta model's replies are capped at
+`meta_max_tokens` = 1024 (DSPy leaves the cap to the proposer model's own settings; a cap bounds a small model's
+runaway reply), and a proposal that repeats 12 words of a training example in a row is dropped (a defence
+against instructions injected through data, which DSPy does not have; a grounded instruction may still cite the
+examples).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from prompthone.optimizers.base import Candidate, OptimizationContext, Optimizat
 from prompthone.optimizers.meta_calls import quoted_texts
 from prompthone.optimizers.mipro_demos import DemoSet, SeedJudge, make_demo_sets
 from prompthone.optimizers.mipro_instructions import DatasetSummary, Proposal, propose_instructions, summarize_dataset
+from prompthone.prompts.meta import COPIED_RUN
 from prompthone.tasks.example import Example
 
 if TYPE_CHECKING:
@@ -81,6 +88,14 @@ class MIPRO(Optimizer):
     name: ClassVar[str] = "mipro"
     rank_key: ClassVar[str] = ScoreKey.DEV_FULL
     full_dev_keys: ClassVar[tuple[str, ...]] = (ScoreKey.DEV_FULL,)
+    departures: ClassVar[tuple[str, ...]] = (
+        "the dev split is used as given (DSPy's light mode subsamples it to 100 examples)",
+        "the dataset summary reads at most max_summary_batches=3 batches (DSPy up to 10)",
+        "bootstrapped demos come from the seed prompt alone (DSPy's teacher also carries labeled demos)",
+        "n - 1 proposal calls (DSPy makes n and overwrites the first with the seed instruction)",
+        "replies are capped at meta_max_tokens=1024 (DSPy leaves the cap to the proposer model)",
+        "a proposal repeating 12 words of a training example is dropped (a defence against injected instructions)",
+    )
 
     num_demo_sets: int = 6
     max_bootstrapped_demos: int = 4
@@ -93,7 +108,7 @@ class MIPRO(Optimizer):
     max_summary_batches: int = 3
     demos_in_context: int = 3
     proposal_temperature: float = 1.0
-    meta_max_tokens: int = 150
+    meta_max_tokens: int = 1024
     data_aware: bool = True
     tip_aware: bool = True
     fewshot_aware: bool = True
@@ -177,7 +192,7 @@ class MIPRO(Optimizer):
             summary=summary.summary if summary else "", demo_sets=demo_sets, n=self.num_instruction_candidates,
             forbidden=quoted_texts(train), temperature=self.proposal_temperature,
             max_tokens=self.meta_max_tokens, demos_in_context=self.demos_in_context, tip_aware=self.tip_aware,
-            fewshot_aware=self.fewshot_aware)
+            fewshot_aware=self.fewshot_aware, max_chars=None, quote_run=COPIED_RUN)
         ctx.record_event({"event": "instructions", "dropped": dropped,
                           "instructions": [{"index": i, "instruction": p.instruction, "tip": p.tip,
                                             "demo_set": p.demo_set} for i, p in enumerate(proposals)]})

@@ -21,7 +21,7 @@ from typing import Any
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.optimizers.meta_calls import ask_meta
 from prompthone.optimizers.mipro_demos import DemoSet, gather_bootstrapped
-from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags
+from prompthone.prompts.meta import INSTRUCTION_CHARS, QUOTE_RUN, fill, format_demos, load_meta_prompt, neutralize_tags
 from prompthone.tasks.example import Example
 
 #: DSPy's proposer tips (keys as in `dspy.propose.grounded_proposer.TIPS`), in our words. One is drawn per proposal.
@@ -114,11 +114,14 @@ def summarize_dataset(model: MeteredModel, train: Sequence[Example], rng: random
 
 def propose_instructions(model: MeteredModel, rng: random.Random, *, seed_instruction: str, summary: str,
                          demo_sets: Sequence[DemoSet], n: int, forbidden: Sequence[str], temperature: float,
-                         max_tokens: int, demos_in_context: int, tip_aware: bool,
-                         fewshot_aware: bool) -> tuple[list[Proposal], list[dict[str, Any]]]:
+                         max_tokens: int, demos_in_context: int, tip_aware: bool, fewshot_aware: bool,
+                         max_chars: int | None = INSTRUCTION_CHARS,
+                         quote_run: int = QUOTE_RUN) -> tuple[list[Proposal], list[dict[str, Any]]]:
     """The seed instruction followed by up to `n - 1` grounded proposals, and a record of the dropped replies.
 
-    The `n - 1` meta calls are sent as one batch; a failed or duplicate reply is not retried.
+    The `n - 1` meta calls are sent as one batch; a failed or duplicate reply is not retried. `max_chars` and
+    `quote_run` are the caller's output filter (`ask_meta`): MIPROv2 keeps proposals whole and drops only copies,
+    `auto` keeps the short defaults.
     """
     template = load_meta_prompt("mipro_instruction")
     plans: list[tuple[str, int]] = []
@@ -138,7 +141,7 @@ def propose_instructions(model: MeteredModel, rng: random.Random, *, seed_instru
     seen = {seed_instruction.strip().casefold()}
     dropped: list[dict[str, Any]] = []
     replies = ask_meta(model, rng, texts, seeds=seeds, max_tokens=max_tokens, temperature=temperature,
-                       forbidden=forbidden)
+                       forbidden=forbidden, max_chars=max_chars, quote_run=quote_run)
     for (tip, demo_set), reply in zip(plans, replies, strict=True):
         items = reply.items[:1]
         if not items or items[0].strip().casefold() in seen:

@@ -43,6 +43,10 @@ _CUT = re.compile(r"\n\s*(?:input|output|answer|example)\s*\d*\s*:", re.IGNORECA
 INSTRUCTION_CHARS = 500
 #: words in a row that count as quoting an example, unless a method says otherwise
 QUOTE_RUN = 4
+#: for methods whose published instructions may state what the examples show (GEPA's knowledge-laden reflections,
+#: MIPROv2's grounded proposals): an instruction that repeats this many words of an example in a row has copied
+#: it, and is dropped (the defence against instructions injected through data, without dropping citations)
+COPIED_RUN = 12
 
 
 def clean_instruction(reply: str, *, forbidden: Sequence[str] = (), max_chars: int | None = INSTRUCTION_CHARS,
