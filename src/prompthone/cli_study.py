@@ -27,15 +27,19 @@ from prompthone.cli_common import (
 @task_options
 def study(
     source: TaskSource,
-    grid: Annotated[Path | None, typer.Option(help="YAML file with lists openers / task_lines / closers (null = "
-                                              "none); default: our 5 × 3 × 4 grid.")] = None,
+    grid: Annotated[str | None, typer.Option(help="YAML file with lists openers / task_lines / closers (null = "
+                                             "none), or the preset battle-gollapudi (Battle & Gollapudi's math "
+                                             "grid; use it with --task gen:arithmetic); default: our 5 × 3 × 4 "
+                                             "grid.")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", "-M", help="Optimizer run at the grid's budget, "
                                                      "optionally with knobs (`apo:selector=ucb`); repeatable. "
-                                                     "Default: ape.")] = None,
+                                                     "Default: ape (the battle-gollapudi preset: GEPA evolving "
+                                                     "the system message and an answer prefix).")] = None,
     model: ModelOpt = "local",
     meta_model: MetaModelOpt = None,
-    cot_tokens: Annotated[int, typer.Option(help="Reasoning tokens of the chain-of-thought variants (0: no CoT "
-                                            "variants).")] = 64,
+    cot_tokens: Annotated[int | None, typer.Option(help="Reasoning tokens of the chain-of-thought variants (0: no "
+                                                   "CoT variants). Default: 64 (the battle-gollapudi preset: "
+                                                   "128).")] = None,
     halving: Annotated[bool, typer.Option("--halving/--no-halving", help="Successive halving over dev slices "
                                           "instead of every variant on the whole dev split.")] = False,
     eta: Annotated[int, typer.Option(help="Halving: keep the top 1/eta per rung; slices grow by eta.")] = 3,
@@ -63,7 +67,7 @@ def study(
     check_calibration(calibration or DEFAULT_CALIBRATION)
     task_obj = source.load(seed)
     meta_model = meta_model or announced_meta_model(model, quiet or as_json)
-    result = run(task_obj, model, grid=spec, methods=method or ["ape"], meta_model=meta_model, cot_tokens=cot_tokens,
+    result = run(task_obj, model, grid=spec, methods=method or None, meta_model=meta_model, cot_tokens=cot_tokens,
                  halving=halving, eta=eta, min_slice=min_slice, seed=seed, run_dir=runs_dir,
                  cache=source.cache, scoring=scoring,  # type: ignore[arg-type]
                  calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet and not as_json)

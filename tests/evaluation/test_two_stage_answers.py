@@ -108,3 +108,29 @@ def test_new_prompt_fields_round_trip_and_are_validated() -> None:
     with pytest.raises(ConfigError, match="reasoning_tokens"):
         Prompt("p", reasoning_tokens=-1)
     assert render(prompt, "x")[-1].content.endswith("x\np\nAnswer:")
+
+
+def test_an_answer_prefix_starts_the_reply_before_the_answer_and_before_any_reasoning() -> None:
+    model = RecordingModel(prefill=True)
+    assert _evaluator(model).evaluate(Prompt("Answer.", answer_prefix="Captain's log:"), TASK.dev).score == 1.0
+    assert [r.prefill for r in model.scored] == ["Captain's log:", "Captain's log:"] and model.generated == []
+
+    model = RecordingModel(prefill=True)
+    prompt = Prompt("Think.", reasoning_tokens=7, extractor="So:", answer_prefix="Log:")
+    _evaluator(model).evaluate(prompt, TASK.dev)
+    assert [r.prefill for r in model.generated] == ["Log:", "Log:"]  # the reasoning continues the prefix
+    assert [r.prefill for r in model.scored] == ["Log: R1 So:", "Log: R2 So:"]
+
+
+def test_an_answer_prefix_on_a_backend_that_cannot_prefill_is_a_clear_error() -> None:
+    model = RecordingModel(prefill=False)
+    with pytest.raises(ConfigError, match=r"answer_prefix needs a backend that can continue .*fake:recording:False"):
+        _evaluator(model).evaluate(Prompt("Answer.", answer_prefix="Log:"), TASK.dev)
+    assert model.scored == []  # refused before any call
+
+
+def test_an_answer_prefix_round_trips_and_leaves_other_prompts_records_and_keys_as_they_were() -> None:
+    prompt = Prompt("p", answer_prefix="Log:")
+    assert Prompt.from_dict(prompt.to_dict()) == prompt and prompt.to_dict()["answer_prefix"] == "Log:"
+    assert "answer_prefix" not in Prompt("p").to_dict() and "answer_prefix" not in Prompt("p").key()
+    assert prompt.key() != Prompt("p").key()  # a prefix makes another candidate

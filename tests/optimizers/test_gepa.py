@@ -52,7 +52,7 @@ class KeywordModel:
 
     def __init__(self, script: Sequence[str] = ()) -> None:
         self.id = "fake:keyword"
-        self.capabilities = Capabilities(generate=True, score=True)
+        self.capabilities = Capabilities(generate=True, score=True, prefill=True)
         self.script = list(script)
         self.score_calls = 0
         self.generate_calls = 0
@@ -67,7 +67,7 @@ class KeywordModel:
     def score(self, requests: Sequence[ScoringRequest]) -> Iterator[tuple[int, ContinuationScores]]:
         for i, r in enumerate(requests):
             self.score_calls += 1
-            text = " ".join(m.content for m in r.messages)
+            text = " ".join([*(m.content for m in r.messages), r.prefill])
             n = int(_CASE.findall(text)[-1])
             right = ("ALWAYS-RIGHT" in text or ("EVEN-RIGHT" in text and n % 2 == 0)
                      or ("ODD-RIGHT" in text and n % 2 == 1))
@@ -366,3 +366,17 @@ def test_the_all_selector_rewrites_every_component_and_the_system_knob_turns_it_
 
 def test_an_emptied_system_message_renders_as_none() -> None:
     assert _with_components(Prompt("x", system="s"), {"instruction": "y", "system": "  "}).system is None
+
+
+def test_with_evolve_answer_prefix_the_reply_prefix_is_a_third_component() -> None:
+    script = ["<START>Answer the question well.<END>", "<START>You are careful.<END>",
+              "<START>ALWAYS-RIGHT: here is my answer<END>"]
+    optimizer, ctx, state, model, _ = _setup(script, evolve_answer_prefix=True, component_selector="all",
+                                             skip_perfect_score=False)
+    assert list(optimizer.components(state.pool[0].prompt)) == ["instruction", "system", "answer_prefix"]
+    made = optimizer.propose(ctx, state)
+    assert "answer prefix (the text the assistant's reply starts with)" in model.meta_prompts[-1]
+    assert "(no answer prefix)" in model.meta_prompts[-1]
+    assert len(made) == 1 and made[0].prompt.answer_prefix == "ALWAYS-RIGHT: here is my answer"
+    assert (made[0].prompt.instruction, made[0].prompt.system) == ("Answer the question well.", "You are careful.")
+    assert list(GEPA().components(Prompt("x", answer_prefix="kept out"))) == ["instruction", "system"]

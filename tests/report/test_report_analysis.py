@@ -33,6 +33,11 @@ def test_prompt_diff_covers_system_message_demos_and_settings(run_data) -> None:
         ["removed", "kept", "added"]
 
 
+def test_an_answer_prefix_found_is_a_setting_of_the_diff() -> None:
+    diff = prompt_diff({"instruction": "a"}, {"instruction": "a", "answer_prefix": "Captain's log:"})
+    assert diff.settings == (("answer prefix", "none", "Captain's log:"),)
+
+
 def test_seed_best_and_rank_key_of_finished_and_running_runs(run_data) -> None:
     apo, running = run_data("apo"), run_data("running")
     assert (seed_id(apo), rank_key(apo)) == (0, "bandit")

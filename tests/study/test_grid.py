@@ -8,7 +8,10 @@ import pytest
 
 import prompthone as ph
 from prompthone.errors import InputError
-from prompthone.grid_study.grid import GridSpec, default_grid, expand_grid, load_grid
+from prompthone.grid_study.grid import PRESETS, GridSpec, default_grid, expand_grid, load_grid, preset_grid
+from prompthone.grid_study.runner import resolve_grid
+from prompthone.optimizers.gepa import GEPA
+from prompthone.tasks.registry import load_task
 
 TASK = ph.Task("t", (), (), (), labels=("yes", "no"), instruction="Decide.", output_format="Answer yes or no.")
 
@@ -109,3 +112,25 @@ def test_missing_grid_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found") as info:
         load_grid(tmp_path / "nope.yaml")
     assert info.value.path == str(tmp_path / "nope.yaml")
+
+
+
+def test_the_battle_gollapudi_preset_is_the_papers_math_grid_with_its_task_and_optimizer() -> None:
+    grid = resolve_grid("battle-gollapudi")
+    assert grid == preset_grid("battle-gollapudi") and grid.source == "preset battle-gollapudi"
+    assert (len(grid.openers), len(grid.task_lines), len(grid.closers)) == (5, 3, 4)  # the paper's 5 x 3 x 4
+    assert all(part == "" for part in (grid.openers[0], grid.task_lines[0], grid.closers[0]))
+    quoted = {"You are an expert mathematician.", "Solve the following math question.", "This will be fun!",
+              "I really need your help!"}
+    assert quoted <= {*grid.openers, *grid.task_lines, *grid.closers}
+    preset = PRESETS["battle-gollapudi"]
+    task = load_task(preset.task)
+    assert task.metric == "numeric_match" and task.labels is None  # word problems, numeric exact match
+    (spec,) = preset.methods
+    name, _, knob = spec.partition(":")
+    assert name == "gepa" and GEPA.from_options(dict([knob.split("=")])).evolve_answer_prefix
+
+
+def test_an_unknown_grid_name_is_a_missing_file_that_names_the_presets(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="battle-gollapudi"):
+        resolve_grid(str(tmp_path / "battle-gollapud"))

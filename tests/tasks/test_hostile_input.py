@@ -242,6 +242,7 @@ def test_bad_prompt_files_are_one_clear_error(tmp_path: Path) -> None:
         ('{"instruction": "x", "system": 5}', None, "system", "a string"),
         ('{"instruction": "x", "reasoning_tokens": "many"}', None, "reasoning_tokens", "whole number"),
         ('{"instruction": "x", "instruction_position": "middle"}', None, "instruction_position", "before"),
+        ('{"instruction": "x", "answer_prefix": ["Log:"]}', None, "answer_prefix", "a string"),
     ]
     for text, line, field, words in cases:
         path = tmp_path / "p.json"

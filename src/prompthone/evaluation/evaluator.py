@@ -211,13 +211,18 @@ class Evaluator:
         cached like every call.
         """
         messages = [render(prompt, e.input) for e in examples]
+        start = prompt.answer_prefix
+        if start and not self.model.model.capabilities.prefill:
+            raise ConfigError(f"this prompt's answer_prefix needs a backend that can continue a partly written "
+                              f"reply (prefill); {self.model.model.id} cannot: use an embedded model or "
+                              f"llama.cpp's server, or a prompt without one")
         if not prompt.reasons:
-            return [AnswerContext(m) for m in messages]
+            return [AnswerContext(m, start) for m in messages]
         requests = [GenerationRequest(m, max_tokens=prompt.reasoning_tokens, temperature=0.0,
-                                      stop=(f"\n{INPUT_PREFIX}",)) for m in messages]
+                                      stop=(f"\n{INPUT_PREFIX}",), prefill=start) for m in messages]
         reasonings = [c.text for c in self.model.generate(requests)]
         if self.model.model.capabilities.prefill:
-            return [AnswerContext(m, answer_prefill(r, prompt.extractor), r)
+            return [AnswerContext(m, answer_prefill(start + r, prompt.extractor), r)
                     for m, r in zip(messages, reasonings, strict=True)]
         return [AnswerContext((*m, Message("assistant", r.strip()), Message("user", prompt.extractor)), "", r)
                 for m, r in zip(messages, reasonings, strict=True)]

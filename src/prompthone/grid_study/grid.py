@@ -90,10 +90,43 @@ def expand_grid(spec: GridSpec, *, cot_tokens: int) -> list[HandVariant]:
             for i, (cot, (opener, task_line, closer)) in enumerate(itertools.product(modes, combos))]
 
 
+@dataclass(frozen=True)
+class StudyPreset:
+    """A published study design: its grid (package data), the task it was made for, the optimizers it runs by
+    default and its chain-of-thought length. Only the grid is forced; `--method` and `--cot-tokens` override."""
+
+    name: str
+    grid_file: str
+    task: str
+    methods: tuple[str, ...]
+    cot_tokens: int
+    about: str
+
+
+#: `study --grid NAME` presets
+PRESETS: dict[str, StudyPreset] = {
+    "battle-gollapudi": StudyPreset(
+        "battle-gollapudi", "battle_gollapudi_grid.yaml", "gen:arithmetic",
+        ("gepa:evolve_answer_prefix=true",), 128,
+        "Battle & Gollapudi (2024): a math grid of openers x task lines x closers, +/- CoT, on grade-school word "
+        "problems with numeric exact match (their GSM8K; here gen:arithmetic), against an optimizer of the system "
+        "message and an answer prefix (their DSPy; here GEPA with evolve_answer_prefix)"),
+}
+
+
+def _packaged_grid(file: str, source: str) -> GridSpec:
+    resource = importlib.resources.files("prompthone.grid_study").joinpath(file)
+    return grid_from_text(resource.read_text(encoding="utf-8"), source=source)
+
+
 def default_grid() -> GridSpec:
     """Our default lists (5 openers × 3 task lines × 4 closers), read from the package's `default_grid.yaml`."""
-    resource = importlib.resources.files("prompthone.grid_study").joinpath("default_grid.yaml")
-    return grid_from_text(resource.read_text(encoding="utf-8"), source="built-in")
+    return _packaged_grid("default_grid.yaml", "built-in")
+
+
+def preset_grid(name: str) -> GridSpec:
+    """The grid of preset `name` (`PRESETS`); its source reads `preset NAME`."""
+    return _packaged_grid(PRESETS[name].grid_file, f"preset {name}")
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -106,7 +139,7 @@ def load_grid(path: str | Path) -> GridSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError("grid file not found", path=str(path)) from None
+        raise InputError(f"grid file not found (or a preset: {', '.join(PRESETS)})", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the grid file: {exc}", path=str(path)) from None
     return grid_from_text(text, source=str(path))

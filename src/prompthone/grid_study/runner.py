@@ -31,7 +31,7 @@ from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import ScoringMode
 from prompthone.grid_study.evaluate import GridOutcome, HandRow, evaluate_grid
-from prompthone.grid_study.grid import GridSpec, HandVariant, default_grid, expand_grid, load_grid
+from prompthone.grid_study.grid import PRESETS, GridSpec, HandVariant, default_grid, expand_grid, load_grid, preset_grid
 from prompthone.grid_study.heatmap import plot_heatmap
 from prompthone.grid_study.outputs import write_summary, write_table
 from prompthone.grid_study.ranking import Ranking, rank_among
@@ -111,15 +111,17 @@ class StudyResult:
 
 
 def resolve_grid(grid: GridSpec | str | Path | None) -> GridSpec:
-    """Our default lists (None), a `GridSpec`, or a YAML file."""
+    """Our default lists (None), a `GridSpec`, a preset's name (`grid.PRESETS`) or a YAML file."""
     if grid is None:
         return default_grid()
+    if isinstance(grid, str) and grid in PRESETS:
+        return preset_grid(grid)
     return grid if isinstance(grid, GridSpec) else load_grid(grid)
 
 
 def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec | str | Path | None = None,
-          methods: Sequence[str] = ("ape",), meta_model: str | Model | None = None,
-          cot_tokens: int = DEFAULT_COT_TOKENS, halving: bool = False, eta: int = 3, min_slice: int = 10,
+          methods: Sequence[str] | None = None, meta_model: str | Model | None = None,
+          cot_tokens: int | None = None, halving: bool = False, eta: int = 3, min_slice: int = 10,
           seed: int = 0, run_dir: str | Path = "runs", cache: bool | str | Path | CallCache | None = True,
           scoring: ScoringMode = "auto", calibration: str = DEFAULT_CALIBRATION,
           progress: bool = True) -> StudyResult:
@@ -129,8 +131,10 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     >>> result = ph.study("gen:sentiment_templates", methods=["ape", "opro"])       # doctest: +SKIP
     >>> print(result.optimizers[0].ranking.describe())                                # doctest: +SKIP
 
-    `grid`: our default lists (5 openers × 3 task lines × 4 closers), a `GridSpec` or a YAML file. Each
-    combination is scored with and without chain-of-thought (`cot_tokens` of reasoning; 0 leaves CoT out).
+    `grid`: our default lists (5 openers × 3 task lines × 4 closers), a `GridSpec`, a YAML file, or a preset's
+    name (`grid.PRESETS`: "battle-gollapudi", whose methods and `cot_tokens` are the defaults when not given;
+    without a preset they are ape and 64). Each combination is scored with and without chain-of-thought
+    (`cot_tokens` of reasoning; 0 leaves CoT out).
     `halving` scores all variants on a dev slice and keeps the top 1/`eta` per rung, growing the slice until
     the whole dev split (the first slice holds at least `min_slice` examples). `methods` are specs as in
     `compare` (`apo:selector=ucb`); each runs with `seed` and a budget of as many model calls as the grid made.
@@ -141,6 +145,11 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     to every optimizer, so hand and optimized prompts are ranked on the same calibrated scores.
     """
     spec = resolve_grid(grid)  # a bad grid file fails before any model loads
+    preset = PRESETS.get(grid) if isinstance(grid, str) else None
+    if methods is None:
+        methods = preset.methods if preset else ("ape",)
+    if cot_tokens is None:
+        cot_tokens = preset.cot_tokens if preset else DEFAULT_COT_TOKENS
     specs = [MethodSpec.parse(m) for m in methods]
     if any(s.method == "seed" for s in specs):
         raise ConfigError("'seed' is not an optimizer here: the seed prompt is the grid's all-none, direct combo")

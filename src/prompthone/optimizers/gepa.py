@@ -1,6 +1,8 @@
 """GEPA — reflective prompt evolution with Pareto selection (Agrawal et al., 2025, "GEPA: Reflective Prompt
 Evolution Can Outperform Reinforcement Learning"), over a prompt's text components: the instruction and the
-system message (GEPA's named components; `evolve_system=False` evolves the instruction alone).
+system message (GEPA's named components; `evolve_system=False` evolves the instruction alone), and with
+`evolve_answer_prefix=True` the text the model's reply starts with (`Prompt.answer_prefix`: the system message and
+answer prefix are what DSPy optimized in Battle & Gollapudi 2024, the `study --grid battle-gollapudi` preset).
 
 Algorithm 1 of the paper, one iteration per driver step:
 1. Every candidate in the pool has a score on each example of a fixed Pareto set (`pareto_set_size` dev
@@ -66,7 +68,7 @@ from prompthone.optimizers.gepa_parts import (
     next_minibatch,
 )
 from prompthone.optimizers.meta_calls import quoted_texts
-from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags
+from prompthone.prompts.meta import COPIED_RUN, fill, load_meta_prompt, neutralize_tags
 from prompthone.prompts.prompt import Prompt
 from prompthone.selection.pareto import nondominated, select_from_pareto_front
 from prompthone.tasks.example import Example, Task
@@ -75,13 +77,11 @@ PARETO = ScoreKey.PARETO
 SELECTORS = ("round_robin", "all")
 #: how the reflection prompt names each component, and what it shows for an empty one
 _COMPONENT_WORDS = {"instruction": ("instruction", "(no instruction)"),
-                    "system": ("system message", "(no system message)")}
+                    "system": ("system message", "(no system message)"),
+                    "answer_prefix": ("answer prefix (the text the assistant's reply starts with)",
+                                      "(no answer prefix)")}
 #: examples a merged candidate is checked on before its full evaluation (fixed in GEPA's reference code)
 MERGE_CHECK_SIZE = 5
-#: a reflected instruction may state facts found in the examples (GEPA's instructions are knowledge-laden); one
-#: that repeats this many words of an example in a row has copied it, and is dropped (a defence against
-#: instructions injected through data)
-COPIED_RUN = 12
 #: lines of a reply that are layout, not instruction text: code fences (GEPA's own reply format) and markdown
 #: headings (the feedback records are markdown, and small models echo their headings)
 _LAYOUT = re.compile(r"^[ \t]*(?:```[^\n]*|#{1,6}(?:[ \t][^\n]*)?)$", re.MULTILINE)
@@ -107,6 +107,7 @@ class GEPA(Optimizer):
     use_merge: bool = False
     max_merge_invocations: int = 5
     evolve_system: bool = True
+    evolve_answer_prefix: bool = False
     component_selector: str = "round_robin"
     meta_temperature: float = 1.0
     meta_max_tokens: int = 4096
@@ -219,6 +220,8 @@ class GEPA(Optimizer):
         found = {"instruction": prompt.instruction}
         if self.evolve_system:
             found["system"] = prompt.system or ""
+        if self.evolve_answer_prefix:
+            found["answer_prefix"] = prompt.answer_prefix
         return found
 
     def _select_components(self, parent: Candidate) -> list[str]:
@@ -357,4 +360,6 @@ def _with_components(prompt: Prompt, components: dict[str, str]) -> Prompt:
     """`prompt` with the given component texts; an empty system message becomes no system message."""
     if "system" in components:
         prompt = replace(prompt, system=components["system"].strip() or None)
+    if "answer_prefix" in components:
+        prompt = replace(prompt, answer_prefix=components["answer_prefix"].strip())
     return replace(prompt, instruction=components["instruction"])

@@ -17,7 +17,7 @@ from prompthone.prompts.prompt import DEFAULT_EXTRACTOR, POSITIONS, Prompt
 from prompthone.tasks.example import Example, Task
 from prompthone.tasks.lines import decode_utf8
 
-_TEXT_FIELDS = ("instruction", "output_format", "extractor")
+_TEXT_FIELDS = ("instruction", "output_format", "extractor", "answer_prefix")
 
 
 def read_prompt_file(path: Path, task: Task) -> Prompt:
@@ -85,4 +85,4 @@ def prompt_from_document(data: dict[str, Any], *, path: str) -> Prompt:
                   output_format=data.get("output_format", ""),
                   instruction_position=data.get("instruction_position", "before"),
                   reasoning_tokens=tokens, extractor=data.get("extractor", DEFAULT_EXTRACTOR),
-                  calibration=calibration)
+                  calibration=calibration, answer_prefix=data.get("answer_prefix") or "")

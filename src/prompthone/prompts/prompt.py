@@ -38,7 +38,10 @@ class Prompt:
     first, up to that many tokens, and then answer after `extractor` (two-stage answering: the answer is
     read where the extractor ends). Both travel with the prompt, so a prompt found on one backend is
     evaluated the same way on every other. So does `calibration`, the label prior divided out of label scores
-    (`prompts.calibration`): it changes the answer read, never the text sent.
+    (`prompts.calibration`): it changes the answer read, never the text sent. `answer_prefix` is text the model's
+    reply starts with (written for it, as a prefill), before any reasoning and the answer: the "answer prefix"
+    DSPy optimized beside the system message in Battle & Gollapudi (2024); it needs a backend that can continue a
+    partly written reply.
     """
 
     instruction: str
@@ -49,6 +52,7 @@ class Prompt:
     reasoning_tokens: int = 0
     extractor: str = DEFAULT_EXTRACTOR
     calibration: Calibration | None = None
+    answer_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.instruction_position not in POSITIONS:
@@ -73,6 +77,8 @@ class Prompt:
         }
         if self.calibration is not None:  # only then: an uncalibrated prompt's record is as it always was
             data["calibration"] = self.calibration.to_dict()
+        if self.answer_prefix:  # likewise
+            data["answer_prefix"] = self.answer_prefix
         return data
 
     @classmethod
@@ -83,13 +89,16 @@ class Prompt:
                    instruction_position=str(data.get("instruction_position", "before")),
                    reasoning_tokens=int(data.get("reasoning_tokens", 0)),
                    extractor=str(data.get("extractor", DEFAULT_EXTRACTOR)),
-                   calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None)
+                   calibration=Calibration.from_dict(data["calibration"]) if data.get("calibration") else None,
+                   answer_prefix=str(data.get("answer_prefix") or ""))
 
     def key(self) -> str:
         """A canonical string identity of what the model is sent, used to dedupe candidates: a prompt and its
         calibrated form are one candidate (its calibration is estimated from the text, once per run)."""
         d = asdict(self)
         d.pop("calibration")
+        if not self.answer_prefix:  # the key of a prompt without one is what it was before answer prefixes existed
+            d.pop("answer_prefix")
         d["demos"] = [(x.input, x.target) for x in self.demos]
         return json.dumps(d, sort_keys=True)
 

@@ -1,5 +1,6 @@
 """The best prompt against the seed: a word-level diff of the instruction and system message, demos added or
-removed, and the settings that changed (answer format, instruction position, reasoning, label calibration)."""
+removed, and the settings that changed (answer format, instruction position, reasoning, label calibration, answer
+prefix)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from prompthone.prompts.calibration import Calibration
 #: prompt settings shown only when they differ
 SETTINGS = (("output_format", "output format"), ("instruction_position", "instruction position"),
             ("reasoning_tokens", "reasoning tokens"), ("extractor", "answer extractor"),
-            ("calibration", "label calibration"))
+            ("calibration", "label calibration"), ("answer_prefix", "answer prefix"))
 _WORD = re.compile(r"\s*\S+\s*|\s+")
 
 
@@ -89,6 +90,8 @@ def _shown(name: str, value: Any) -> Any:
     """A setting as a reader wants it: a calibration in words (method, inputs, prior per label)."""
     if name == "calibration":
         return Calibration.from_dict(value).describe() if isinstance(value, dict) else "none"
+    if name == "answer_prefix":
+        return value or "none"
     return value
 
 

@@ -98,6 +98,8 @@ def prompt_text(prompt: Prompt) -> str:
     else:
         parts.append("# Demos\n(none)")
     parts.append(f"# Output format\n{prompt.output_format or '(none)'}")
+    if prompt.answer_prefix:
+        parts.append(f"# Answer prefix (the reply starts with it)\n{prompt.answer_prefix}")
     if prompt.reasoning_tokens:
         parts.append(f"# Reasoning\nup to {prompt.reasoning_tokens} tokens, then: {prompt.extractor}")
     return "\n\n".join(parts) + "\n"
