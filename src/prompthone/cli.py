@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -79,10 +79,14 @@ def optimize(
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     ray_workers: RayWorkersOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what the method's setup and each step cost at "
+                                          "these knobs on this task against the budget, and stop before any "
+                                          "model is loaded.")] = False,
 ) -> None:
     """Optimize the prompt for a task and print the seed and best prompts' scores.
 
-    Every step is recorded in the run store as it happens; a run stopped at any moment (Ctrl-C, a crash, a kill)
+    Before the run it says what one step of the method costs against the budget (`--dry-run`: only that). Every
+    step is recorded in the run store as it happens; a run stopped at any moment (Ctrl-C, a crash, a kill)
     continues with `--resume <run id>` (on the executor it ran on, unless --executor says otherwise).
     """
     from prompthone.api import optimize as run
@@ -104,8 +108,14 @@ def optimize(
                               cache=explicit_cache, progress=not quiet and not as_json, mlflow=mlflow,
                               mlflow_experiment=mlflow_experiment, executor=on)
     else:
+        task_obj = source.load(seed)
+        if dry_run or not (quiet or as_json):
+            _print_estimate(task_obj, method, parse_options(option or []), Budget(calls=budget, tokens=budget_tokens),
+                            calibration or DEFAULT_CALIBRATION, to=out if dry_run else err)
+            if dry_run:
+                return
         meta_model = meta_model or announced_meta_model(model or "local", quiet or as_json)
-        result = run(source.load(seed), method=method, model=model or "local", meta_model=meta_model,
+        result = run(task_obj, method=method, model=model or "local", meta_model=meta_model,
                      budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
                      scoring=scoring, calibration=calibration or DEFAULT_CALIBRATION,  # type: ignore[arg-type]
@@ -136,6 +146,17 @@ def optimize(
     if faults:
         out.print(faults, highlight=False)
     out.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+def _print_estimate(task: Any, method: str, options: dict[str, str], budget: Any, calibration: str, *,
+                    to: Any) -> None:
+    """The pre-run estimate (`run.estimate`): a step's cost at these knobs, and what the budget pays for."""
+    from prompthone.optimizers import get_method
+    from prompthone.run.estimate import estimate
+
+    found = estimate(get_method(method).from_options(options), task, budget, calibration=calibration)
+    for line in found.lines():
+        to.print(f"estimate: {escape(line)}", highlight=False)
 
 
 @app.command()

@@ -26,6 +26,7 @@ from typing import ClassVar
 from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import EvalResult
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.prompts.meta import fill, format_demos, load_meta_prompt
 from prompthone.tasks.example import Example
 
@@ -73,6 +74,22 @@ class APE(Optimizer):
                               f"{len(ctx.task.train)} train and {len(ctx.task.dev)} dev")
         size = min(self.eval_samples, len(pool))
         state.extra["eval_sample"] = ctx.rng.sample(range(len(pool)), size)
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """Step 1 induces every proposal (one meta call each) and scores them all with the seed; each Monte-Carlo
+        round resamples the top `mc_top_k` and scores the new ones."""
+        samples = min(self.eval_samples, shape.dev or shape.train)
+
+        def scoring(candidates: int) -> int:
+            if self.eval_method == "ucb":
+                pulls = self.ucb_rounds * min(self.ucb_prompts_per_round, candidates)
+                return pulls * samples * shape.example_calls + candidates * shape.calibration_calls
+            return shape.evaluations(candidates, samples)
+
+        induced = self.num_subsamples * self.num_prompts_per_subsample
+        resampled = self.mc_top_k * self.mc_samples_per_prompt
+        return StepCost("step", scoring(1 + induced), induced, scoring(resampled), resampled, 1 + self.mc_rounds,
+                        ("num_prompts_per_subsample", "num_subsamples", "eval_samples"))
 
     def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:
         if state.step == 0:

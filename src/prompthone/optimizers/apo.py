@@ -36,6 +36,7 @@ from typing import ClassVar
 from prompthone.errors import BudgetExhausted, ConfigError
 from prompthone.evaluation.evaluator import ExampleResult
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.optimizers.meta_calls import quoted_texts
 from prompthone.prompts.meta import fill, load_meta_prompt, neutralize_tags
 from prompthone.selection import SELECTORS, UCB_TIMES, ArmStats, get_selector
@@ -97,6 +98,28 @@ class APO(Optimizer):
     def top(self, state: OptimizationState, k: int) -> list[Candidate]:
         """The current beam, best first (the bandit's order)."""
         return [state.pool[i] for i in state.frontier[:k]]
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """A round: each beam prompt on the minibatch (its errors), its expansions (meta calls), then the bandit's
+        pulls over the beam and the successors. The first round expands the seed alone."""
+        edits = self.n_gradients * self.gradients_per_error * self.steps_per_gradient
+        made = edits + (edits + 1) * self.mc_samples_per_step
+        kept = min(self.max_expansion_factor, made)
+        minibatch = min(self.minibatch_size, shape.train)
+        filtered = (2 * self.max_expansion_factor if self.expansion_filter == "errors" and made > kept else 0)
+        meta = self.n_gradients * 2 + (edits + 1) * self.mc_samples_per_step
+
+        def round_(parents: int) -> tuple[int, int]:
+            arms = parents * (1 + kept)
+            pulls = self.eval_rounds * min(self.eval_prompts_per_round, arms) * self.samples_per_eval
+            if self.selector not in ("ucb", "ucb-e"):
+                pulls = max(pulls, arms)
+            task = (parents * shape.evaluations(1, minibatch) + parents * shape.evaluations(filtered, min(
+                REJECT_ERRORS, minibatch)) + pulls * shape.example_calls + parents * kept * shape.calibration_calls)
+            return task, parents * meta
+
+        first, later = round_(1), round_(self.beam_size)
+        return StepCost("round", *first, *later, self.rounds, ("eval_rounds", "samples_per_eval", "minibatch_size"))
 
     # -- expansion -------------------------------------------------------------------------------
     def propose(self, ctx: OptimizationContext, state: OptimizationState) -> list[Candidate]:

@@ -24,6 +24,7 @@ from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.base import WhiteBox
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.optimizers.meta_calls import MetaReply, ask_meta, quoted_texts
 from prompthone.prompts.calibration import Calibration, check_calibration
 from prompthone.prompts.meta import INSTRUCTION_CHARS, QUOTE_RUN
@@ -262,6 +263,11 @@ class Optimizer(ABC):
     @abstractmethod
     def select(self, ctx: OptimizationContext, state: OptimizationState, proposals: list[Candidate]) -> None:
         """Score what needs scoring and update `state.frontier`; set `state.done` when finished."""
+
+    def step_cost(self, shape: TaskShape) -> StepCost | None:
+        """What the setup and one step cost at these knobs on a task of this shape, before any call (the pre-run
+        estimate, `run.estimate`); None: the method sizes itself to the budget or has no fixed step."""
+        return None
 
     def pack_extra(self, extra: dict[str, Any]) -> dict[str, Any]:
         """`state.extra` as it goes into a checkpoint (pickled): take out what must not travel, such as a model."""

@@ -60,6 +60,7 @@ from prompthone.errors import ConfigError
 from prompthone.evaluation.evaluator import EvalResult, ExampleResult
 from prompthone.evaluation.feedback import feedback_for
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.optimizers.gepa_parts import (
     find_merge_triplet,
     merge_components,
@@ -120,6 +121,19 @@ class GEPA(Optimizer):
             if getattr(self, knob) < 0:
                 raise ConfigError(f"{knob} must be ≥ 0 (0: {'no limit' if knob == 'max_metric_calls' else 'all'}),"
                                   f" got {getattr(self, knob)}")
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """The seed on the Pareto set first; an iteration runs the parent and its child on one minibatch, with one
+        reflection per component rewritten, and an accepted child on the whole Pareto set (counted here: the upper
+        cost). It goes on until the budget or `max_metric_calls` ends it."""
+        pool = shape.dev or shape.train
+        pareto = pool if self.pareto_set_size == 0 else min(self.pareto_set_size, pool)
+        minibatch = min(self.minibatch_size, shape.train)
+        components = 1 + self.evolve_system + self.evolve_answer_prefix
+        meta = components if self.component_selector == "all" else 1
+        iteration = 2 * shape.evaluations(1, minibatch) + shape.evaluations(1, pareto)
+        return StepCost("iteration", shape.evaluations(1, pareto) + iteration, meta, iteration, meta, None,
+                        ("pareto_set_size", "minibatch_size"))
 
     # -- setup -----------------------------------------------------------------------------------
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.optimizers.meta_calls import quoted_texts
 from prompthone.optimizers.mipro_demos import DemoSet, SeedJudge, make_demo_sets
 from prompthone.optimizers.mipro_instructions import DatasetSummary, Proposal, propose_instructions, summarize_dataset
@@ -122,6 +123,20 @@ class MIPRO(Optimizer):
                 raise ConfigError(f"{knob} must be ≥ 0, got {getattr(self, knob)}")
         if self.proposal_temperature < 0:
             raise ConfigError(f"proposal_temperature must be ≥ 0, got {self.proposal_temperature}")
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """Setup: bootstrapping asks the seed prompt about training examples (at most all of them), the dataset
+        summary and the proposals (meta calls), the seed on the whole dev split; then per trial one minibatch, and
+        every `minibatch_full_eval_steps` trials one whole-dev evaluation (spread over the trials here)."""
+        dev = shape.dev or shape.train
+        minibatch = dev if dev <= self.minibatch_size else self.minibatch_size
+        full = 0 if dev <= self.minibatch_size else -(-shape.evaluations(1, dev) // self.minibatch_full_eval_steps)
+        bootstrap = 0 if self.zero_shot and self.num_instruction_candidates < 2 else shape.evaluations(1, shape.train)
+        proposals = self.num_instruction_candidates - 1
+        meta = proposals + (self.max_summary_batches + 1 if self.data_aware and proposals else 0)
+        trial = shape.evaluations(1, minibatch) + full
+        return StepCost("trial", bootstrap + shape.evaluations(1, dev) + trial, meta, trial, 0, self.num_trials,
+                        ("minibatch_size", "num_trials"))
 
     @property
     def zero_shot(self) -> bool:

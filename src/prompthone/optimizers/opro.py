@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from prompthone.errors import ConfigError
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.prompts.meta import fill, format_demos, load_meta_prompt, neutralize_tags
 from prompthone.tasks.example import Example
 
@@ -45,6 +46,14 @@ class OPRO(Optimizer):
         n = len(train) if self.score_examples == 0 else min(self.score_examples, len(train))
         state.extra["score_set"] = ctx.rng.sample(range(len(train)), n)
         self._score_new(ctx, state)  # the seed instruction opens the history with its score
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """The seed scored first, then per step `num_generated_instructions` new instructions (one meta call each),
+        each scored on the training split (or `score_examples` of it)."""
+        n = min(self.score_examples, shape.train) if self.score_examples else shape.train
+        per_step = shape.evaluations(self.num_generated_instructions, n)
+        return StepCost("step", shape.evaluations(1, n) + per_step, self.num_generated_instructions, per_step,
+                        self.num_generated_instructions, self.steps, ("num_generated_instructions", "score_examples"))
 
     def meta_prompt(self, ctx: OptimizationContext, state: OptimizationState) -> str:
         """The OPRO meta-prompt: top instructions ascending by score, then random exemplars."""

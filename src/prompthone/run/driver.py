@@ -27,6 +27,7 @@ from prompthone.optimizers.base import OptimizationContext, Optimizer
 from prompthone.prompts.calibration import check_calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.config import RunConfig, TaskFields
+from prompthone.run.estimate import estimate, warn_if_short
 from prompthone.run.faults import BackendFaults, stopped_message
 from prompthone.run.finalize import finalize
 from prompthone.run.loop import Outcome, begin, search
@@ -83,7 +84,6 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     `calibration` ("none", "contextual", "batch"): every candidate's label prior is divided out of its scores.
     """
     started = time.monotonic()
-    _warn_small_splits(task, continued=continuation is not None)
     session = Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None)
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")
@@ -97,6 +97,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
             on_start(rec.run_id, config)
         ctx = _context(task, evaluator, meta, config, rec, session)
         point = continuation.checkpoint if continuation is not None else resume
+        _announce(ctx, optimizer, budget, calibration, fresh=point is None and continuation is None)
         state = begin(ctx, optimizer, session.meter, rec, point, fresh=continuation is None)
         seed_cand = state.pool[0]
         outcome = Outcome()
@@ -124,11 +125,17 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     return out
 
 
-def _warn_small_splits(task: Task, continued: bool) -> None:
-    """Say before a new run what its dev and test splits are too small to tell apart (a resume was told)."""
-    if not continued:
-        for warning in split_warnings({split: len(task.split(split)) for split in ("dev", "test")}):
-            log.warning("%s", warning)
+def _announce(ctx: OptimizationContext, optimizer: Optimizer, budget: Budget | None, calibration: str, *,
+              fresh: bool) -> None:
+    """Before any call of a new run: what its dev and test splits are too small to tell apart, and what a step
+    costs against the budget (`run.estimate`; a warning when it pays for none). A resumed run was told so."""
+    if not fresh:
+        return
+    for warning in split_warnings({split: len(ctx.task.split(split)) for split in ("dev", "test")}):
+        log.warning("%s", warning)
+    found = estimate(optimizer, ctx.task, budget, seed_prompt=ctx.seed_prompt, calibration=calibration)
+    warn_if_short(found)
+    ctx.record_event({"event": "estimate", **found.to_dict()})
 
 
 def _raise_if_stopped(outcome: Outcome, run_id: str | None, step: int, faults: BackendFaults) -> None:
