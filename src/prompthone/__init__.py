@@ -14,6 +14,7 @@ from prompthone.errors import BackendError, BudgetExhausted, ConfigError, InputE
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
+from prompthone.evaluation.prices import Price
 from prompthone.grid_study import StudyResult, study
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel
@@ -26,7 +27,8 @@ from prompthone.tasks.example import Example, Task
 
 __all__ = [
     "Augmenter", "BackendError", "Budget", "BudgetExhausted", "CallCache", "ConfigError", "EvalResult", "Evaluator",
-    "Example", "InputError", "Model", "ModelSpec", "OptimizationResult", "Prompt", "PrompthoneError", "RayExecutor",
+    "Example", "InputError", "Model", "ModelSpec", "OptimizationResult", "Price", "Prompt", "PrompthoneError",
+    "RayExecutor",
     "RayModel", "StudyResult", "Task",
     "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "resume",
     "study",

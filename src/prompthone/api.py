@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, ScoringMode
+from prompthone.evaluation.prices import Price, prices_by_role
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel, resolve_executor
 from prompthone.models.registry import DEFAULT_MODEL, make_model
@@ -84,7 +85,7 @@ def optimize(task: Task | str, method: str = "auto", model: str | Model | None =
              calibration: str = DEFAULT_CALIBRATION, progress: bool = True,
              callbacks: Sequence[Callable[[StepRecord], None]] = (), final_top_k: int = 3,
              mlflow: str | None = None, mlflow_experiment: str = "prompthone",
-             executor: Executor = None) -> OptimizationResult:
+             executor: Executor = None, prices: Mapping[str, Price] | None = None) -> OptimizationResult:
     """Search for the prompt that makes `model` do best on `task`.
 
     >>> import prompthone as ph                                                       # doctest: +SKIP
@@ -104,6 +105,10 @@ def optimize(task: Task | str, method: str = "auto", model: str | Model | None =
     `<run_dir>/prompthone.sqlite`) with a resume point after every step, and exported to `<run_dir>/<run id>/`
     when it ends; a run that was killed continues with `resume(run_id)`. `mlflow` (a tracking URI, extra
     `mlflow`) also logs the run's params, metrics per step and best prompt to MLflow.
+
+    `prices` maps model specs to their `Price` (dollars per million input and output tokens; none is shipped):
+    spend is then also given in money (`usd`, and `new_usd` for the calls sent), and `Budget(usd=...)` stops the
+    run when its calls have cost that much. A run without prices shows no money.
 
     `executor="ray"` (or a `RayExecutor` naming the cluster and workers; extra `ray`) runs the task model's calls on
     Ray workers, each holding the model built from its spec; the call cache stays here and the result is the one the
@@ -125,10 +130,13 @@ def optimize(task: Task | str, method: str = "auto", model: str | Model | None =
                                                   else DEFAULT_MODEL if model is None else model),
                                 meta_model=_recordable(meta_model), cache=str(getattr(call_cache, "path", "")) or None,
                                 executor=on_ray.executor.record() if on_ray is not None else None)
+        task_spec = model if isinstance(model, str) else DEFAULT_MODEL if model is None else None
+        meta_spec = meta_model if isinstance(meta_model, str) else task_spec if meta_model is None else None
+        priced = prices_by_role(prices, (task_spec, task_model.id), (meta_spec, meta.id))
         return _tracked(tracker, lambda extra, on_start: run_optimization(
             task_obj, optimizer, task_model=task_model, meta_model=meta, budget=budget, cache=call_cache, seed=seed,
             run_root=run_dir, store=store, scoring=scoring, calibration=calibration, progress=progress,
-            callbacks=[*callbacks, *extra],
+            callbacks=[*callbacks, *extra], prices=priced,
             final_top_k=final_top_k, provenance=provenance, on_start=on_start))
 
 
@@ -226,7 +234,7 @@ def resume(run_id: str, *, store: str | Path | RunStore | None = None, run_dir: 
                 stored.task, optimizer, task_model=task_model, meta_model=meta, budget=config.budget,
                 cache=call_cache, seed=config.seed, scoring=_scoring(config), final_top_k=config.final_top_k,
                 progress=progress, callbacks=[*callbacks, *extra], continuation=stored.continuation,
-                on_start=on_start))
+                prices=config.prices, on_start=on_start))
     finally:
         stored.close()
 

@@ -29,12 +29,14 @@ from prompthone.cli_common import (
     guard,
     out,
     parse_options,
+    read_prices,
     task_options,
 )
 from prompthone.cli_pas import augment as _augment
 from prompthone.cli_pas import pas_app
 from prompthone.cli_study import study as _study
 from prompthone.errors import InputError
+from prompthone.evaluation.prices import money_text as money
 
 app = typer.Typer(
     name="prompthone", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -68,6 +70,15 @@ def optimize(
     budget: Annotated[int | None, typer.Option(help="Most model calls the search may make (cache hits are "
                                                "free).")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="Most tokens the search may use.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="Most US dollars the search's calls may cost at the "
+                                                     "prices given (--price/--prices; the task model needs one).")
+                          ] = None,
+    price: Annotated[list[str] | None, typer.Option("--price", metavar="MODEL=INPUT,OUTPUT", help="A model's "
+                                                    "price in dollars per million input and output tokens "
+                                                    "(repeatable; none is shipped): spend is then shown in money."
+                                                    )] = None,
+    prices: Annotated[Path | None, typer.Option(help="YAML/JSON file mapping model specs to {input, output} "
+                                                "dollars per million tokens.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Method knob KEY=VALUE, "
                                                      "repeatable (e.g. -o num_subsamples=3).")] = None,
     seed: SeedOpt = 0,
@@ -98,7 +109,8 @@ def optimize(
     on = executor_setting(executor, ray_address, ray_workers)
     if resume is not None:
         given = [flag for flag, value in (("--task", source.task), ("--option", option), ("--budget", budget),
-                                          ("--budget-tokens", budget_tokens),
+                                          ("--budget-tokens", budget_tokens), ("--budget-usd", budget_usd),
+                                          ("--price", price), ("--prices", prices),
                                           ("--calibration", calibration)) if value]
         if given:
             raise InputError(f"--resume continues run {resume!r} with its own task, method, options, budget and "
@@ -109,14 +121,16 @@ def optimize(
                               mlflow_experiment=mlflow_experiment, executor=on)
     else:
         task_obj = source.load(seed)
+        limits = Budget(calls=budget, tokens=budget_tokens, usd=budget_usd)
+        priced = read_prices(price or [], prices)
         if dry_run or not (quiet or as_json):
-            _print_estimate(task_obj, method, parse_options(option or []), Budget(calls=budget, tokens=budget_tokens),
-                            calibration or DEFAULT_CALIBRATION, to=out if dry_run else err)
+            _print_estimate(task_obj, method, parse_options(option or []), limits, calibration or DEFAULT_CALIBRATION,
+                            to=out if dry_run else err)
             if dry_run:
                 return
         meta_model = meta_model or announced_meta_model(model or "local", quiet or as_json)
         result = run(task_obj, method=method, model=model or "local", meta_model=meta_model,
-                     budget=Budget(calls=budget, tokens=budget_tokens), seed=seed,
+                     budget=limits, prices=priced, seed=seed,
                      options=parse_options(option or []), run_dir=runs_dir, store=store, cache=source.cache,
                      scoring=scoring, calibration=calibration or DEFAULT_CALIBRATION,  # type: ignore[arg-type]
                      progress=not quiet and not as_json, mlflow=mlflow, mlflow_experiment=mlflow_experiment,
@@ -140,8 +154,8 @@ def optimize(
                   f"{escape(result.improvement_over_uncalibrated_seed)}", highlight=False)
     spend, final = result.spend, result.final_spend
     out.print(f"search: {spend['calls']} calls ({spend['new_calls']} new, {spend['cache_hits']} cached), "
-              f"{spend['tokens']} tokens ({result.stopped_reason}); final scoring: {final['calls']} calls "
-              f"({final['new_calls']} new); {result.wall_time_s:.1f}s", highlight=False)
+              f"{spend['tokens']} tokens{money(spend)} ({result.stopped_reason}); final scoring: {final['calls']} "
+              f"calls ({final['new_calls']} new){money(final)}; {result.wall_time_s:.1f}s", highlight=False)
     faults = fault_summary(result.backend)
     if faults:
         out.print(faults, highlight=False)

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from prompthone.errors import InputError, PrompthoneError
+from prompthone.evaluation.prices import Price
 
 out = Console()
 err = Console(stderr=True)
@@ -185,6 +186,17 @@ def announced_meta_model(model: str, quiet: bool, *, role: str = "meta model",
         err.print(f"{role}: {chosen} (the strongest embedded model installed; {option} chooses another)",
                   highlight=False)
     return chosen
+
+
+def read_prices(pairs: list[str], path: Path | None) -> dict[str, Price] | None:
+    """`--prices FILE` then each `--price MODEL=INPUT,OUTPUT` over it (None when neither is given)."""
+    from prompthone.evaluation.prices import load_prices, parse_price
+
+    if not pairs and path is None:
+        return None
+    prices = load_prices(path) if path is not None else {}
+    prices.update(parse_price(pair) for pair in pairs)
+    return prices
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:

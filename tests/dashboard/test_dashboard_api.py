@@ -83,7 +83,7 @@ def test_run_api_of_a_running_run_holds_exactly_what_the_store_holds(client: Tes
         "models": ["fake:instructions", "fake:meta"], "stopped_reason": None, "seed_dev": 0.5, "seed_test": None,
         "best_test": None, "steps": 2, "wall_time_s": None, "seed_id": 0, "rank_key": "train", "n_candidates": 3,
         "best": {"id": 1, "final": False, "how": "the method's current best by 'train'"},
-        "calls": 20, "tokens": 200, "spend": [{"label": "search", "values": search, "cost": None}]}
+        "calls": 20, "tokens": 200, "usd": None, "spend": [{"label": "search", "values": search, "cost": None}]}
     assert view["score_keys"] == ["train", "dev"]
     assert view["candidates"] == [
         {"id": 0, "origin": "seed", "parent": None, "parents": [], "step": 0, "scores": {"dev": 0.5, "train": 0.5},

@@ -35,6 +35,7 @@ def compare_view(store: RunStore, run_ids: list[str]) -> dict[str, Any]:
                      "n_candidates": result.get("n_candidates"), "seed_dev": score(result.get("seed_dev_score")),
                      "seed_test": score(result.get("seed_test_score")), "search_calls": spend.get("calls"),
                      "final_calls": final.get("calls"), "tokens": _total(spend, final, "tokens"),
+                     "usd": _total(spend, final, "usd"),
                      "wall_time_s": result.get("wall_time_s"), "stopped_reason": result.get("stopped_reason"),
                      "curve": best_so_far(steps)})
     return plain({"runs": runs, "figure": compare_figure(runs)})
@@ -53,6 +54,7 @@ def best_so_far(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return curve
 
 
-def _total(a: dict[str, Any], b: dict[str, Any], field: str) -> int | None:
-    values = [d[field] for d in (a, b) if isinstance(d.get(field), int)]
+def _total(a: dict[str, Any], b: dict[str, Any], field: str) -> float | None:
+    """The search's and the finalization's `field` together (None when neither has it: no money without prices)."""
+    values = [d[field] for d in (a, b) if isinstance(d.get(field), int | float) and not isinstance(d[field], bool)]
     return sum(values) if values else None

@@ -91,7 +91,8 @@ def run_view(store: RunStore, run_id: str) -> dict[str, Any]:
         "models", "stopped_reason", "seed_dev", "best_dev", "seed_test", "best_test", "steps", "wall_time_s",
         "seed_id", "rank_key")}, "test": info["best_test"], "n_candidates": info["candidates"],
         "best": asdict(best), "calls": rows[-1].values["calls"] if rows else None,
-        "tokens": rows[-1].values["tokens"] if rows else None, "spend": [asdict(row) for row in rows]}
+        "tokens": rows[-1].values["tokens"] if rows else None, "usd": rows[-1].cost if rows else None,
+        "spend": [asdict(row) for row in rows]}
     return plain({
         "run": overview, "score_keys": keys,
         "candidates": [candidate_row(cid, cand, seed, best.id) for cid, cand in sorted(run.candidates.items())],

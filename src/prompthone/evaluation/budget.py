@@ -17,14 +17,16 @@ from prompthone.errors import BudgetExhausted
 @dataclass(frozen=True)
 class Budget:
     """Limits for one run; `None` means unlimited. `calls` counts requests to any model (task and meta),
-    `task_calls` only those to the task model (what `compare` equalizes across methods)."""
+    `task_calls` only those to the task model (what `compare` equalizes across methods), `usd` the money the calls
+    cost at the prices given for their models (`evaluation.prices`; a model without a price costs nothing here)."""
 
     calls: int | None = None
     tokens: int | None = None
     task_calls: int | None = None
+    usd: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("calls", "tokens", "task_calls"):
+        for name in ("calls", "tokens", "task_calls", "usd"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"budget {name} must be ≥ 0, got {value}")
@@ -32,7 +34,9 @@ class Budget:
 
 @dataclass
 class Spend:
-    """Calls and tokens the search made (budget-counted), how many the cache answered, and what was new."""
+    """Calls and tokens the search made (budget-counted), how many the cache answered, and what was new; with prices
+    (`evaluation.prices`), their cost in US dollars (`usd`, budget-counted) and what the calls sent cost
+    (`new_usd`). Without any price the money fields stay None and are left out of `to_dict`: no money is shown."""
 
     calls: int = 0
     prompt_tokens: int = 0
@@ -40,6 +44,8 @@ class Spend:
     cache_hits: int = 0
     new_tokens: int = 0
     by_role: dict[str, int] = field(default_factory=dict)
+    usd: float | None = None
+    new_usd: float | None = None
 
     @property
     def tokens(self) -> int:
@@ -54,6 +60,9 @@ class Spend:
         data = asdict(self)
         data["tokens"] = self.tokens
         data["new_calls"] = self.new_calls
+        for key in ("usd", "new_usd"):
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -71,7 +80,13 @@ class BudgetMeter:
 
     def _exhausted(self, role: str | None = None) -> bool:
         b, s = self.budget, self.spend
-        return (b.tokens is not None and s.tokens >= b.tokens) or self._remaining(role, 1) <= 0
+        return ((b.tokens is not None and s.tokens >= b.tokens) or (b.usd is not None and (s.usd or 0.0) >= b.usd)
+                or self._remaining(role, 1) <= 0)
+
+    @property
+    def post_paid(self) -> bool:
+        """A limit known to be spent only after the replies (tokens, money): calls are then sent in small chunks."""
+        return self.budget.tokens is not None or self.budget.usd is not None
 
     def _remaining(self, role: str | None, n: int) -> int:
         """How many of `n` calls for `role` the call limits allow (task_calls applies to role 'task' only)."""
@@ -109,17 +124,27 @@ class BudgetMeter:
             self.spend.by_role[role] = self.spend.by_role.get(role, 0) + granted
             return granted
 
-    def record(self, prompt_tokens: int, completion_tokens: int, *, cached: bool) -> None:
-        """Account the tokens of one reserved call; `cached` when the call cache answered it."""
+    def record(self, prompt_tokens: int, completion_tokens: int, *, cached: bool, usd: float | None = None) -> None:
+        """Account the tokens of one reserved call (and its cost `usd`, when its model has a price); `cached` when
+        the call cache answered it."""
         with self._lock:
             self.spend.prompt_tokens += prompt_tokens
             self.spend.completion_tokens += completion_tokens
+            if usd is not None:
+                self.spend.usd = (self.spend.usd or 0.0) + usd
+                self.spend.new_usd = (self.spend.new_usd or 0.0) + (0.0 if cached else usd)
             if cached:
                 self.spend.cache_hits += 1
             else:
                 self.spend.new_tokens += prompt_tokens + completion_tokens
 
+    def describe(self) -> str:
+        """What is spent against each limit (the message of a stop)."""
+        with self._lock:
+            return self._describe()
+
     def _describe(self) -> str:
         b, s = self.budget, self.spend
+        money = f", ${s.usd or 0.0:.4f} (limit ${b.usd})" if b.usd is not None else ""
         return (f"budget spent: {s.calls} calls (limit {b.calls}), {s.by_role.get('task', 0)} task-model calls "
-                f"(limit {b.task_calls}), {s.tokens} tokens (limit {b.tokens})")
+                f"(limit {b.task_calls}), {s.tokens} tokens (limit {b.tokens}){money}")

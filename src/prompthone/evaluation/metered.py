@@ -18,6 +18,7 @@ from typing import TypeVar
 from prompthone.errors import BackendError, BudgetExhausted
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache, NullCache
+from prompthone.evaluation.prices import Price
 from prompthone.models.base import (
     Completion,
     ContinuationScores,
@@ -34,12 +35,13 @@ class MeteredModel:
     """Wraps a `Model` with a cache, a shared budget meter and a role name ('task' or 'meta')."""
 
     def __init__(self, model: Model, *, meter: BudgetMeter, cache: CallCache | None = None,
-                 role: str = "task", on_result: Callable[[], None] | None = None) -> None:
+                 role: str = "task", on_result: Callable[[], None] | None = None, price: Price | None = None) -> None:
         self.model = model
         self.meter = meter
         self.cache = cache if cache is not None else NullCache()
         self.role = role
         self.on_result = on_result
+        self.price = price  # what a call costs (None: counted in calls and tokens only)
         # With a real cache, a request repeated within one batch is sent once and its copies count as cache hits,
         # exactly as if they had been sent one after another. Without one (--no-cache), every copy is sent.
         self.dedupe = not isinstance(self.cache, NullCache)
@@ -59,8 +61,7 @@ class MeteredModel:
     def _run(self, requests: Sequence[Req], call: Callable[[Sequence[Req]], Iterator[tuple[int, Res]]],
              kind: type[Res]) -> list[Res]:
         results: list[Res | None] = [None] * len(requests)
-        chunk = (max(1, self.model.capabilities.max_concurrency) if self.meter.budget.tokens is not None
-                 else len(requests))
+        chunk = max(1, self.model.capabilities.max_concurrency) if self.meter.post_paid else len(requests)
         start = 0
         while start < len(requests):
             # Every request is reserved in order, cached or not, so the budget stops a run at the same
@@ -89,8 +90,8 @@ class MeteredModel:
                 for k in copies.get(requests[i], ()):
                     results[k] = result
                     self._account(result, cached=True)
-            if self.meter.budget.tokens is not None and self.meter.exhausted() and start < len(requests):
-                raise BudgetExhausted(f"token budget of {self.meter.budget.tokens} spent")
+            if self.meter.post_paid and self.meter.exhausted() and start < len(requests):
+                raise BudgetExhausted(self.meter.describe())
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise BackendError(f"{self.model.id} returned no result for {len(missing)} of {len(requests)} requests")
@@ -98,7 +99,8 @@ class MeteredModel:
 
     def _account(self, result: Completion | ContinuationScores, *, cached: bool) -> None:
         completion_tokens = result.completion_tokens if isinstance(result, Completion) else 0
-        self.meter.record(result.prompt_tokens, completion_tokens, cached=cached)
+        usd = self.price.cost(result.prompt_tokens, completion_tokens) if self.price is not None else None
+        self.meter.record(result.prompt_tokens, completion_tokens, cached=cached, usd=usd)
         self._tick()
 
     def _tick(self) -> None:

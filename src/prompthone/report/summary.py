@@ -15,8 +15,8 @@ from prompthone.run.config import RunConfig
 SPEND_FIELDS = (("calls", "calls"), ("new_calls", "new calls"), ("cache_hits", "cache hits"),
                 ("prompt_tokens", "prompt tokens"), ("completion_tokens", "completion tokens"),
                 ("tokens", "tokens"), ("new_tokens", "new tokens"))
-#: where a run may carry what it cost in dollars (no price table ships with prompthone: it works offline)
-COST_FIELDS = ("cost_usd", "cost")
+#: where a run carries what it cost in dollars (`usd`: at the prices the user gave; no price ships with prompthone)
+COST_FIELDS = ("usd", "cost_usd", "cost")
 
 
 @dataclass(frozen=True)

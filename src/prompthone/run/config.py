@@ -15,11 +15,12 @@ from typing import Any
 
 from prompthone._version import __version__
 from prompthone.evaluation.budget import Budget
+from prompthone.evaluation.prices import Price
 from prompthone.tasks.example import Task
 
 #: the config's keys this module reads and writes (everything else of a record goes to `RunConfig.extra`)
-_KNOWN = ("method", "options", "task", "task_model", "meta_model", "budget", "seed", "scoring", "scoring_mode",
-          "calibration", "final_top_k", "provenance", "versions")
+_KNOWN = ("method", "options", "task", "task_model", "meta_model", "budget", "prices", "seed", "scoring",
+          "scoring_mode", "calibration", "final_top_k", "provenance", "versions")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class RunConfig:
     recorded before it existed). `task_model`/`meta_model` are the backends' ids (what cache keys and a resume
     check against); `model_spec`/`meta_model_spec` the specs to build them again (None when given as an object,
     or when the spec holds credentials, which are never written down). `meta_is_task_model` says the search
-    proposed with the task model itself. `executor` is the Ray executor's record (None: local).
+    proposed with the task model itself. `executor` is the Ray executor's record (None: local). `prices` are the
+    task and meta models' prices by role (`evaluation.prices`; none: the run shows no money).
     """
 
     method: str
@@ -81,6 +83,7 @@ class RunConfig:
     meta_is_task_model: bool = True
     cache: str | None = None
     executor: dict[str, Any] | None = None
+    prices: dict[str, Price] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=lambda: {"prompthone": __version__,
                                                               "python": platform.python_version()})
     extra: dict[str, Any] = field(default_factory=dict)
@@ -90,7 +93,9 @@ class RunConfig:
         b = self.budget
         return {"method": self.method, "options": dict(self.options), "task": self.task.to_dict(),
                 "task_model": self.task_model, "meta_model": self.meta_model,
-                "budget": {"calls": b.calls, "tokens": b.tokens, "task_calls": b.task_calls},
+                "budget": {"calls": b.calls, "tokens": b.tokens, "task_calls": b.task_calls,
+                           **({"usd": b.usd} if b.usd is not None else {})},
+                **({"prices": {role: p.to_dict() for role, p in self.prices.items()}} if self.prices else {}),
                 "seed": self.seed, "scoring": self.scoring, "scoring_mode": self.scoring_mode,
                 "calibration": self.calibration, "final_top_k": self.final_top_k,
                 "provenance": {"model": self.model_spec, "meta_model": self.meta_model_spec,
@@ -108,7 +113,9 @@ class RunConfig:
             method=str(data.get("method") or ""), options=dict(data.get("options") or {}),
             task=TaskFields.from_dict(data.get("task") or {}),
             task_model=_text(data.get("task_model")), meta_model=_text(data.get("meta_model")),
-            budget=Budget(calls=budget.get("calls"), tokens=budget.get("tokens"), task_calls=budget.get("task_calls")),
+            budget=Budget(calls=budget.get("calls"), tokens=budget.get("tokens"), task_calls=budget.get("task_calls"),
+                          usd=budget.get("usd")),
+            prices={role: Price.from_dict(p) for role, p in (data.get("prices") or {}).items()},
             seed=int(data.get("seed") or 0), scoring=str(data.get("scoring") or "auto"),
             scoring_mode=_text(data.get("scoring_mode")),
             calibration=str(data.get("calibration") or "none"), final_top_k=int(data.get("final_top_k", 3)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from prompthone.errors import BackendError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import ScoringMode
+from prompthone.evaluation.prices import Price, role_prices
 from prompthone.evaluation.statistics import split_warnings
 from prompthone.models.base import Model
 from prompthone.optimizers.base import OptimizationContext, Optimizer
@@ -70,7 +71,7 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
                      progress: bool = True, callbacks: Sequence[Callable[[StepRecord], None]] = (),
                      on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
                      resume: dict[str, Any] | None = None, continuation: Continuation | None = None,
-                     provenance: Provenance | None = None,
+                     provenance: Provenance | None = None, prices: Mapping[str, Price] | None = None,
                      on_start: Callable[[str, RunConfig], None] | None = None) -> OptimizationResult:
     """Run `optimizer` on `task` until it finishes or the budget is spent, then finalize and record.
 
@@ -78,18 +79,18 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
     point after every step; the run directory `<run_root>/<run id>` is exported from it when the run ends.
     `run_root=None` records nothing. `continuation` continues a stored run instead (see `api.resume`);
     `resume` continues from a resume point alone (`run.checkpoint`), recording nothing new about the past.
-    With the same task, method, options, seed and cache a continued run ends as it would have without the stop,
-    the calls it had finished answered by the cache. `on_checkpoint(step, checkpoint)` receives each resume point;
+    A continued run ends as it would have without the stop, the calls it had finished answered by the cache (same
+    task, method, options, seed and cache). `on_checkpoint(step, checkpoint)` receives each resume point;
     `on_start(run_id, config)` is told the run's id and config before the first step (MLflow names its run so).
-    `calibration` ("none", "contextual", "batch"): every candidate's label prior is divided out of its scores.
-    """
+    `calibration` ("none", "contextual", "batch"): every candidate's label prior is divided out of its scores;
+    `prices` ('task', 'meta' → `Price`): the calls in money (spend `usd`), and `budget.usd` can stop the run."""
     started = time.monotonic()
-    session = Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None)
+    session = _session(optimizer, task, task_model, meta_model, budget, cache, progress, prices)
     evaluator = session.evaluator(task, task_model, mode=scoring)
     meta = session.model(meta_model or task_model, "meta")
     config = continuation.config if continuation is not None else _config(
         task, optimizer, evaluator.mode, task_model, meta_model, budget, seed, scoring, calibration,
-        final_top_k, provenance or Provenance())
+        final_top_k, provenance or Provenance(), session.prices)
     faults = BackendFaults(task_model, meta_model,
                            carried=continuation.faults_before if continuation is not None else None)
     with _recorder(task, config, run_root, store, continuation) as rec:
@@ -123,6 +124,15 @@ def run_optimization(task: Task, optimizer: Optimizer, *, task_model: Model, met
             rec.finish(outcome.status, outcome.result)
     _raise_if_stopped(outcome, rec.run_id, state.step, faults)
     return out
+
+
+def _session(optimizer: Optimizer, task: Task, task_model: Model, meta_model: Model | None, budget: Budget | None,
+             cache: CallCache | None, progress: bool, prices: Mapping[str, Price] | None) -> Session:
+    """The run's session: one meter on the budget, the call cache, the progress bar, the models' prices by role."""
+    priced = role_prices(prices, money_budget=budget is not None and budget.usd is not None,
+                         meta_is_task_model=meta_model is None or meta_model is task_model)
+    return Session(budget, cache=cache, progress=f"{optimizer.name} on {task.name}" if progress else None,
+                   prices=priced)
 
 
 def _announce(ctx: OptimizationContext, optimizer: Optimizer, budget: Budget | None, calibration: str, *,
@@ -201,7 +211,7 @@ def _options(optimizer: Optimizer) -> dict[str, Any]:
 
 def _config(task: Task, optimizer: Optimizer, mode: str, task_model: Model, meta_model: Model | None,
             budget: Budget | None, seed: int, scoring: str, calibration: str, final_top_k: int,
-            provenance: Provenance) -> RunConfig:
+            provenance: Provenance, prices: Mapping[str, Price]) -> RunConfig:
     """What was asked, with versions; with the task's own fields, so that a resume can rebuild the task from the
     store's examples alone, and the provenance (model specs, cache file, executor) for rebuilding the rest."""
     meta = meta_model or task_model
@@ -210,7 +220,8 @@ def _config(task: Task, optimizer: Optimizer, mode: str, task_model: Model, meta
                      budget=budget or Budget(), seed=seed, scoring=scoring, scoring_mode=mode,
                      calibration=check_calibration(calibration),
                      final_top_k=final_top_k, model_spec=provenance.model, meta_model_spec=provenance.meta_model,
-                     meta_is_task_model=meta is task_model, cache=provenance.cache, executor=provenance.executor)
+                     meta_is_task_model=meta is task_model, cache=provenance.cache, executor=provenance.executor,
+                     prices=dict(prices))
 
 
 __all__ = ["Continuation", "OptimizationResult", "Provenance", "StepRecord", "open_store", "run_optimization"]

@@ -7,15 +7,20 @@ judge) goes through a `Session`, so that the budget, the cache and the progress 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 
 from prompthone.evaluation.budget import Budget, BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import ANSWER_TOKENS, Evaluator, ScoringMode
 from prompthone.evaluation.metered import MeteredModel
+from prompthone.evaluation.prices import Price
 from prompthone.models.base import Model
 from prompthone.progress import RunProgress
 from prompthone.tasks.example import Task
+
+#: roles that call another role's model, and so pay its price (finalization scores on the task model)
+_PRICED_AS = {"final": "task"}
 
 
 class Session:
@@ -26,9 +31,11 @@ class Session:
     """
 
     def __init__(self, budget: Budget | None = None, *, cache: CallCache | None = None, progress: str | None = None,
-                 total: int | None = None, ui: RunProgress | None = None) -> None:
+                 total: int | None = None, ui: RunProgress | None = None,
+                 prices: Mapping[str, Price] | None = None) -> None:
         self.meter = BudgetMeter(budget)
         self.cache = cache
+        self.prices = dict(prices or {})  # role → price of its model (a role without one costs no money here)
         self.ui = ui if ui is not None else RunProgress(self.meter, enabled=progress is not None,
                                                         label=progress or "", total=total)
 
@@ -39,7 +46,7 @@ class Session:
         if isinstance(model, MeteredModel):
             return model
         return MeteredModel(model, meter=self.meter, cache=cache if cache is not None else self.cache, role=role,
-                            on_result=self.ui.tick)
+                            on_result=self.ui.tick, price=self.prices.get(_PRICED_AS.get(role, role)))
 
     def evaluator(self, task: Task, model: Model | MeteredModel, *, role: str = "task", mode: ScoringMode = "auto",
                   max_tokens: int = ANSWER_TOKENS) -> Evaluator:
@@ -49,7 +56,7 @@ class Session:
     def scope(self, budget: Budget | None = None) -> Session:
         """A session with its own meter (`budget`) sharing this one's cache and progress display: calls counted
         apart, such as a run's finalization beside its search."""
-        return Session(budget, cache=self.cache, ui=self.ui)
+        return Session(budget, cache=self.cache, ui=self.ui, prices=self.prices)
 
     def __enter__(self) -> Session:
         self.ui.__enter__()

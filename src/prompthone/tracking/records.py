@@ -67,7 +67,7 @@ def step_metrics(record: StepRecord) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if record.best_score is not None and math.isfinite(record.best_score):
         metrics["best_score"] = float(record.best_score)
-    for key in ("calls", "new_calls", "cache_hits", "tokens"):
+    for key in ("calls", "new_calls", "cache_hits", "tokens", "usd"):
         value = record.spend.get(key)
         if isinstance(value, int | float):
             metrics[key] = float(value)
