@@ -15,6 +15,7 @@ from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import EvalResult, Evaluator
 from prompthone.evaluation.prices import Price
+from prompthone.export import export
 from prompthone.grid_study import StudyResult, study
 from prompthone.models.base import Model
 from prompthone.models.ray_executor import RayExecutor, RayModel
@@ -30,6 +31,6 @@ __all__ = [
     "Example", "InputError", "Model", "ModelSpec", "OptimizationResult", "Price", "Prompt", "PrompthoneError",
     "RayExecutor",
     "RayModel", "StudyResult", "Task",
-    "__version__", "default_model", "evaluate", "load_task", "make_model", "optimize", "resolve_model", "resume",
-    "study",
+    "__version__", "default_model", "evaluate", "export", "load_task", "make_model", "optimize", "resolve_model",
+    "resume", "study",
 ]

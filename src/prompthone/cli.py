@@ -32,6 +32,7 @@ from prompthone.cli_common import (
     read_prices,
     task_options,
 )
+from prompthone.cli_export import export as _export
 from prompthone.cli_pas import augment as _augment
 from prompthone.cli_pas import pas_app
 from prompthone.cli_study import study as _study
@@ -45,6 +46,7 @@ app = typer.Typer(
 app.add_typer(pas_app)
 app.command("augment")(_augment)
 app.command("study")(_study)
+app.command("export")(_export)
 
 
 @app.command()

@@ -9,7 +9,7 @@ methods (bandits) can sample and compare prompts example by example.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -86,9 +86,11 @@ class Evaluator:
     """
 
     def __init__(self, task: Task, model: MeteredModel, *, mode: ScoringMode = "auto",
-                 max_tokens: int = ANSWER_TOKENS) -> None:
+                 max_tokens: int = ANSWER_TOKENS,
+                 renderer: Callable[[Prompt, str], tuple[Message, ...]] = render) -> None:
         self.task = task
         self.model = model
+        self.renderer = renderer  # prompt + input → chat messages (`export --verify` sends an exported form's)
         self.metric = get_metric(task.metric)
         can_score = model.model.capabilities.score
         if mode == "labels" and not (task.labels and can_score):
@@ -210,7 +212,7 @@ class Evaluator:
         Reasoning costs one generation per example (greedy, capped at `prompt.reasoning_tokens`), metered and
         cached like every call.
         """
-        messages = [render(prompt, e.input) for e in examples]
+        messages = [self.renderer(prompt, e.input) for e in examples]
         start = prompt.answer_prefix
         if start and not self.model.model.capabilities.prefill:
             raise ConfigError(f"this prompt's answer_prefix needs a backend that can continue a partly written "

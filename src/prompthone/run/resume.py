@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def open_run(run_id: str, *, store: str | Path | RunStore | None, run_dir: str |
         faults = counted_before(run.result, db.steps(run_id), point[0]) if point is not None else {}
         continuation = Continuation(RunRecorder(db, run_id, Path(run_dir)), config,
                                     None if point is None else point[1], faults)
-        return StoredRun(run_id, config, _task(config.task, db.examples(run_id)), continuation, owned)
+        return StoredRun(run_id, config, task_from_rows(config.task, db.examples(run_id)), continuation, owned)
     except BaseException:
         if owned is not None:
             owned.close()
@@ -81,7 +82,7 @@ def check_same_model(run: StoredRun, role: str, model: Model) -> None:
                           "a different model would not continue the same run")
 
 
-def _task(fields: TaskFields, rows: list[dict[str, object]]) -> Task:
+def task_from_rows(fields: TaskFields, rows: Sequence[Mapping[str, object]]) -> Task:
     """The run's task from the store's examples (by split, in order) and the task fields in its config."""
     splits: dict[str, list[tuple[int, Example]]] = {"train": [], "dev": [], "test": []}
     for row in rows:
