@@ -121,7 +121,8 @@ def test_summary_reports_vs_seed_and_the_markdown_says_it() -> None:
     assert "| test mean (95% CI) |" in table and "| vs seed (paired, 95% CI, p) |" in table
     assert f"| m | {mean_cell(m)} | 0.141 | {vs_seed_cell(m)} |" in table
     assert rows[0].record() == {"label": "m", "seed": 0, "test_score": 0.8, "dev_score": 0.7, "task_calls": 10,
-                                "meta_calls": 1, "tokens": 5, "wall_time_s": 1.0, "run_dir": None, "run_id": None}
+                                "meta_calls": 1, "tokens": 5, "wall_time_s": 1.0, "run_dir": None, "run_id": None,
+                                "usd": None}
 
 
 def test_vs_seed_with_one_seed_is_that_runs_mcnemar_test() -> None:

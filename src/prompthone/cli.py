@@ -261,6 +261,10 @@ def compare(
     model: ModelOpt = "local",
     meta_model: MetaModelOpt = None,
     budget: Annotated[int, typer.Option(help="Task-model calls each method may make per seed.")] = 400,
+    price: Annotated[list[str] | None, typer.Option("--price", metavar="MODEL=INPUT,OUTPUT", help="A model's "
+                                                    "price in dollars per million tokens (repeatable): each "
+                                                    "method's cost is shown beside its tokens.")] = None,
+    prices: Annotated[Path | None, typer.Option(help="YAML/JSON file of model prices (see optimize).")] = None,
     seeds: Annotated[int, typer.Option(help="Number of seeds (0 .. N-1) per method.")] = 3,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split, the same for every run.")] = 0,
     runs_dir: Annotated[Path, typer.Option(help="Where the comparison directory is written.")] = Path("runs"),
@@ -268,7 +272,7 @@ def compare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Compare methods on one task: same model, splits and task-call budget, over several seeds."""
-    from prompthone.compare import DEFAULT_METHODS, mean_cell, summarize, vs_seed_cell
+    from prompthone.compare import DEFAULT_METHODS, mean_cell, summarize, tokens_cell, vs_seed_cell
     from prompthone.compare import compare as run
     from prompthone.prompts.calibration import DEFAULT_CALIBRATION
 
@@ -276,7 +280,8 @@ def compare(
     meta_model = meta_model or announced_meta_model(model, quiet)
     rows, path = run(task_obj, method or list(DEFAULT_METHODS), model=model, meta_model=meta_model,
                      task_calls=budget, seeds=range(seeds), run_dir=runs_dir, cache=source.cache,
-                     calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet)
+                     calibration=calibration or DEFAULT_CALIBRATION, progress=not quiet,
+                     prices=read_prices(price or [], prices))
     table = Table(title=f"{task_obj.name}: {seeds} seeds, {budget} task-model calls each")
     for col in ("method", "test mean (95% CI)", "test std", "vs seed (paired, 95% CI, p)", "dev mean ± std",
                 "task calls", "meta calls", "tokens", "wall s"):
@@ -284,7 +289,7 @@ def compare(
     for s in summarize(rows, task_obj):
         table.add_row(s["method"], mean_cell(s), f"{s['test_std']:.3f}", vs_seed_cell(s),
                       f"{s['dev_mean']:.3f} ± {s['dev_std']:.3f}", f"{s['task_calls']:.0f}",
-                      f"{s['meta_calls']:.0f}", f"{s['tokens']:.0f}", f"{s['wall_time_s']:.1f}")
+                      f"{s['meta_calls']:.0f}", tokens_cell(s), f"{s['wall_time_s']:.1f}")
     out.print(table)
     out.print(f"written: {path / 'compare.md'} and {path / 'compare.json'}", highlight=False)
 

@@ -15,7 +15,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from prompthone.api import default_meta_model, evaluate, optimize, resolve_cache
 from prompthone.errors import ConfigError
 from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.evaluator import EvalResult
+from prompthone.evaluation.prices import Price, prices_by_role
 from prompthone.evaluation.statistics import (
     CONFIDENCE,
     PairedComparison,
@@ -101,6 +102,7 @@ class ComparisonRow:
     wall_time_s: float
     run_dir: str | None = None
     run_id: str | None = None
+    usd: float | None = None
     test_outcomes: RunOutcomes | None = field(default=None, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
@@ -202,8 +204,14 @@ def summarize(rows: Sequence[ComparisonRow], task: Task | None = None) -> list[d
                     "task_calls": statistics.fmean(r.task_calls for r in mine),
                     "meta_calls": statistics.fmean(r.meta_calls for r in mine),
                     "tokens": statistics.fmean(r.tokens for r in mine),
+                    "usd": statistics.fmean(costs) if (costs := [r.usd for r in mine if r.usd is not None]) else None,
                     "wall_time_s": statistics.fmean(r.wall_time_s for r in mine)})
     return out
+
+
+def tokens_cell(s: dict[str, Any]) -> str:
+    """ "12345", or "12345 · $0.0123" when the models have prices (`evaluation.prices`)."""
+    return f"{s['tokens']:.0f}" + (f" · ${s['usd']:.4f}" if s.get("usd") is not None else "")
 
 
 def mean_cell(s: dict[str, Any]) -> str:
@@ -230,18 +238,20 @@ def markdown(summary: Sequence[dict[str, Any]], header: str) -> str:
     for s in summary:
         lines.append(f"| {s['method']} | {mean_cell(s)} | {s['test_std']:.3f} | {vs_seed_cell(s)} | "
                      f"{s['dev_mean']:.3f} ± {s['dev_std']:.3f} | {s['task_calls']:.0f} | {s['meta_calls']:.0f} | "
-                     f"{s['tokens']:.0f} | {s['wall_time_s']:.1f} |")
+                     f"{tokens_cell(s)} | {s['wall_time_s']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def compare(task: Task, methods: Sequence[str] = DEFAULT_METHODS, *, model: str | Model | None = None,
             meta_model: str | Model | None = None, task_calls: int = 400, seeds: Sequence[int] = (0, 1, 2),
             run_dir: str | Path = "runs", cache: bool | str | Path | None = True,
-            calibration: str = DEFAULT_CALIBRATION, progress: bool = True) -> tuple[list[ComparisonRow], Path]:
+            calibration: str = DEFAULT_CALIBRATION, progress: bool = True,
+            prices: Mapping[str, Price] | None = None) -> tuple[list[ComparisonRow], Path]:
     """Run every method on every seed under the same task-call budget; write compare.json and compare.md.
 
     The meta model defaults as in `optimize` (`api.default_meta_model`); `calibration` applies to every method and
-    to the `seed` row alike, so the seed is the one every run starts from.
+    to the `seed` row alike, so the seed is the one every run starts from. `prices` (model spec → `Price`) adds
+    each method's mean cost in money beside its tokens.
 
     The comparison is a run of the store under `run_dir` (method `compare`, see `run.group`) and every
     optimization in it is a run of that store too, listed by `prompthone runs` and resumable on its own.
@@ -255,6 +265,9 @@ def compare(task: Task, methods: Sequence[str] = DEFAULT_METHODS, *, model: str 
         meta_model = default_meta_model(model)
     meta = resolve_model(meta_model) if meta_model is not None else task_model
     call_cache = resolve_cache(cache)
+    by_role = prices_by_role(prices, (model if isinstance(model, str) else None, task_model.id),
+                             (meta_model if isinstance(meta_model, str) else None, meta.id))
+    by_id = {m.id: by_role[role] for role, m in (("meta", meta), ("task", task_model)) if role in by_role}
     config = {"methods": [s.label for s in specs], "task_calls": task_calls, "seeds": list(seeds),
               "task_model": task_model.id, "meta_model": meta.id, "calibration": calibration}
     rows: list[ComparisonRow] = []
@@ -262,7 +275,7 @@ def compare(task: Task, methods: Sequence[str] = DEFAULT_METHODS, *, model: str 
         for spec in specs:
             for seed in seeds:
                 row = _run_one(task, spec, seed, task_model, meta, task_calls, group, call_cache, calibration,
-                               progress)
+                               progress, by_id)
                 rows.append(row)
                 group.member(row.record())
         summary = summarize(rows, task)
@@ -278,7 +291,7 @@ def compare(task: Task, methods: Sequence[str] = DEFAULT_METHODS, *, model: str 
 
 
 def _run_one(task: Task, spec: MethodSpec, seed: int, model: Model, meta: Model, task_calls: int, group: GroupRun,
-             cache: Any, calibration: str, progress: bool) -> ComparisonRow:
+             cache: Any, calibration: str, progress: bool, prices: dict[str, Price]) -> ComparisonRow:
     started = time.monotonic()
     if spec.method == "seed":
         dev = evaluate(task, None, model, split="dev", cache=cache, calibration=calibration)
@@ -289,11 +302,13 @@ def _run_one(task: Task, spec: MethodSpec, seed: int, model: Model, meta: Model,
                              round(time.monotonic() - started, 3), test_outcomes=outcomes if task.test else None)
     result = optimize(task, method=spec.method, model=model, meta_model=meta, budget=Budget(task_calls=task_calls),
                       seed=seed, options=dict(spec.options), run_dir=group.root, store=group.store, cache=cache,
-                      calibration=calibration, progress=progress)
+                      calibration=calibration, progress=progress, prices=prices)
     by_role: dict[str, int] = result.spend["by_role"]  # type: ignore[assignment]
+    usd = result.spend.get("usd")
     return ComparisonRow(spec.label, seed, result.test_score, result.best_dev_score, by_role.get("task", 0),
                          by_role.get("meta", 0), int(result.spend["tokens"]),  # type: ignore[call-overload]
                          result.wall_time_s, result.run_dir, member_id(result),
+                         float(usd) if isinstance(usd, int | float) else None,
                          test_outcomes=_run_test_outcomes(task, result, group.store, model, cache))
 
 

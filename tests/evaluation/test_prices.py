@@ -119,3 +119,15 @@ def test_cli_price_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["optimize", "--task", "gen:sentiment_templates", "--price", "local=cheap",
                                       "--budget-usd", "1", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "--price" in result.stderr and "MODEL=INPUT,OUTPUT" in result.stderr
+
+
+def test_compare_shows_each_methods_cost_beside_its_tokens(tmp_path: Path) -> None:
+    from prompthone.compare import compare, summarize, tokens_cell
+
+    rows, path = compare(_task(), ["seed", "opro:steps=1,num_generated_instructions=1,score_examples=2"],
+                         model=CountingModel(), meta_model=_meta(), task_calls=40, seeds=(0,), run_dir=tmp_path,
+                         cache=False, progress=False, prices={"fake:counting": PER_TOKEN})
+    seed, opro = summarize(rows, _task())
+    assert seed["usd"] is None and opro["usd"] == pytest.approx(rows[1].usd) and rows[1].usd > 0
+    assert tokens_cell(opro).endswith(f"· ${opro['usd']:.4f}") and "· $" not in tokens_cell(seed)
+    assert f"${opro['usd']:.4f}" in (path / "compare.md").read_text()
