@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +29,7 @@ def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("embedded-models")
 
 
-@pytest.mark.parametrize("spec", ["qwen-0.5b", "qwen-1.5b"])
-def test_the_qwen_model_scores_labels_and_generates(spec: str, models_cache: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def _load(spec: str, models_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     model_row = embedded_model(spec)
     try:
         import llama_cpp  # noqa: F401
@@ -42,9 +41,16 @@ def test_the_qwen_model_scores_labels_and_generates(spec: str, models_cache: Pat
     from prompthone.models.registry import make_model
 
     try:
-        model = make_model(spec, threads=os.cpu_count())
+        return make_model(spec, threads=os.cpu_count())
     except ConfigError as exc:  # pragma: no cover - a damaged install fails, it is never skipped
         pytest.fail(str(exc))
+
+
+@pytest.mark.parametrize("spec", ["qwen-0.5b", "qwen-1.5b"])
+def test_the_qwen_model_scores_labels_and_generates(spec: str, models_cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    model_row = embedded_model(spec)
+    model = _load(spec, models_cache, monkeypatch)
     try:
         assert model.name == model_row.name
         assert Path(model.path).parent == models_cache / "models" / (model_row.sha256 or "")[:16]
@@ -61,5 +67,36 @@ def test_the_qwen_model_scores_labels_and_generates(spec: str, models_cache: Pat
         reply = next(model.generate([GenerationRequest(
             (Message("user", "Write one short sentence about the sea."),), max_tokens=8)]))[1]
         assert reply.text.strip() and 0 < reply.completion_tokens <= 8
+    finally:
+        model.close()
+
+
+def test_a_reply_depends_on_its_request_alone_not_on_what_the_model_evaluated_before(
+        models_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before prompts were decoded in chunks aligned to absolute positions, the 1.5B's log-probs after a prompt it had
+    # just evaluated (an exact cache hit, its last 2 tokens decoded again as a batch of 2) differed from a fresh
+    # evaluation by up to 0.58, so a sampled meta call gave another instruction after a resume.
+    model = _load("qwen-1.5b", models_cache, monkeypatch)
+    history = "".join(f"\ntext:\nClassify review {i} and answer positive or negative.\nscore:\n{20 + i}\n"
+                      for i in range(12))
+
+    def ask(tail: str) -> tuple[Message, ...]:
+        return (Message("user", f"Earlier instructions and their scores:{history}\n{tail}"),)
+
+    other, mine = ask("Write a new instruction for short reviews."), ask("Write a better instruction, one line.")
+    labels = ("positive", "negative")
+    try:
+        def score(messages: tuple[Message, ...]) -> tuple[float, ...]:
+            return next(model.score([ScoringRequest(messages, labels)]))[1].logprobs
+
+        def reply(messages: tuple[Message, ...]) -> str:
+            request = GenerationRequest(messages, max_tokens=24, temperature=1.0, seed=11)
+            return next(model.generate([request]))[1].text
+
+        after_other = (score(other), score(mine))[1]
+        after_itself = score(mine)  # an exact cache hit
+        assert after_itself == after_other
+        texts = [reply(other), reply(mine), reply(mine), reply(ask("Something else entirely.")), reply(mine)]
+        assert texts[1] == texts[2] == texts[4]
     finally:
         model.close()
