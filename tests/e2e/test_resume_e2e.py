@@ -62,10 +62,10 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path: Path
         if done >= 3:
             break
         time.sleep(0.05)
-    # Into the next step, so that some of its calls finish before the kill. Still a timed wait (issue 19 asks for an
-    # event): the event-based kill tried on 2026-12-07 was not verified apart from a method change that broke the
-    # equality below at the same time, so this known-good wait stays until it is.
-    time.sleep(1.0)
+    # into the next step: wait until some of its calls are in the cache (an event the run writes, not a sleep)
+    recorded = len(_keys(cache))
+    while time.monotonic() < deadline and proc.poll() is None and len(_keys(cache)) <= recorded:
+        time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

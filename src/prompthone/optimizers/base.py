@@ -223,14 +223,14 @@ class OptimizationContext:
     def ask_meta(self, texts: Sequence[str], *, max_tokens: int, temperature: float, top_p: float = 1.0,
                  forbidden: Sequence[str] | None = None, instruction: bool = True, whole_reply: bool = False,
                  prepare: Callable[[str], str] | None = None, retry_once: bool = False,
-                 seeds: Sequence[int] | None = None, max_chars: int | None = INSTRUCTION_CHARS,
-                 quote_run: int = QUOTE_RUN) -> list[MetaReply]:
+                 seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
+                 max_chars: int | None = INSTRUCTION_CHARS, quote_run: int = QUOTE_RUN) -> list[MetaReply]:
         """`meta_calls.ask_meta` on this run's meta model and rng; `forbidden` defaults to the training examples'
         texts (`quoted_texts(task.train)`)."""
         return ask_meta(self.meta_model, self.rng, texts, max_tokens=max_tokens, temperature=temperature,
                         top_p=top_p, forbidden=quoted_texts(self.task.train) if forbidden is None else forbidden,
                         instruction=instruction, whole_reply=whole_reply, prepare=prepare, retry_once=retry_once,
-                        seeds=seeds, max_chars=max_chars, quote_run=quote_run)
+                        seeds=seeds, stop=stop, max_chars=max_chars, quote_run=quote_run)
 
 
 class Optimizer(ABC):
