@@ -22,7 +22,8 @@ def export(
                                          "prompthone's, example by example (not for dspy).")] = False,
     mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="TRACKING_URI", help="The MLflow tracking URI "
                                                "the mlflow form registers the prompt at (extra mlflow).")] = None,
-    name: Annotated[str | None, typer.Option(help="The MLflow prompt's name (default: prompthone-<task>).")] = None,
+    name: Annotated[str | None, typer.Option(help="The MLflow prompt's name (default: prompthone-<task>, with "
+                                             "characters MLflow refuses made '-').")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="The task model --verify sends to (default: the "
                                               "run's own spec).")] = None,
     store: StoreOpt = None,
@@ -51,6 +52,6 @@ def export(
         spec = model or found.require_model_spec()
         checked = verify_export(result, found.prompt, found.task, resolve_model(spec),
                                 cache=resolve_cache(found.cache or True))
-        out.print(f"verify: {escape(checked.describe())}", highlight=False)
+        out.print(f"verify: {escape(checked.describe())}", highlight=False, soft_wrap=True)
         if not checked.equivalent:
             raise typer.Exit(1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,6 @@ def test_mlflow_registers_the_messages_and_verify_reads_the_registry_copy(tmp_pa
 
     loaded = mlflow.genai.load_prompt("prompts:/reviews/1")
     assert loaded.tags["prompthone.run_id"] == "r1" and json.loads(loaded.tags["prompthone.settings"])["labels"]
+    named = replace(task, name="gen:sentiment templates")  # a task spec: characters MLflow refuses in a name
+    assert export(prompt, "mlflow", named, out_dir=tmp_path, mlflow=f"file://{tmp_path}/mlruns").registered == (
+        "prompts:/prompthone-gen-sentiment-templates/1")

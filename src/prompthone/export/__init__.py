@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,7 +67,8 @@ def export(prompt: Prompt, form: str, task: Task, *, out_dir: str | Path, scorin
                 "DSPy can differ from prompthone's; load it with dspy.Predict('input -> answer').load_state(...)")
         return ExportResult(form, {"state": _write_json(out / "prompt.dspy.json", forms.dspy_state(prompt, task))},
                             (*parts.notes, note))
-    return _mlflow(parts, mlflow, name or f"prompthone-{task.name}", tags or {})
+    return _mlflow(parts, mlflow, name or "prompthone-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", task.name).strip("-"),
+                   tags or {})
 
 
 def _promptfoo(parts: forms.PromptParts, task: Task, scoring: str, model_spec: str | None,
@@ -115,12 +117,16 @@ def _mlflow(parts: forms.PromptParts, uri: str | None, name: str, tags: dict[str
         raise ConfigError("the prompt's own text holds '{{', which MLflow's prompt registry reads as a variable: "
                           "export it as openai or jinja instead")
     mlflow.set_tracking_uri(uri)
-    version = mlflow.genai.register_prompt(
-        name=name, template=document["messages"], commit_message="exported by prompthone",
-        tags={**{k: mask_secrets(str(v)) for k, v in tags.items()},
-              "prompthone.settings": json.dumps(parts.settings), "prompthone.notes": " | ".join(parts.notes)})
-    registered = f"prompts:/{name}/{version.version}"
-    loaded = mlflow.genai.load_prompt(registered)  # what verify sends: the registry's copy, formatted by MLflow
+    try:
+        version = mlflow.genai.register_prompt(
+            name=name, template=document["messages"], commit_message="exported by prompthone",
+            tags={**{k: mask_secrets(str(v)) for k, v in tags.items()},
+                  "prompthone.settings": json.dumps(parts.settings), "prompthone.notes": " | ".join(parts.notes)})
+        registered = f"prompts:/{name}/{version.version}"
+        loaded = mlflow.genai.load_prompt(registered)  # what verify sends: the registry's copy, formatted by MLflow
+    except mlflow.exceptions.MlflowException as exc:
+        raise ConfigError(f"MLflow at {mask_secrets(uri)} refused the prompt {name!r}: "
+                          f"{mask_secrets(str(exc)).strip()}") from None
 
     def renderer(text: str) -> tuple[Message, ...]:
         return tuple(Message(m["role"], m["content"]) for m in loaded.format(**{forms.VARIABLE: text}))
