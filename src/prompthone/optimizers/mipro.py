@@ -125,18 +125,20 @@ class MIPRO(Optimizer):
             raise ConfigError(f"proposal_temperature must be ≥ 0, got {self.proposal_temperature}")
 
     def step_cost(self, shape: TaskShape) -> StepCost:
-        """Setup: bootstrapping asks the seed prompt about training examples (at most all of them), the dataset
-        summary and the proposals (meta calls), the seed on the whole dev split; then per trial one minibatch, and
-        every `minibatch_full_eval_steps` trials one whole-dev evaluation (spread over the trials here)."""
+        """Setup: bootstrapping asks the seed prompt about training examples until each bootstrapped set has its
+        demos (counted as if it answered half of them right, at most all of them), the dataset summary and the
+        proposals (meta calls), the seed on the whole dev split; then per trial one minibatch, and every
+        `minibatch_full_eval_steps` trials one whole-dev evaluation (spread over the trials here)."""
         dev = shape.dev or shape.train
         minibatch = dev if dev <= self.minibatch_size else self.minibatch_size
         full = 0 if dev <= self.minibatch_size else -(-shape.evaluations(1, dev) // self.minibatch_full_eval_steps)
-        bootstrap = 0 if self.zero_shot and self.num_instruction_candidates < 2 else shape.evaluations(1, shape.train)
+        judged = min(shape.train, 2 * max(1, self.num_demo_sets - 2) * max(1, self.max_bootstrapped_demos))
+        bootstrap = 0 if self.zero_shot and self.num_instruction_candidates < 2 else shape.evaluations(1, judged)
         proposals = self.num_instruction_candidates - 1
         meta = proposals + (self.max_summary_batches + 1 if self.data_aware and proposals else 0)
         trial = shape.evaluations(1, minibatch) + full
         return StepCost("trial", bootstrap + shape.evaluations(1, dev) + trial, meta, trial, 0, self.num_trials,
-                        ("minibatch_size", "num_trials"))
+                        ("num_demo_sets", "minibatch_size"))
 
     @property
     def zero_shot(self) -> bool:
