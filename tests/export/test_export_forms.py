@@ -140,3 +140,25 @@ def test_mlflow_registers_the_messages_and_verify_reads_the_registry_copy(tmp_pa
     named = replace(task, name="gen:sentiment templates")  # a task spec: characters MLflow refuses in a name
     assert export(prompt, "mlflow", named, out_dir=tmp_path, mlflow=f"file://{tmp_path}/mlruns").registered == (
         "prompts:/prompthone-gen-sentiment-templates/1")
+
+
+def test_the_found_prompt_of_a_run_directory_or_its_result_json_with_its_tags(tmp_path: Path) -> None:
+    from tests.fakes.fake_model import CountingModel, ReplyingModel
+
+    from prompthone.export.source import found_prompt
+    from prompthone.optimizers.opro import OPRO
+    from prompthone.run.driver import run_optimization
+
+    meta = ReplyingModel(lambda text, n: f"<START>Rate it, variant {n}.<END>")
+    result = run_optimization(_task(), OPRO(steps=1, num_generated_instructions=1, score_examples=2),
+                              task_model=CountingModel(), meta_model=meta, run_root=tmp_path, progress=False)
+    run_dir = Path(result.run_dir or "")
+    found = found_prompt(run_dir / "result.json")
+    assert found.prompt == result.best_prompt and found.task.test == _task().test and found.scoring == "labels"
+    tags = found.tags()
+    assert tags["prompthone.run_id"] == run_dir.name and tags["prompthone.method"] == "opro"
+    low, high = (result.test_comparison or {})["low"], (result.test_comparison or {})["high"]
+    assert tags["prompthone.test_ci95"] == f"[{low:.4f}, {high:.4f}]"
+    (run_dir / "result.json").unlink()
+    with pytest.raises(InputError, match="has no found prompt yet"):
+        found_prompt(run_dir)

@@ -36,7 +36,10 @@ class FoundPrompt:
                  "prompthone.test_score": self.result.get("test_score"),
                  "prompthone.best_dev_score": self.result.get("best_dev_score"),
                  "prompthone.improvement": self.result.get("improvement"),
-                 "prompthone.test_ci95": comparison.get("ci95")}
+                 "prompthone.test_difference": comparison.get("difference"),
+                 "prompthone.test_ci95": (f"[{comparison['low']:.4f}, {comparison['high']:.4f}]"
+                                          if "low" in comparison and "high" in comparison else None),
+                 "prompthone.test_p_value": comparison.get("p_value")}
         return {k: str(v) for k, v in found.items() if v is not None}
 
     def require_model_spec(self) -> str:
