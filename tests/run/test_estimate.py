@@ -93,3 +93,12 @@ def test_dry_run_prints_the_estimate_and_loads_no_model(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "estimate: apo:" in result.stdout and "ends inside round 1" in result.stdout
     assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_greater_states_its_reasoning_and_dev_sample_calls() -> None:
+    from prompthone.optimizers.greater import GREATER
+
+    cost = GREATER(n_train=8, shortlist=3, dev_samples=16, steps=12).step_cost(TaskShape(train=100, dev=60))
+    # two prompts on 16 dev examples at two calls each, then (1 + 3) x 8 reasonings and one changed prompt's 32
+    assert (cost.first_task, cost.per_step_task, cost.steps) == (64 + 32 + 32, 24 + 32, 12)
+    assert cost.first_meta == cost.per_step_meta == 0

@@ -61,6 +61,7 @@ from prompthone.errors import ConfigError
 from prompthone.models.base import WhiteBox
 from prompthone.models.torch_model import next_token_logits
 from prompthone.optimizers.base import Candidate, OptimizationContext, OptimizationState, Optimizer, ScoreKey
+from prompthone.optimizers.cost import StepCost, TaskShape
 from prompthone.optimizers.greater_candidates import (
     Choice,
     allowed_token,
@@ -174,6 +175,14 @@ class GREATER(Optimizer):
             raise ConfigError(f"answer_temperature must be > 0, got {self.answer_temperature}")
         if self.selection not in SELECTIONS:
             raise ConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+
+    def step_cost(self, shape: TaskShape) -> StepCost:
+        """Seed and initial prompt on the dev sample; per step the reasoning of each shortlisted token on the training
+        examples and a changed prompt on the dev sample (two calls an example: they reason). Gradients are no calls."""
+        n, scored = min(self.n_train, shape.train), 2 * min(self.dev_samples, shape.dev or shape.train)
+        first = 2 * scored + (1 + self.shortlist) * n + scored  # step 1 also reasons with the current prompt
+        return StepCost("step", first, 0, self.shortlist * n + scored, 0, self.steps, ("n_train", "shortlist",
+                                                                                        "dev_samples"))
 
     # -- setup ---------------------------------------------------------------------------------------------
     def start(self, ctx: OptimizationContext, state: OptimizationState) -> None:
