@@ -58,10 +58,10 @@ bench: install  ## benchmarks, printed as ratios against baselines measured in t
 bench-throughput: install  ## server throughput at 64 in flight vs a plain load generator, peak RSS at 1k/10k (~3 min)
 	$(PY) -m benchmarks.throughput
 
-bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min) and its cost per step
+bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min), its cost per step and memory per task
 	$(PY) -m benchmarks.greater
 
-bench-pas: install  ## PAS: curated data, LoRA complement model and our BPO-style rewriter, judged win rates (~1 h)
+bench-pas: install  ## PAS: curated data, LoRA complement model and our trained rewriter, judged win rates (~1 h)
 	$(PY) -m benchmarks.pas
 
 bench-quality: install  ## each method vs the seed prompt on held-out test, 2 task models, 5 seeds (~1-2 days, in pieces)

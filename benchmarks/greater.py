@@ -3,6 +3,7 @@
     python -m benchmarks.greater                      # 3 tasks, ~40 min on 2 cores
     python -m benchmarks.greater --quick              # 1 task, 2 steps, tiny budgets (a smoke run, ~1.5 min)
     python -m benchmarks.greater --tasks gen:arithmetic --steps 20 --out benchmarks/out/greater
+    python -m benchmarks.greater --from-raw           # rewrite the RESULTS.md section from results/greater.json
 
 For each task: GREATER runs on SmolLM2 in torch (`local-torch`); APO and APE run on the same model in
 llama.cpp (`local`) with call budgets (1500) that take about as long as GREATER on 2 cores; every winner is
@@ -12,14 +13,20 @@ scored on test on both backends: llama.cpp is the transfer, a backend it was not
 reads GREATER's per-step timings (events.jsonl) and the process's peak RSS, and prints a step's seconds as a ratio
 to one plain evaluation of the seed prompt on the same training examples, measured in the same run. Nothing is
 asserted about time: the exit status is 1 only if a run failed.
+
+Every task runs in a subprocess of its own (`--one-task`), so its memory is its own: `greater_rss_mb` is the
+subprocess's peak resident set after GREATER (the torch model and the search) and before the llama.cpp model for
+APO and APE is loaded; `task_rss_mb` is its peak over the whole task. The rows of one invocation are saved as
+`benchmarks/results/greater.json` (with the command and source commit) and the RESULTS.md section is written from
+that file (`--from-raw` rewrites it without running anything).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -27,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import prompthone as ph
-from benchmarks.results_md import write_section
+from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from prompthone.tasks.example import Task
 
 DEFAULT_TASKS = ("gen:sentiment_templates", "gen:boolean_expressions", "gen:arithmetic")
 CACHE = "calls.sqlite"
+RAW = Path(__file__).parent / "results" / "greater.json"
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,13 @@ class Plan:
     greater: dict[str, Any]
     baseline_budget: int
     limit: int | None
+    own_meta: bool = False  # APO and APE propose with the task model itself (a quick run's speed), not the default
 
 
 FULL = Plan(greater={"steps": 12, "n_train": 8, "reasoning_tokens": 48, "shortlist": 3, "dev_samples": 16,
                      "group_size": 3, "batch_size": 8}, baseline_budget=1500, limit=None)
 QUICK = Plan(greater={"steps": 2, "n_train": 4, "reasoning_tokens": 12, "shortlist": 2, "dev_samples": 4,
-                      "group_size": 2, "topq": 2, "batch_size": 4}, baseline_budget=30, limit=24)
+                      "group_size": 2, "topq": 2, "batch_size": 4}, baseline_budget=30, limit=24, own_meta=True)
 
 
 def _peak_rss_mb() -> float:
@@ -64,7 +73,8 @@ def _run(task: Task, method: str, model: Any, out: Path, seed: int, **kwargs: An
 
 
 def _cost(run_dir: str, seconds_per_eval: float) -> dict[str, Any]:
-    events = [json.loads(line) for line in (Path(run_dir) / "events.jsonl").read_text().splitlines()]
+    events = [e for line in (Path(run_dir) / "events.jsonl").read_text().splitlines()
+              if "reasoning_s" in (e := json.loads(line))]  # GREATER's steps (not the run's estimate event)
     keys = ("reasoning_s", "candidates_s", "gradient_s", "rescoring_s")
     mean = {k: round(sum(e[k] for e in events) / len(events), 2) for k in keys}
     step = sum(mean.values())
@@ -90,78 +100,91 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="GREATER steps (default: 12, quick: 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/greater"))
-    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"),
-                        help="where the full run writes its section (a --quick run writes none)")
-    parser.add_argument("--from-results", action="store_true",
-                        help="run nothing: rebuild the tables and the RESULTS.md section from <out>/results.json")
+    parser.add_argument("--one-task", help=argparse.SUPPRESS)  # the subprocess that runs one task
+    add_raw_options(parser, RAW)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     options = {**plan.greater, **({"steps": args.steps} if args.steps else {})}
-    command = "python -m benchmarks.greater " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.from_results:
-        _publish(json.loads((args.out / "results.json").read_text()), options, plan,
-                 command.replace(" --from-results", ""), args)
+    if args.from_raw:
+        print(_publish(json.loads(args.raw.read_text()), args.results_md))
         return 0
-    tasks = args.tasks[:1] if args.quick else args.tasks
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.one_task:
+        row = _one_task(args.one_task, plan, options, out, args.seed)
+        (out / "row.json").write_text(json.dumps(row))
+        return 0
     # A cold cache every run: GREATER's seconds per step must not count reasoning a previous run already paid for.
     (out / CACHE).unlink(missing_ok=True)
-    torch_model = ph.resolve_model("local-torch")
-    llama = ph.resolve_model("local")
     rows: list[dict[str, Any]] = []
-    failed = False
-    for name in tasks:
-        task = ph.load_task(name, seed=args.seed, limit=plan.limit)
-        # Baseline for the cost ratio: one plain evaluation of the seed prompt on as many training examples.
-        train = task.train[: options["n_train"]]
-        started = time.monotonic()
-        ph.evaluate(replace(task, dev=train), split="dev", model=torch_model, cache=False)
-        one_eval = time.monotonic() - started
-        row: dict[str, Any] = {"task": name, "sizes": [len(task.train), len(task.dev), len(task.test)]}
-        try:
-            g = _run(task, "greater", torch_model, out, args.seed, options=options)
-            row["greater"] = g
-            row["cost"] = {**_cost(g["run_dir"], one_eval), "one_eval_s": round(one_eval, 2),
-                           "peak_rss_mb": round(_peak_rss_mb())}
-            # The prompt GREATER ended with (the finalization may have kept the seed), on both backends.
-            found = _found_prompt(task, g["run_dir"])
-            calls = out / CACHE
-            row["found"] = {"prompt": found.to_dict(),
-                            "test_torch": ph.evaluate(task, found, model=torch_model, split="test", cache=calls).score,
-                            "test_llamacpp": ph.evaluate(task, found, model=llama, split="test", cache=calls).score}
-            row["seed_test_llamacpp"] = ph.evaluate(task, model=llama, split="test", cache=calls).score
-            for method in ("apo", "ape"):
-                row[method] = _run(task, method, llama, out, args.seed, budget=plan.baseline_budget)
-        except Exception as exc:  # a failed run is reported, and the others still run
-            failed = True
-            row["error"] = f"{type(exc).__name__}: {exc}"
+    for name in args.tasks[:1] if args.quick else args.tasks:
+        (out / "row.json").unlink(missing_ok=True)
+        child = [sys.executable, "-m", "benchmarks.greater", "--one-task", name, "--out", str(out),
+                 "--seed", str(args.seed), *(["--quick"] if args.quick else []),
+                 *(["--steps", str(args.steps)] if args.steps else [])]
+        proc = subprocess.run(child, check=False)
+        row = (json.loads((out / "row.json").read_text()) if (out / "row.json").exists()
+               else {"task": name, "error": f"the task's subprocess exited with {proc.returncode}"})
         rows.append(row)
-        (out / "results.json").write_text(json.dumps(rows, indent=2))
         print(json.dumps({k: v for k, v in row.items() if k not in ("apo", "ape", "greater")}, indent=1), flush=True)
-    _publish(rows, options, plan, command, args)
-    return 1 if failed else 0
-
-
-def _publish(rows: list[dict[str, Any]], options: dict[str, Any], plan: Plan, command: str,
-             args: argparse.Namespace) -> None:
-    text = table(rows)
-    (args.out / "results.md").write_text(text)
-    print(text)
-    if args.quick:
-        return
-    import platform
+    raw = {"rows": rows, "options": options, "baseline_budget": plan.baseline_budget, "seed": args.seed}
+    stamp(raw, "benchmarks.greater", argv)
     from importlib.metadata import version
 
-    setup = (f"Command: `{command.strip()}`\n\n"
-             f"Model: SmolLM2-135M-Instruct (the embedded GGUF): GREATER on `local-torch` (dequantized fp32, CPU), "
-             f"APO and APE on `local` (llama.cpp) with {plan.baseline_budget} calls each. GREATER options: "
-             f"{', '.join(f'{k}={v}' for k, v in options.items())} (other knobs at the paper's defaults). "
-             f"Test scores; wall time and search calls in brackets.\n"
-             f"Versions: prompthone {version('prompthone')}, torch {version('torch')}, transformers "
-             f"{version('transformers')}, llama-cpp-python {version('llama-cpp-python')}; Python "
-             f"{platform.python_version()}, {os.cpu_count()} CPU(s).\n\n")
-    write_section(args.results_md, "greater", "GREATER on the embedded model", setup + text)
+    raw["versions"] += f"; torch {version('torch')}, transformers {version('transformers')}"
+    if args.quick:
+        print(table(rows))
+    else:
+        save_raw(raw, args.raw, indent=1)
+        print(_publish(raw, args.results_md))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+def _one_task(name: str, plan: Plan, options: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+    """One task's row (run in a subprocess of its own, so the peak RSS it reports is this task's alone)."""
+    torch_model = ph.resolve_model("local-torch")
+    task = ph.load_task(name, seed=seed, limit=plan.limit)
+    # Baseline for the cost ratio: one plain evaluation of the seed prompt on as many training examples.
+    train = task.train[: options["n_train"]]
+    started = time.monotonic()
+    ph.evaluate(replace(task, dev=train), split="dev", model=torch_model, cache=False)
+    one_eval = time.monotonic() - started
+    row: dict[str, Any] = {"task": name, "sizes": [len(task.train), len(task.dev), len(task.test)]}
+    try:
+        g = _run(task, "greater", torch_model, out, seed, options=options)
+        row["greater"] = g
+        row["cost"] = {**_cost(g["run_dir"], one_eval), "one_eval_s": round(one_eval, 2),
+                       "greater_rss_mb": round(_peak_rss_mb())}
+        # The prompt GREATER ended with (the finalization may have kept the seed), on both backends.
+        found = _found_prompt(task, g["run_dir"])
+        calls = out / CACHE
+        test_torch = ph.evaluate(task, found, model=torch_model, split="test", cache=calls).score
+        llama = ph.resolve_model("local")
+        row["found"] = {"prompt": found.to_dict(), "test_torch": test_torch,
+                        "test_llamacpp": ph.evaluate(task, found, model=llama, split="test", cache=calls).score}
+        row["seed_test_llamacpp"] = ph.evaluate(task, model=llama, split="test", cache=calls).score
+        for method in ("apo", "ape"):
+            row[method] = _run(task, method, llama, out, seed, budget=plan.baseline_budget,
+                               **({"meta_model": llama} if plan.own_meta else {}))
+        row["cost"]["task_rss_mb"] = round(_peak_rss_mb())
+    except Exception as exc:  # a failed run is reported, and the other tasks still run
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _publish(raw: dict[str, Any], results_md: Path) -> str:
+    """Write the RESULTS.md section from the raw file; return the tables."""
+    text = table(raw["rows"])
+    setup = (f"Model: SmolLM2-135M-Instruct (the embedded GGUF): GREATER on `local-torch` (dequantized fp32, CPU), "
+             f"APO and APE on `local` (llama.cpp) with {raw['baseline_budget']} calls each, seed {raw['seed']}. "
+             f"GREATER options: {', '.join(f'{k}={v}' for k, v in raw['options'].items())} (other knobs at the "
+             f"reference's defaults). Test scores; wall time and search calls in brackets. Each task ran in a "
+             f"subprocess of its own: \"GREATER RSS\" is its peak resident memory after GREATER, \"task RSS\" over "
+             f"the whole task (the llama.cpp model and APO/APE included). Raw rows: "
+             f"`benchmarks/results/greater.json`.\n")
+    publish_raw(results_md, "greater", "GREATER on the embedded model", raw, setup, text,
+                command_note=f" (source commit {raw.get('commit') or 'unknown'})")
+    return text
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -181,14 +204,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 
         lines.append(f"| {r['task']} | {g['seed_test']:.3f} / {r['seed_test_llamacpp']:.3f} | "
                      f"{f['test_torch']:.3f} / {f['test_llamacpp']:.3f} | {cell(g)} | {cell(apo)} | {cell(ape)} |")
-    lines += ["", "| task | s/step | reasoning | candidates | gradient | re-scoring | step ÷ one eval | peak RSS |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| task | s/step | reasoning | candidates | gradient | re-scoring | step ÷ one eval | GREATER RSS "
+                  "| task RSS |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "cost" in r:
             c = r["cost"]
             lines.append(f"| {r['task']} | {c['step_s']} | {c['reasoning_s']} | {c['candidates_s']} | "
                          f"{c['gradient_s']} | {c['rescoring_s']} | {c['step_over_one_eval']}× | "
-                         f"{c['peak_rss_mb']} MB |")
+                         f"{c['greater_rss_mb']} MB | {c.get('task_rss_mb', '—')} MB |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,8 @@ def test_two_greater_steps_record_their_decisions(torch_model: Any, embedded_mod
     run = Path(result.run_dir or "")
     assert result.stopped_reason == "finished" and result.steps == 2
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "estimate"  # the driver's budget estimate comes first, then GREATER's steps
+    events = events[1:]
     assert [e["step"] for e in events] == [0, 1]
     assert [e["position"] for e in events] == [0, 1]  # left to right
     for event in events:
