@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.grid_study import GridSpec, expand_grid, study
 from prompthone.grid_study.evaluate import SliceScorer
+from prompthone.grid_study.grid import PRESETS
+from prompthone.grid_study.runner import resolve_grid
 from prompthone.report.from_store import run_data_from_store
 from prompthone.store import RunStore
 
@@ -126,6 +129,20 @@ def test_study_with_halving_counts_what_it_saved(tmp_path: Path) -> None:
     assert "calls saved" in summary and "rung 0: 16 variants on 6 dev examples, 8 promoted, 8 pruned" in summary
     assert "rung 2: 4 variants on 24 dev examples, final" in summary
     assert "On the first halving slice (6 dev examples)" in summary
+
+
+@pytest.mark.parametrize("as_given", ["name", "grid"])
+def test_a_presets_grid_brings_its_methods_and_cot_length(as_given: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI resolves `--grid battle-gollapudi` to its grid before the model loads: the preset's defaults must
+    follow the grid, not only its name (they did not: the CLI ran APE with 64 reasoning tokens)."""
+    tiny = replace(PRESETS["battle-gollapudi"], methods=(TINY_APE,), cot_tokens=8)  # its grid, fast knobs
+    monkeypatch.setitem(PRESETS, "battle-gollapudi", tiny)
+    grid = "battle-gollapudi" if as_given == "name" else resolve_grid("battle-gollapudi")
+    task = ph.load_task("gen:arithmetic", limit=20)
+    result = study(task, CountingModel(), grid=grid, run_dir=tmp_path, cache=False, progress=False)
+    assert result.cot_tokens == 8 and [o.label for o in result.optimizers] == [TINY_APE]
+    assert len(result.rows) == 2 * 5 * 3 * 4
 
 
 def test_seed_is_not_a_study_method(tmp_path: Path) -> None:

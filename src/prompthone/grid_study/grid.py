@@ -129,6 +129,13 @@ def preset_grid(name: str) -> GridSpec:
     return _packaged_grid(PRESETS[name].grid_file, f"preset {name}")
 
 
+def preset_of(grid: GridSpec) -> StudyPreset | None:
+    """The preset a grid came from (`preset_grid`), whether the caller passed its name or the grid itself: the CLI
+    resolves `--grid NAME` before it loads the model, and the preset's methods and CoT length must still apply."""
+    name = grid.source.removeprefix("preset ")
+    return PRESETS.get(name) if grid.source.startswith("preset ") else None
+
+
 def load_grid(path: str | Path) -> GridSpec:
     """A user grid from a YAML file with keys `openers`, `task_lines`, `closers` (lists of strings or null).
 

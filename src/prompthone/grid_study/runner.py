@@ -31,7 +31,16 @@ from prompthone.evaluation.budget import Budget
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import ScoringMode
 from prompthone.grid_study.evaluate import GridOutcome, HandRow, evaluate_grid
-from prompthone.grid_study.grid import PRESETS, GridSpec, HandVariant, default_grid, expand_grid, load_grid, preset_grid
+from prompthone.grid_study.grid import (
+    PRESETS,
+    GridSpec,
+    HandVariant,
+    default_grid,
+    expand_grid,
+    load_grid,
+    preset_grid,
+    preset_of,
+)
 from prompthone.grid_study.heatmap import plot_heatmap
 from prompthone.grid_study.outputs import write_summary, write_table
 from prompthone.grid_study.ranking import Ranking, rank_among
@@ -145,7 +154,7 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
     to every optimizer, so hand and optimized prompts are ranked on the same calibrated scores.
     """
     spec = resolve_grid(grid)  # a bad grid file fails before any model loads
-    preset = PRESETS.get(grid) if isinstance(grid, str) else None
+    preset = preset_of(spec)
     if methods is None:
         methods = preset.methods if preset else ("ape",)
     if cot_tokens is None:
