@@ -32,6 +32,19 @@ def test_greedy_generation_is_deterministic(embedded_model) -> None:
     assert a.prompt_tokens > 20 and 0 < a.completion_tokens <= 12
 
 
+def test_max_tokens_is_a_ceiling_up_to_the_end_of_the_context_window(embedded_model) -> None:
+    """A reply may ask for more tokens than the window has left (GEPA's reflections ask 4096 of a 4096-token model):
+    it is generated and stops where it stops; only a prompt that fills the window is refused."""
+    from prompthone.errors import BackendError
+
+    short = GenerationRequest(_msgs("I love it, best purchase ever!"), max_tokens=12)
+    ceiling = GenerationRequest(short.messages, max_tokens=5000)  # 5000 > 4096 - the prompt
+    capped, whole = next(embedded_model.generate([short]))[1], next(embedded_model.generate([ceiling]))[1]
+    assert whole.text.startswith(capped.text) and whole.finish_reason == "stop"
+    with pytest.raises(BackendError, match="leaves no room"):
+        next(embedded_model.generate([GenerationRequest((Message("user", "hi " * 5000),), max_tokens=8)]))
+
+
 def test_label_scores_are_log_probabilities_and_sensible(embedded_model) -> None:
     reqs = [ScoringRequest(_msgs(r), ("positive", "negative"))
             for r in ("I absolutely love this, best purchase ever!", "Wonderful, works perfectly.")]

@@ -154,7 +154,7 @@ def test_ray_workers_answer_exactly_as_the_local_backend(remote: RayModel, embed
     assert sum(w["calls"] for w in workers) == len(scoring) + len(generation)
     assert remote.stats is None  # llama.cpp counts no server faults: the run reports none, as locally
 
-    too_long = GenerationRequest((Message("user", "hi"),), max_tokens=5000)  # beyond the 4096-token context
+    too_long = GenerationRequest((Message("user", "hi " * 5000),), max_tokens=8)  # beyond the 4096-token context
     arrived: list[int] = []
     with pytest.raises(BackendError, match="context window"):
         for i, _ in remote.generate([generation[0], too_long, generation[1]]):

@@ -129,15 +129,19 @@ class LlamaCppModel:
         with self._lock:
             _, template_stops = self.render_chat(request.messages, request.prefill)
             tokens = self.tokenize_prompt(request.messages, request.prefill)
-            if len(tokens) + request.max_tokens > self._llm.n_ctx():
-                raise BackendError(f"prompt of {len(tokens)} tokens + {request.max_tokens} to generate exceeds "
-                                   f"the context window of {self._llm.n_ctx()} tokens")
+            # max_tokens is a ceiling: a reply may run to the end of the window (GEPA's reflections may ask 4096
+            # tokens of a 4096-token model) and then stops with finish_reason "length"; only a prompt that
+            # leaves no room at all is an error.
+            room = self._llm.n_ctx() - len(tokens)
+            if room < 1:
+                raise BackendError(f"prompt of {len(tokens)} tokens leaves no room to generate in the context "
+                                   f"window of {self._llm.n_ctx()} tokens")
             self._prefill_aligned(tokens)  # create_completion's own prefix reuse then decodes the last 2 tokens
             kwargs: dict[str, Any] = {}
             if request.seed is not None:
                 kwargs["seed"] = request.seed
             out: Any = self._llm.create_completion(
-                prompt=tokens, max_tokens=request.max_tokens, temperature=request.temperature,
+                prompt=tokens, max_tokens=min(request.max_tokens, room), temperature=request.temperature,
                 top_p=request.top_p, stop=[*template_stops, *request.stop] or None, **kwargs)
         choice = out["choices"][0]
         usage = out.get("usage", {})

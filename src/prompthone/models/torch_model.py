@@ -265,11 +265,12 @@ class TorchModel:
         prompts = [self.encode_chat(r.messages, r.prefill) for r in batch]
         width = max(len(p) for p in prompts)
         limit = getattr(self.module.config, "max_position_embeddings", None)
-        if limit is not None and width + first.max_tokens > limit:
-            raise BackendError(f"prompt of {width} tokens + {first.max_tokens} to generate exceeds the context "
-                               f"window of {limit} tokens")
+        room = first.max_tokens if limit is None else min(first.max_tokens, limit - width)  # a ceiling, as llama.cpp
+        if room < 1:
+            raise BackendError(f"prompt of {width} tokens leaves no room to generate in the context window of "
+                               f"{limit} tokens")
         ids, mask = padded(prompts, self._pad_id, left=True)
-        kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self._pad_id,
+        kwargs: dict[str, Any] = {"max_new_tokens": room, "pad_token_id": self._pad_id,
                                   "eos_token_id": sorted(self._eos_ids) or None}
         if first.temperature > 0:
             kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p, top_k=0)
