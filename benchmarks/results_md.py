@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from importlib.metadata import version
@@ -66,7 +67,7 @@ def source_commit() -> str | None:
 def stamp(raw: dict[str, Any], module: str, argv: list[str] | None) -> None:
     """Record in `raw` the command that made it, the versions it ran with (llama.cpp backends) and the source
     commit."""
-    raw["command"] = f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:])
+    raw["command"] = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
     raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
                        f"Python {platform.python_version()}")
     raw["commit"] = source_commit()

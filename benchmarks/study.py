@@ -81,10 +81,11 @@ def collect(study_dir: Path) -> dict[str, Any]:
     variants = expand_grid(preset_grid(PRESET), cot_tokens=study["cot_tokens"])
     seed_variant = next(v for v in variants if not (v.opener or v.task_line or v.closer or v.cot))
     best = study["best_hand"]
+    seed_row = next(r for r in study["rows"] if r["index"] == seed_variant.index)
     prompts: list[dict[str, Any]] = [
         {"label": "seed prompt (no system message, direct)", "kind": "seed",
          "prompt": seed_variant.prompt(task, study["cot_tokens"]),
-         "dev": next(r["dev_score"] for r in study["rows"] if r["index"] == seed_variant.index), "calls": None},
+         "dev": seed_row["dev_score"] if seed_row["n"] == study["n_dev"] else None, "calls": None},
         {"label": f"best hand prompt ({_variant_text(best)})", "kind": "hand",
          "prompt": variants[best["index"]].prompt(task, study["cot_tokens"]), "dev": best["dev_score"],
          "calls": study["spend"]["calls"], "wall_s": study["wall_time_s"]}]
@@ -98,6 +99,8 @@ def collect(study_dir: Path) -> dict[str, Any]:
     session = Session(cache=CallCache())  # the study's cache: the hand prompts' and the runs' test calls are in it
     evaluator = session.evaluator(task, model, role="final", mode=config["scoring"])
     started = time.monotonic()
+    if prompts[0]["dev"] is None:  # halving may have pruned it on a slice: its score on the whole dev split
+        prompts[0]["dev"] = evaluator.evaluate(prompts[0]["prompt"], task.dev).score
     for p in prompts:
         result = evaluator.evaluate(p["prompt"], task.test)
         p["test"] = [r.score for r in result.examples]
@@ -166,7 +169,8 @@ def _findings(raw: dict[str, Any]) -> list[str]:
                    if vs_hand.significant and vs_hand.difference > 0 else
                    "so the paper's claim that an optimizer beats the hand prompts is not shown here"
                    + ("" if vs_hand.significant else " (a difference inside its interval is no difference)"))
-        out.append(f"- {p['label']} against the best hand prompt on test: {vs_hand.cell()}; {verdict}.")
+        out.append(f"- {p['label']} against the best hand prompt on test: {vs_hand.cell()}; {verdict}. It spent "
+                   f"{p['calls']} calls, the grid {hand['calls']}.")
     return out
 
 
