@@ -54,8 +54,8 @@ class Plan:
 
 FULL = Plan(greater={"steps": 12, "n_train": 8, "reasoning_tokens": 48, "shortlist": 3, "dev_samples": 16,
                      "group_size": 3, "batch_size": 8}, baseline_budget=1500, limit=None)
-QUICK = Plan(greater={"steps": 2, "n_train": 4, "reasoning_tokens": 12, "shortlist": 2, "dev_samples": 4,
-                      "group_size": 2, "topq": 2, "batch_size": 4}, baseline_budget=30, limit=24, own_meta=True)
+QUICK = Plan(greater={"steps": 1, "n_train": 2, "reasoning_tokens": 8, "shortlist": 2, "dev_samples": 2,
+                      "group_size": 2, "topq": 2, "batch_size": 2}, baseline_budget=10, limit=16, own_meta=True)
 
 
 def _peak_rss_mb() -> float:

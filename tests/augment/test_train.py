@@ -261,4 +261,5 @@ def test_pas_eval_judges_the_trained_adapters_answers_on_the_embedded_model(
         assert record["baseline_answer"] and pas_record["answer"]
     # 2 plain answers + 2 complements (the adapter) + 2 augmented answers + 2 prompts × 2 orders of judging
     assert data["spend"]["calls"] == 10
-    assert "answers containing the reference" in result.output and "pas vs none" in result.output
+    assert set(data["reference_accuracy"]) == {"none", "pas"}  # the prompts carry references: both are checked
+    assert "pas vs none" in (tmp_path / "eval" / "eval.md").read_text(encoding="utf-8")
