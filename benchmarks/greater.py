@@ -1,7 +1,7 @@
 """GREATER on the embedded model: cost per step, and GREATER vs the seed prompt, APO and APE on several tasks.
 
     python -m benchmarks.greater                      # 3 tasks, ~40 min on 2 cores
-    python -m benchmarks.greater --quick              # 1 task, 2 steps, tiny budgets (a smoke run, ~1.5 min)
+    python -m benchmarks.greater --quick              # 1 task, 1 step, tiny budgets (a smoke run, ~1.3 min)
     python -m benchmarks.greater --tasks gen:arithmetic --steps 20 --out benchmarks/out/greater
     python -m benchmarks.greater --from-raw           # rewrite the RESULTS.md section from results/greater.json
 
