@@ -28,9 +28,9 @@ from typing import Any
 import prompthone as ph
 from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.statistics import paired_comparison
+from prompthone.evaluation.statistics import PairedComparison, paired_comparison
 from prompthone.grid_study.evaluate import HandRow
-from prompthone.grid_study.grid import PRESETS, expand_grid, preset_grid
+from prompthone.grid_study.grid import PRESETS, HandVariant, expand_grid, preset_grid
 from prompthone.grid_study.outputs import marginal_means
 from prompthone.prompts.prompt import Prompt
 from prompthone.run.session import Session
@@ -86,7 +86,7 @@ def collect(study_dir: Path) -> dict[str, Any]:
         {"label": "seed prompt (no system message, direct)", "kind": "seed",
          "prompt": seed_variant.prompt(task, study["cot_tokens"]),
          "dev": seed_row["dev_score"] if seed_row["n"] == study["n_dev"] else None, "calls": None},
-        {"label": f"best hand prompt ({_variant_text(best)})", "kind": "hand",
+        {"label": f"best hand prompt ({_variant_text(variants[best['index']])})", "kind": "hand",
          "prompt": variants[best["index"]].prompt(task, study["cot_tokens"]), "dev": best["dev_score"],
          "calls": study["spend"]["calls"], "wall_s": study["wall_time_s"]}]
     for o in study["optimizers"]:
@@ -115,9 +115,8 @@ def collect(study_dir: Path) -> dict[str, Any]:
             "rescoring": {"new_calls": session.meter.spend.new_calls, "wall_s": round(time.monotonic() - started, 1)}}
 
 
-def _variant_text(row: dict[str, Any]) -> str:
-    parts = [p for p in (row["opener"], row["task_line"], row["closer"]) if p]
-    return (" ".join(parts) or "no system message") + (", CoT" if row["cot"] else ", direct")
+def _variant_text(variant: HandVariant) -> str:
+    return (variant.system or "no system message") + (", CoT" if variant.cot else ", direct")
 
 
 def _hand_rows(raw: dict[str, Any]) -> list[HandRow]:
@@ -132,12 +131,15 @@ def table(raw: dict[str, Any]) -> str:
     seed, hand = prompts[0], prompts[1]
     lines = [f"| what | dev ({raw['n_dev']}) | test ({raw['n_test']}) | vs seed prompt on test | vs best hand prompt "
              "on test | calls |", "|---|---|---|---|---|---|"]
+    # each paired comparison once: the table's cells and the findings word the same ones
+    vs_seed = {p["label"]: paired_comparison(p["test"], seed["test"]) for p in prompts[1:]}
+    vs_hand = {p["label"]: paired_comparison(p["test"], hand["test"]) for p in prompts[2:]}
     for p in prompts:
         mean = sum(p["test"]) / len(p["test"])
-        vs_seed = "—" if p is seed else paired_comparison(p["test"], seed["test"]).cell()
-        vs_hand = "—" if p["kind"] != "optimizer" else paired_comparison(p["test"], hand["test"]).cell()
+        seed_cell = vs_seed[p["label"]].cell() if p["label"] in vs_seed else "—"
+        hand_cell = vs_hand[p["label"]].cell() if p["label"] in vs_hand else "—"
         calls = "—" if p["calls"] is None else str(p["calls"])
-        lines.append(f"| {p['label']} | {p['dev']:.3f} | {mean:.3f} | {vs_seed} | {vs_hand} | {calls} |")
+        lines.append(f"| {p['label']} | {p['dev']:.3f} | {mean:.3f} | {seed_cell} | {hand_cell} | {calls} |")
     hand_rows = _hand_rows(raw)
     first = [r.rung_scores[0] for r in hand_rows]
     lines += ["", f"Successive halving scored all {len(hand_rows)} hand prompts on the first {raw['rungs'][0]} dev "
@@ -153,23 +155,23 @@ def table(raw: dict[str, Any]) -> str:
         found = p["prompt"]
         text = "; ".join(f"{k} {found[k]!r}" for k in ("system", "instruction", "answer_prefix") if found.get(k))
         lines.append(f"- {p['label']} ({p.get('rank', '')}; stopped: {p.get('stopped', '?')}): {text}")
-    lines += ["", *_findings(raw)]
+    lines += ["", *_findings(raw, vs_seed[hand["label"]], vs_hand)]
     return "\n".join(lines) + "\n"
 
 
-def _findings(raw: dict[str, Any]) -> list[str]:
+def _findings(raw: dict[str, Any], hand_vs_seed: PairedComparison,
+              vs_hand: dict[str, PairedComparison]) -> list[str]:
     """What the run shows, in the terms of the paper's two claims, each worded from its interval."""
-    seed, hand = raw["prompts"][0], raw["prompts"][1]
-    hand_vs_seed = paired_comparison(hand["test"], seed["test"])
+    hand = raw["prompts"][1]
     out = ["What this run shows (one seed, one task, the 135M model; nothing beyond it):", "",
            f"- The best hand prompt on dev against the seed prompt on test: {hand_vs_seed.cell()}."]
     for p in raw["prompts"][2:]:
-        vs_hand = paired_comparison(p["test"], hand["test"])
+        comparison = vs_hand[p["label"]]
         verdict = ("so here the paper's shape holds: the optimizer's prompt beats the best hand prompt"
-                   if vs_hand.significant and vs_hand.difference > 0 else
+                   if comparison.significant and comparison.difference > 0 else
                    "so the paper's claim that an optimizer beats the hand prompts is not shown here"
-                   + ("" if vs_hand.significant else " (a difference inside its interval is no difference)"))
-        out.append(f"- {p['label']} against the best hand prompt on test: {vs_hand.cell()}; {verdict}. It spent "
+                   + ("" if comparison.significant else " (a difference inside its interval is no difference)"))
+        out.append(f"- {p['label']} against the best hand prompt on test: {comparison.cell()}; {verdict}. It spent "
                    f"{p['calls']} calls, the grid {hand['calls']}.")
     return out
 
