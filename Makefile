@@ -9,6 +9,8 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # The torch extra (white-box backend) is pinned to the CPU build this machine has on disk; a newer torch is gigabytes.
 TORCH_VERSION ?= 2.13.0
+# pytest workers of `make test` (pytest-xdist; each computes with its share of the cores, tests/conftest.py)
+TEST_WORKERS ?= auto
 
 .PHONY: install demo test test-bigbench lint system-deps bench bench-throughput bench-greater bench-study bench-pas bench-quality peers peers-qwen peers-quick clean
 
@@ -47,7 +49,7 @@ system-deps:  ## Debian packages the tests need (PostgreSQL server, Chromium); a
 	fi
 
 test: lint system-deps  ## the whole suite (unit, fault injection, end-to-end on the embedded model, real llama.cpp server, PostgreSQL, Chromium)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-bigbench: install  ## the one test that downloads the real BIG-bench sdist (needs a registry serving bigbench==1.0.0)
 	$(PY) -m pytest -m bigbench tests/tasks/test_task_bigbench.py

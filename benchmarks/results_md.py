@@ -67,7 +67,8 @@ def source_commit() -> str | None:
 def stamp(raw: dict[str, Any], module: str, argv: list[str] | None) -> None:
     """Record in `raw` the command that made it, the versions it ran with (llama.cpp backends) and the source
     commit."""
-    raw["command"] = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    raw["command"] = " ".join(["python -m", module, *([shlex.join(args)] if args else [])])
     raw["versions"] = (f"prompthone {version('prompthone')}, llama-cpp-python {version('llama-cpp-python')}; "
                        f"Python {platform.python_version()}")
     raw["commit"] = source_commit()

@@ -15,7 +15,9 @@ Sections, every number a ratio against a baseline measured in the same run:
 3. `real`: the same comparison against `python -m llama_cpp.server` serving the embedded model (the server is the
    bottleneck at ~5 requests/s here, so the ratio shows only that prompthone does not lose any of it).
 
-Writes <out>/throughput.json. Nothing about time is asserted; the exit status is 1 only on a correctness failure
+Writes <out>/throughput.json; a full run also writes the raw results committed beside RESULTS.md
+(`benchmarks/results/throughput.json`) and its section from them (`--from-raw` rewrites the section from that file
+alone). Nothing about time is asserted; the exit status is 1 only on a correctness failure
 (prompthone's predictions differ from what the server answers, or a number is not finite).
 """
 
@@ -40,7 +42,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.results_md import write_section
+from benchmarks.results_md import add_raw_options, publish_raw, save_raw, stamp
 from benchmarks.sim_server import MODEL as SIM_MODEL
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
@@ -55,6 +57,7 @@ from prompthone.tasks.example import Example, Task
 
 LABELS = ("positive", "negative")
 PROMPT = Prompt(instruction="Classify the sentiment of the review as positive or negative.")
+RAW = Path(__file__).with_name("results") / "throughput.json"
 ADJECTIVES = ("great", "awful", "fine", "broken", "lovely", "late", "perfect", "cheap", "sturdy", "noisy")
 
 
@@ -219,13 +222,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.1, help="the simulated server's seconds per request")
     parser.add_argument("--out", default="benchmarks/out")
-    parser.add_argument("--results-md", type=Path, default=Path("benchmarks/RESULTS.md"),
-                        help="the section of RESULTS.md this benchmark owns is rewritten after a full run")
+    add_raw_options(parser, RAW)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode == "_rss":
         print(json.dumps(rss_child(args.url, args.n, args.in_flight, Path(args.out))))
+        return 0
+    if args.from_raw:
+        publish(json.loads(args.raw.read_text(encoding="utf-8")), args.results_md)
+        print(f"updated {args.results_md} from {args.raw}")
         return 0
 
     console = Console()
@@ -258,23 +264,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not finite(results):
         failures.append("a measurement is not finite")
     results["failures"] = failures
+    stamp(results, "benchmarks.throughput", list(argv) if argv is not None else None)
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     show(console, results)
-    if args.results_md is not None and not args.quick and not failures:
-        write_section(args.results_md, "throughput", "Server throughput and memory at scale", markdown(results))
-        console.print(f"updated {args.results_md}")
+    if not args.quick and not args.no_real and not failures:
+        save_raw(results, args.raw, indent=1)
+        publish(results, args.results_md)
+        console.print(f"updated {args.raw} and {args.results_md}")
     for failure in failures:
         console.print(f"[red]FAILED[/]: {failure}")
     return 1 if failures else 0
 
 
+SETUP = ("`make bench-throughput`. 2 CPU cores shared by client and server. Throughput = label-scoring requests per "
+         "second, medians over the repeats; the load generator is a bare aiohttp client sending exactly the request "
+         "bodies prompthone sends; prompthone runs its whole evaluation path (Evaluator, budget meter, a cold SQLite "
+         "call cache, OpenAICompatModel). Peak RSS: one evaluation per fresh process. Raw results: "
+         "`benchmarks/results/throughput.json`.")
+
+
+def publish(results: dict[str, Any], results_md: Path) -> None:
+    """Write this benchmark's RESULTS.md section from its raw results (a full run's, or the committed file)."""
+    publish_raw(results_md, "throughput", "Server throughput and memory at scale", results, SETUP, markdown(results))
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The RESULTS.md section: the command, both throughput rows and the memory rows."""
-    lines = ["Command: `python -m benchmarks.throughput` (`make bench-throughput`). 2 CPU cores shared by client and "
-             "server. Throughput = label-scoring requests per second, medians over the repeats; the load generator is "
-             "a bare aiohttp client sending exactly the request bodies prompthone sends; prompthone runs its whole "
-             "evaluation path (Evaluator, budget meter, a cold SQLite call cache, OpenAICompatModel).", "",
-             "| server | requests | in flight | load generator /s | prompthone /s | ratio |",
+    """The tables of the RESULTS.md section: both throughput rows and the memory rows."""
+    lines = ["| server | requests | in flight | load generator /s | prompthone /s | ratio |",
              "|---|---:|---:|---:|---:|---:|"]
     for key, label in (("simulated", f"simulated batched server ({results['in_flight']} slots × "
                                      f"{results['latency_s']:g} s)"), ("real", "llama_cpp.server, embedded model")):

@@ -10,6 +10,24 @@ from typing import Any
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs `-n auto`), each worker computes with its share of the cores: two model
+    processes that each take every core run several times slower than one after the other, while one thread each
+    gives the same results (`prompthone.models.threads`) and lets the other worker's Python run meanwhile. Set here,
+    before any test module imports torch, and inherited by every subprocess a test starts (CLI, server, Ray)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for name in ("PROMPTHONE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, threads)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # xdist gives its workers COLUMNS=80 and LINES=24, which rich's consoles (made at import) would keep for
+        # good, so a test's own `COLUMNS` for one command would not widen them; a serial run has neither.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Under `CI=true` a skipped test is a failed one: a missing extra, model or server must never let the suite

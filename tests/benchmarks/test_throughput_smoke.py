@@ -26,3 +26,25 @@ def test_quick_throughput_benchmark_writes_every_number(tmp_path: Path) -> None:
     assert [row["examples"] for row in results["memory"]] == [200, 2000]
     assert all(row["peak_rss_mb"] >= row["rss_before_mb"] > 0 for row in results["memory"])
     assert "ratio" in proc.stdout and "peak RSS" in proc.stdout
+
+
+def test_the_section_is_written_from_the_raw_file_alone(tmp_path: Path) -> None:
+    """`--from-raw` rewrites the RESULTS.md section from a raw file (the committed one, in the repository) with
+    the command that made it and its numbers, without running anything."""
+    from benchmarks.throughput import main
+
+    raw = {"in_flight": 64, "latency_s": 0.1, "quick": False, "failures": [],
+           "command": "python -m benchmarks.throughput", "versions": "prompthone 0.1.0", "commit": "abc123",
+           "simulated": {"requests": 3000, "in_flight": 64, "load_generator_per_s": 550.0,
+                         "prompthone_per_s": 545.0, "ratio": 0.991},
+           "real": {"requests": 48, "in_flight": 8, "load_generator_per_s": 3.8, "prompthone_per_s": 3.7,
+                    "ratio": 0.974},
+           "memory": [{"examples": 1000, "rss_before_mb": 78.0, "peak_rss_mb": 89.0},
+                      {"examples": 10000, "rss_before_mb": 81.0, "peak_rss_mb": 93.0}]}
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    results_md = tmp_path / "RESULTS.md"
+    assert main(["--from-raw", "--raw", str(tmp_path / "raw.json"), "--results-md", str(results_md)]) == 0
+    text = results_md.read_text()
+    assert "Command: `python -m benchmarks.throughput` (source commit abc123)" in text
+    assert "| 3,000 | 64 | 550.0 | 545.0 | 0.99× |" in text and "| 48 | 8 | 3.8 | 3.7 | 0.97× |" in text
+    assert "| 10,000 | 81 | 93 |" in text

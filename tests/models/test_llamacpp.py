@@ -98,3 +98,24 @@ def test_a_repeated_request_scores_exactly_as_a_fresh_one(embedded_model) -> Non
                     *(abs(a - b) for a, b in zip(first, fresh, strict=True)))
     assert worst < 1e-6
 
+
+
+def test_one_thread_and_two_give_the_same_scores_and_replies() -> None:
+    """`$PROMPTHONE_THREADS` (and `make test`'s parallel workers) rely on this: llama.cpp splits each matrix product
+    by rows, so the thread count changes the speed, never a score or a greedy reply."""
+    from prompthone.models.llamacpp import load_embedded
+
+    scoring = [ScoringRequest(messages=(Message("system", "Classify the sentiment of the review."),
+                                        Message("user", f"Review {i}: the food was {word}.")),
+                              continuations=("positive", "negative"))
+               for i, word in enumerate(("great", "awful", "cold", "lovely"))]
+    generation = [GenerationRequest(messages=(Message("user", "Write one sentence about the sea."),), max_tokens=24)]
+    answers = []
+    for threads in (1, 2):
+        model = load_embedded(n_threads=threads)
+        try:
+            answers.append(([s.logprobs for _, s in model.score(scoring)],
+                            [c.text for _, c in model.generate(generation)]))
+        finally:
+            model.close()
+    assert answers[0] == answers[1]

@@ -9,7 +9,6 @@ machine: 50 sentiment examples in 3.4 s with prefix reuse vs 12.9 s without (DES
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from prompthone.models.base import (
     surface_variants,
 )
 from prompthone.models.chat_tokens import literal_chat_tokens
+from prompthone.models.threads import default_threads
 
 # Why prompts are evaluated in chunks aligned to absolute positions. llama.cpp's numbers for a token depend on the
 # batch it is decoded in: a single token takes a matrix-vector path (re-evaluating only the last token of a cached
@@ -71,7 +71,7 @@ class LlamaCppModel:
         self.path = path
         self.name = name or path.stem
         self._llama_cpp = llama_cpp
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or default_threads()
         self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                                     logits_all=False, verbose=False)
         template = self._llm.metadata.get("tokenizer.chat_template")
