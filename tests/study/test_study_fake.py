@@ -160,3 +160,17 @@ def test_study_runs_without_matplotlib_and_says_how_to_get_the_plot(tmp_path: Pa
     assert not (Path(result.run_dir) / "heatmap.png").exists()
     assert any("prompthone[plot]" in note for note in result.notes)
     assert "prompthone[plot]" in (Path(result.run_dir) / "summary.md").read_text()
+
+
+def test_the_best_hand_prompt_is_reported_with_its_winners_curse(tmp_path: Path) -> None:
+    """The best of many variants on one small dev set scores too well there; the study says so beside its scores
+    (summary, notes) and points at the test score, which nothing was chosen on."""
+    grid = GridSpec(("", "You are smart."), ("",), ("",))
+    result = study("gen:sentiment_templates", CountingModel(), grid=grid, methods=[TINY_APE], cot_tokens=0,
+                   run_dir=tmp_path, cache=False, progress=False)
+    best = result.best_hand
+    expected = (f"the best hand prompt is the best of 2 variants on {best.n} dev examples, so its dev score "
+                f"({best.dev_score:.3f}) is biased upward (winner's curse); its test score "
+                f"({result.best_hand_test_score:.3f}) is the estimate to compare")
+    assert expected in result.notes
+    assert "winner's curse" in (Path(result.run_dir) / "summary.md").read_text()

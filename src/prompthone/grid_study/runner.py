@@ -186,6 +186,8 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
         best_prompt = variants[best_hand.index].prompt(task_obj, cot_tokens)
         best_test = _test_score(task_obj, replace(best_prompt, calibration=best_hand.calibration), task_model,
                                 call_cache, scoring)
+        if len(variants) > 1:
+            notes.append(winners_curse_note(len(variants), best_hand.n, best_hand.dev_score, best_test))
         full_dev = [r.dev_score for r in outcome.full_dev_rows]
         optimizers = []
         for method in specs:
@@ -204,6 +206,14 @@ def study(task: Task | str, model: str | Model | None = None, *, grid: GridSpec 
                                          + "\n", encoding="utf-8")
         stored.update(result.to_dict())
     return result
+
+
+def winners_curse_note(variants: int, n_dev: int, dev: float, test: float) -> str:
+    """Why the best hand prompt's dev score overstates it: the maximum of many noisy scores on one small dev set is
+    biased upward (the winner's curse), more so the more variants and the fewer examples; its test score, on examples
+    nothing was chosen on, is the estimate to compare."""
+    return (f"the best hand prompt is the best of {variants} variants on {n_dev} dev examples, so its dev score "
+            f"({dev:.3f}) is biased upward (winner's curse); its test score ({test:.3f}) is the estimate to compare")
 
 
 def _models(model: str | Model | None, meta_model: str | Model | None) -> tuple[Model, Model]:
