@@ -14,7 +14,7 @@ from tests.fakes.fake_openai_server import FakeOpenAIServer, Fault
 from prompthone.errors import BackendError, ConfigError
 from prompthone.models.base import GenerationRequest, Message, Model, ScoringRequest
 from prompthone.models.openai_compat import OpenAICompatModel, estimated_tokens, label_logprobs, parse_spec
-from prompthone.models.openai_wire import generation_body, split_spec_options
+from prompthone.models.openai_wire import generation_body, room_for_completion, split_spec_options
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 ASK = (Message("user", "Is this great? Answer yes or no."),)
@@ -220,6 +220,41 @@ def test_other_4xx_are_not_retried(
     model = fast_model(fake_openai.base_url, open_models)
     with pytest.raises(BackendError, match="HTTP 400: max_tokens is too large"):
         one_completion(model)
+    assert len(fake_openai.requests) == 1
+
+
+VLLM_OLD = ("This model's maximum context length is 4096 tokens. However, you requested 5096 tokens (1000 in the "
+            "messages, 4096 in the completion). Please reduce the length of the messages or completion.")
+VLLM_NEW = ("'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is 4096 "
+            "tokens and your request has 1000 input tokens (4096 > 4096 - 1000).")
+OPENAI_CAP = ("max_tokens is too large: 20000. This model supports at most 16384 completion tokens, whereas you "
+              "provided 20000.")
+
+
+@pytest.mark.parametrize(("message", "room"), [(VLLM_OLD, 3096), (VLLM_NEW, 3096), (OPENAI_CAP, 16384),
+                                               ("max_tokens is too large", None), ("injected fault", None)])
+def test_context_length_refusals_name_the_room_left(message: str, room: int | None) -> None:
+    assert room_for_completion(f"POST http://h/v1/chat/completions failed with HTTP 400: {message}") == room
+
+
+def test_a_reply_too_long_for_the_servers_window_is_asked_again_at_the_room_left(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
+    """max_tokens is a ceiling, as on the embedded backends: GEPA's 4096-token reflections must not fail on a
+    server whose window is 4096 tokens."""
+    fake_openai.script(Fault.error(400, VLLM_OLD))
+    model = fast_model(fake_openai.base_url, open_models)
+    assert one_completion(model, GenerationRequest(messages=ASK, max_tokens=4096)) == "positive"
+    assert [r.body["max_tokens"] for r in fake_openai.requests] == [4096, 3096]
+    assert model.stats["max_tokens_capped"] == 1 and model.stats["retries"] == 0
+
+
+def test_a_prompt_that_fills_the_window_is_not_asked_again(
+        fake_openai: FakeOpenAIServer, open_models: list[OpenAICompatModel]) -> None:
+    full = VLLM_OLD.replace("1000 in the messages", "4096 in the messages")
+    fake_openai.script(Fault.error(400, full))
+    model = fast_model(fake_openai.base_url, open_models)
+    with pytest.raises(BackendError, match="maximum context length is 4096 tokens"):
+        one_completion(model, GenerationRequest(messages=ASK, max_tokens=64))
     assert len(fake_openai.requests) == 1
 
 

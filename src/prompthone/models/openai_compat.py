@@ -51,6 +51,7 @@ from prompthone.models.openai_wire import (
     parse_openai_spec,
     parse_retry_after,
     parse_spec,
+    room_for_completion,
     scoring_body,
     server_message,
     usage_tokens,
@@ -135,7 +136,9 @@ class OpenAICompatModel:
 
     `stats` counts, for run summaries: `requests` (HTTP attempts), `retries`, `failures` (calls that ran out
     of retries), `backoff_ms` (time spent waiting), `timeouts`, `connection_errors`, `malformed` (unusable
-    200 replies) and `http_<status>` for each non-2xx status seen.
+    200 replies), `max_tokens_capped` (generations sent again with the max_tokens a context-length refusal named
+    as the room left: max_tokens is a ceiling, as on the embedded backends) and `http_<status>` for each non-2xx
+    status seen.
     """
 
     #: what the backend can do with its default settings (`prompthone models` lists these without a server)
@@ -242,7 +245,17 @@ class OpenAICompatModel:
     # -- one request each ----------------------------------------------------------------------------------
 
     async def _generate_one(self, request: GenerationRequest) -> Completion:
-        data = await self._request("POST", "chat/completions", generation_body(self.model, request), has_choices)
+        body = generation_body(self.model, request)
+        try:
+            data = await self._request("POST", "chat/completions", body, has_choices)
+        except BackendError as exc:
+            # max_tokens is a ceiling, as on the embedded backends: a server that says the reply cannot be that long
+            # in its window gets the same request once more, capped at the room it names (counted in `stats`).
+            room = room_for_completion(str(exc))
+            if room is None or not 0 < room < body["max_tokens"]:
+                raise
+            self._retries.count("max_tokens_capped")
+            data = await self._request("POST", "chat/completions", {**body, "max_tokens": room}, has_choices)
         choice = data["choices"][0]
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else choice.get("text")

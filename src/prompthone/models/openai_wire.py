@@ -238,3 +238,27 @@ def usage_tokens(data: _Json, field: str) -> int:
     usage = data.get("usage")
     value = usage.get(field) if isinstance(usage, dict) else None
     return int(value) if isinstance(value, int | float) else 0
+
+
+#: How servers word a request whose prompt + max_tokens does not fit (vLLM and OpenAI's older wording, vLLM's newer
+#: one, then OpenAI's cap on completion tokens): the window and the prompt's tokens, or the completion cap alone.
+_WINDOW_AND_PROMPT = (
+    re.compile(r"maximum context length is (\d+) tokens.*?\((\d+) in the messages", re.S),
+    re.compile(r"maximum context length is (\d+) tokens and your request has (\d+) input tokens", re.S),
+)
+_COMPLETION_CAP = re.compile(r"supports at most (\d+) completion tokens")
+
+
+def room_for_completion(message: str) -> int | None:
+    """The largest max_tokens a server's context-length refusal says would fit, or None when `message` is not one.
+
+    The embedded backends treat max_tokens as a ceiling up to the end of the window; servers refuse the request
+    instead (HTTP 400), so a method asking for long replies (GEPA's reflections) would fail on a server where it
+    works in-process. The refusal names the window and the prompt's size, which is all a retry needs.
+    """
+    for pattern in _WINDOW_AND_PROMPT:
+        found = pattern.search(message)
+        if found:
+            return int(found.group(1)) - int(found.group(2))
+    found = _COMPLETION_CAP.search(message)
+    return int(found.group(1)) if found else None
