@@ -138,11 +138,13 @@ def _examples(evaluation: dict[str, Any], k: int = 3) -> list[str]:
     return lines
 
 
-def raw_results(reports: list[StageReport], trained: list[dict[str, Any]], report: AugmentationReport,
+def raw_results(reports: list[StageReport], runs: dict[str, dict[str, Any] | None], report: AugmentationReport,
                 seconds: float, out: Path) -> dict[str, Any]:
-    """Everything the section is written from: stage yields, training metadata and logs, every answer and verdict."""
+    """Everything the section is written from: stage yields, training metadata and logs (and the designs left
+    untrained), every answer and verdict."""
     return {"out": str(out), "minutes": round(seconds / 60, 1), "stages": [_stage_record(r) for r in reports],
-            "trained": [{**run, "adapter": Path(run["adapter"]).name} for run in trained],
+            "trained": [{**run, "adapter": Path(run["adapter"]).name} for run in runs.values() if run is not None],
+            "untrained": [design for design, run in runs.items() if run is None],
             "evaluation": report.to_dict()}
 
 
@@ -211,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                    systems=systems, cache=cache, progress=False,
                                    references=references if any(references) else None)
     report.write(args.out / "eval")
-    raw = raw_results(reports, trained, report, time.monotonic() - started, args.out)
-    raw["untrained"] = [d for d, run in runs.items() if run is None]
+    raw = raw_results(reports, runs, report, time.monotonic() - started, args.out)
     stamp(raw, "benchmarks.pas", argv)
     save_raw(raw, args.out / "pas.json")
     text = section(raw)
