@@ -276,11 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-SETUP = ("`make bench-throughput`. 2 CPU cores shared by client and server. Throughput = label-scoring requests per "
-         "second, medians over the repeats; the load generator is a bare aiohttp client sending exactly the request "
-         "bodies prompthone sends; prompthone runs its whole evaluation path (Evaluator, budget meter, a cold SQLite "
-         "call cache, OpenAICompatModel). Peak RSS: one evaluation per fresh process. Raw results: "
-         "`benchmarks/results/throughput.json`.")
+SETUP = ("`make bench-throughput` runs the same. 2 CPU cores shared by client and server. Throughput = "
+         "label-scoring requests per second, medians over the repeats; the load generator is a bare aiohttp client "
+         "sending exactly the request bodies prompthone sends; prompthone runs its whole evaluation path (Evaluator, "
+         "budget meter, a cold SQLite call cache, OpenAICompatModel). Peak RSS: one evaluation per fresh process. "
+         "Raw results: `benchmarks/results/throughput.json`.")
 
 
 def publish(results: dict[str, Any], results_md: Path) -> None:
