@@ -7,14 +7,16 @@ import os
 import pytest
 
 from prompthone.errors import ConfigError
-from prompthone.models.threads import THREADS_ENV, default_threads
+from prompthone.models.threads import THREADS_ENV, default_threads, requested_threads
 
 
 def test_every_core_unless_the_variable_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(THREADS_ENV, raising=False)
     assert default_threads() == (os.cpu_count() or 1)
+    assert requested_threads() is None and requested_threads(2) == 2  # unset: a backend keeps its own default
     monkeypatch.setenv(THREADS_ENV, " 3 ")
-    assert default_threads() == 3
+    assert default_threads() == 3 and requested_threads() == 3
+    assert requested_threads(2) == 2 == default_threads(2)  # an explicit count wins
 
 
 @pytest.mark.parametrize("text", ["0", "-2", "two", "1.5"])

@@ -71,7 +71,7 @@ class LlamaCppModel:
         self.path = path
         self.name = name or path.stem
         self._llama_cpp = llama_cpp
-        threads = n_threads or default_threads()
+        threads = default_threads(n_threads)
         self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                                     logits_all=False, verbose=False)
         template = self._llm.metadata.get("tokenizer.chat_template")

@@ -8,7 +8,6 @@ every system the identical model. The server is a child process so that it can b
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from prompthone.errors import BackendError
-from prompthone.models.threads import THREADS_ENV, default_threads
+from prompthone.models.threads import requested_threads
 
 DEFAULT_ALIAS = "smollm2-135m"
 STARTUP_DEADLINE_S = 180.0
@@ -67,8 +66,8 @@ def serve_gguf(log: Path, gguf: Path | None = None, *, alias: str = DEFAULT_ALIA
     port = port or free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
-    if n_threads or os.environ.get(THREADS_ENV):
-        command += ["--n_threads", str(n_threads or default_threads())]
+    if count := requested_threads(n_threads):
+        command += ["--n_threads", str(count)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

@@ -16,15 +16,23 @@ from prompthone.errors import ConfigError
 THREADS_ENV = "PROMPTHONE_THREADS"
 
 
-def default_threads() -> int:
-    """`$PROMPTHONE_THREADS` when set (a positive integer), else the number of cores."""
+def requested_threads(threads: int | None = None) -> int | None:
+    """`threads` when given, else `$PROMPTHONE_THREADS` when set (a positive integer), else None: the backend keeps
+    its own default (torch's, `llama_cpp.server`'s)."""
+    if threads:
+        return threads
     text = os.environ.get(THREADS_ENV, "").strip()
     if not text:
-        return os.cpu_count() or 1
+        return None
     try:
-        threads = int(text)
+        count = int(text)
     except ValueError:
-        threads = 0
-    if threads < 1:
+        count = 0
+    if count < 1:
         raise ConfigError(f"${THREADS_ENV} must be a positive integer, got {text!r}")
-    return threads
+    return count
+
+
+def default_threads(threads: int | None = None) -> int:
+    """`requested_threads`, else the number of cores (llama.cpp in-process has no default of its own)."""
+    return requested_threads(threads) or os.cpu_count() or 1

@@ -44,7 +44,7 @@ from prompthone.models.base import (
     surface_variants,
 )
 from prompthone.models.chat_tokens import literal_chat_tokens
-from prompthone.models.threads import THREADS_ENV, default_threads
+from prompthone.models.threads import requested_threads
 from prompthone.paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -168,8 +168,8 @@ class TorchModel:
             raise ConfigError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
-        if threads or os.environ.get(THREADS_ENV):
-            torch.set_num_threads(threads or default_threads())
+        if count := requested_threads(threads):
+            torch.set_num_threads(count)
         self.adapter = read_adapter_info(adapter) if adapter is not None else None
         if self.adapter is not None:
             check_base(self.adapter, path)
