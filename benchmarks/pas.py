@@ -174,6 +174,12 @@ def section(raw: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def publish(raw: dict[str, Any], results_md: Path) -> None:
+    """Write the RESULTS.md section and its loss plot from the raw results (a full run's, or the committed file)."""
+    _plot(raw["trained"], results_md.parent / "pas-loss.png")
+    write_section(results_md, "pas", "PAS on the embedded model", section(raw))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -185,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     add_raw_options(parser, RAW)
     args = parser.parse_args(argv)
     if args.from_raw:
-        raw = json.loads(args.raw.read_text(encoding="utf-8"))
-        _plot(raw["trained"], args.results_md.parent / "pas-loss.png")
-        write_section(args.results_md, "pas", "PAS on the embedded model", section(raw))
+        publish(json.loads(args.raw.read_text(encoding="utf-8")), args.results_md)
         print(f"updated {args.results_md} from {args.raw}")
         return 0
     plan = QUICK if args.quick else FULL
@@ -216,12 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = raw_results(reports, runs, report, time.monotonic() - started, args.out)
     stamp(raw, "benchmarks.pas", argv)
     save_raw(raw, args.out / "pas.json")
-    text = section(raw)
     if not args.quick:
         save_raw(raw, args.raw)
-        _plot(trained, args.results_md.parent / "pas-loss.png")
-        write_section(args.results_md, "pas", "PAS on the embedded model", text)
-    print(text)
+        publish(raw, args.results_md)
+    print(section(raw))
     return 0
 
 
