@@ -14,19 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.augment.test_pipeline_e2e import CORPUS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.pas, pytest.mark.torch]
 ROOT = Path(__file__).resolve().parents[2]
-PROMPTS = [
-    "What is the capital city of France?",
-    "Write a Python function that returns the largest number in a list.",
-    "Translate into Spanish: I would like a cup of coffee, please.",
-    "A train travels 60 km in 1.5 hours. What is its average speed?",
-    "Write a short, friendly message inviting my neighbours to a barbecue on Saturday.",
-    "Is this review positive or negative? The food was cold and the waiter ignored us.",
-    "Summarize the main causes of the First World War in a few sentences.",
-    "List three ways to save water at home.",
-]
+# The pipeline e2e test's prompts without its planted near-duplicate (CORPUS[1]), and one more.
+PROMPTS = [CORPUS[0], *CORPUS[2:], "List three ways to save water at home."]
 
 
 def test_quick_pas_benchmark_runs_every_step_and_writes_its_section_from_raw(tmp_path: Path) -> None:
