@@ -36,6 +36,7 @@ from typing import Any
 
 import prompthone as ph
 from benchmarks.meta_models import METHODS as SIZED_METHODS
+from benchmarks.outcomes import decode, encode
 from benchmarks.results_md import add_raw_options, save_raw, source_commit, stamp, write_section
 from prompthone.api import resolve_model
 from prompthone.compare import ComparisonRow, RunOutcomes, compare, compare_runs, mean_cell, summarize
@@ -113,17 +114,6 @@ def setup(budget: int) -> dict[str, Any]:
 
 
 # -- the raw file ---------------------------------------------------------------------------------------------------
-
-def encode(scores: Sequence[float]) -> str | list[float]:
-    """Per-example scores, compactly: a string of '0'/'1' when every score is 0 or 1, else floats to 4 digits."""
-    if all(s in (0.0, 1.0) for s in scores):
-        return "".join("1" if s == 1.0 else "0" for s in scores)
-    return [round(float(s), 4) for s in scores]
-
-
-def decode(scores: str | list[float]) -> list[float]:
-    return [float(c) for c in scores] if isinstance(scores, str) else [float(s) for s in scores]
-
 
 KEYS = {"precheck": ("regime", "task"), "runs": ("regime", "task", "method", "seed"), "yardstick": ("regime", "task")}
 
@@ -480,8 +470,11 @@ def yardstick_table(raw: dict[str, Any], regime: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: (method, baseline) pairs compared head to head where both ran: does auto's search add to calibration alone?
-HEAD_TO_HEAD = (("auto", "seed+batch"), ("auto", "seed+contextual"))
+#: (method, baseline) pairs compared head to head where both ran: does auto's search add to calibration alone, and
+#: how does the default compare with each published method at the same budget? (Each method's own difference to the
+#: seed is in its task table; two methods both above the seed may still be no different from each other.)
+HEAD_TO_HEAD = (("auto", "seed+batch"), ("auto", "seed+contextual"),
+                *(("auto", m) for m in METHODS if m not in ("seed", "seed+contextual", "seed+batch", "auto")))
 
 
 def head_to_head(raw: dict[str, Any], regime: str, task: str, method: str, baseline: str) -> dict[str, Any] | None:
@@ -526,7 +519,8 @@ def regime_text(raw: dict[str, Any], regime: str) -> str:
         blocks.append("**Aggregate over the included tasks**\n\n" + aggregate_table(raw, regime))
     pairs = head_to_head_table(raw, regime)
     if pairs:
-        blocks.append("**Does the search add to calibration alone? (paired, on the same test examples)**\n\n" + pairs)
+        blocks.append("**Head to head: does auto's search add to calibration alone, and how does auto compare with "
+                      "each other method? (paired, on the same test examples)**\n\n" + pairs)
     if _tasks(raw, "yardstick", regime):
         blocks.append("**Yardstick: the best of 24 hand prompts × 3 readings, selected on test**\n\n"
                       + yardstick_table(raw, regime))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import outcomes
 from benchmarks import quality as q
 from prompthone.errors import ConfigError
 from prompthone.evaluation.statistics import mean_over_runs_and_examples
@@ -43,13 +44,13 @@ def raw() -> dict[str, Any]:
 
 
 def test_compact_encoding_round_trips() -> None:
-    assert q.encode([1.0, 0.0, 0.0, 1.0]) == "1001"
-    assert q.decode("1001") == [1.0, 0.0, 0.0, 1.0]
+    assert outcomes.encode([1.0, 0.0, 0.0, 1.0]) == "1001"
+    assert outcomes.decode("1001") == [1.0, 0.0, 0.0, 1.0]
     floats = [0.5, 1.0, 0.123456, 0.0]
-    assert q.encode(floats) == [0.5, 1.0, 0.1235, 0.0]
-    assert q.decode(q.encode(floats)) == [0.5, 1.0, 0.1235, 0.0]
-    assert q.decode(json.loads(json.dumps(q.encode([1, 1, 0])))) == [1.0, 1.0, 0.0]
-    assert q.encode([]) == "" and q.decode("") == []
+    assert outcomes.encode(floats) == [0.5, 1.0, 0.1235, 0.0]
+    assert outcomes.decode(outcomes.encode(floats)) == [0.5, 1.0, 0.1235, 0.0]
+    assert outcomes.decode(json.loads(json.dumps(outcomes.encode([1, 1, 0])))) == [1.0, 1.0, 0.0]
+    assert outcomes.encode([]) == "" and outcomes.decode("") == []
 
 
 @pytest.mark.parametrize(("dev", "majority", "expected", "reason"), [
@@ -249,4 +250,9 @@ def test_head_to_head_pairs_two_methods_on_the_same_examples(raw: dict[str, Any]
                                                             pytest.approx(0.5))
     assert q.head_to_head(raw, "local", "A", "auto", "seed+batch") is None  # auto never ran on A
     table = q.head_to_head_table(raw, "local")
-    assert table.count("\n| B |") == 1 and "| B | auto − seed+batch | +0.500 (" in table
+    # a published method that ran on the task (ape, in the fixture: 1 on every example) is set against the default
+    assert table.count("\n| B |") == 2 and "| B | auto − seed+batch | +0.500 (" in table
+    assert "| B | auto − ape | -0.250 (" in table
+    q.merge(raw, "runs", _run("B", "mipro", 0, "1" * 15 + "0" * 5, "0" * 20) | {"invocation": 0})
+    table = q.head_to_head_table(raw, "local")
+    assert table.count("\n| B |") == 3 and "| B | auto − mipro | no difference: +0.000 (" in table
