@@ -49,6 +49,9 @@ def test_no_difference_and_no_spread() -> None:
     shifted = paired_comparison([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])  # every difference +0.25: no spread
     assert (shifted.low, shifted.high, shifted.test) == (0.25, 0.25, "permutation")
     assert shifted.p_value == pytest.approx(2 / 8)  # 3 flips: only all + or all - reach |mean| 0.25
+    # one example differs, by a fraction (means over seeds): both of its sign flips are as extreme, p = 1
+    single = paired_comparison([0.5, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0])
+    assert (single.test, single.p_value, single.difference) == ("permutation", 1.0, 0.125)
     noisy = paired_comparison([1, 0] * 5, [0, 1] * 5)
     assert noisy.low < 0 < noisy.high and "no significant difference" in noisy.describe()
     worse = paired_comparison([0.0] * 30, [1.0] * 30)

@@ -140,9 +140,11 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, statistic: Pair
 
 def sign_flip_p(diff: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> float:
     """Two-sided p-value of the paired differences' mean under the null that each difference's sign is a coin
-    flip. Zero differences flip to themselves, so they are left out; exact when 2**(nonzero) <= `resamples`."""
+    flip. Zero differences flip to themselves, so they are left out; exact when 2**(nonzero) <= `resamples`.
+    With one nonzero difference both flips are as extreme as the observed mean: p = 1 (scipy refuses one
+    observation)."""
     nonzero = diff[diff != 0]
-    if len(nonzero) == 0:
+    if len(nonzero) < 2:
         return 1.0
     result = stats.permutation_test((nonzero,), np.mean, permutation_type="samples", vectorized=True,
                                     n_resamples=resamples, alternative="two-sided", random_state=seed)
