@@ -1,6 +1,6 @@
 """`python -m benchmarks.peers`: prompthone vs DSPy, TextGrad and promptolution on one server, one budget, one scorer.
 
-Full mode (the published table, hours on 2 CPU cores): the regime's suite, 3 seeds, its budget levels; writes the
+Full mode (the published table, hours on 2 CPU cores): the regime's suite, seeds, split and budget levels; writes the
 raw results (`--raw`, by default the regime's file under benchmarks/results/) and the RESULTS.md section from them.
 `--regime qwen` runs Qwen2.5-Coder-0.5B as task model with Qwen2.5-Coder-1.5B as every system's proposer; the
 default `smollm` regime runs SmolLM2-135M in both roles. `--quick` (CI smoke test, a few minutes): one small task,
@@ -35,14 +35,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(Qwen2.5-Coder-0.5B task model, Qwen2.5-Coder-1.5B proposer for every system)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 task, 1 seed, tiny budget, all systems")
     parser.add_argument("--tasks", nargs="+", help="task specs (default: the regime's suite)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="split and optimizer seeds (default: 0 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="optimizer seeds, and split seeds unless the regime "
+                        "fixes one split (default: smollm 0 1 2; qwen 0-4 on one split)")
     parser.add_argument("--budget", type=int, help="calls per run at the full level, task-model calls in a regime "
                                                    "with a separate proposer (default 300; quick 24)")
     parser.add_argument("--levels", type=float, nargs="+",
                         help="fractions of the budget, each a separate run (default: the regime's; quick 1)")
     parser.add_argument("--systems", nargs="+", help="systems to run (default: all); the seed prompt always runs")
     parser.add_argument("--max-tokens", type=int, help="completion cap per call at the proxy (default 256; quick 48)")
-    parser.add_argument("--limit", type=int, help="examples per task before the split (default 150; quick 30)")
+    parser.add_argument("--limit", type=int, help="examples per task before the split (default: smollm 150; qwen "
+                        "290, i.e. 60 train / 30 dev / 200 test; quick 30)")
     parser.add_argument("--proposer-budget", type=int,
                         help="proposer calls per run, a runaway guard (default: the run's budget)")
     parser.add_argument("--server-url", help="an OpenAI-compatible base URL (…/v1) instead of the embedded task model")
@@ -65,15 +67,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
     regime = REGIMES[args.regime]
     suffix = ("" if regime.name == "smollm" else f"-{regime.name}") + ("-quick" if quick else "")
+    split = None if quick else regime.split
     return Settings(
         tasks=args.tasks or ([regime.tasks[0]] if quick else list(regime.tasks)),
-        seeds=args.seeds or ([0] if quick else [0, 1, 2]),
+        seeds=args.seeds or ([0] if quick else list(regime.seeds)),
         budget=args.budget or (24 if quick else 300),
         levels=args.levels or ([1.0] if quick else list(regime.levels)),
         systems=select(args.systems),
         out=args.out or BENCH_DIR / "out" / f"peers{suffix}",
         max_tokens=args.max_tokens or (48 if quick else 256),
-        limit=args.limit or (30 if quick else 150),
+        limit=args.limit or (30 if quick else split.limit if split else 150),
+        data_seed=split.data_seed if split else None, dev_size=split.dev if split else None,
+        test_size=split.test if split else None,
         server_url=args.server_url, server_model=args.server_model,
         runner_timeout_s=args.runner_timeout or (1800.0 if quick else regime.runner_timeout_s), quick=quick,
         regime=regime.name, task_model=regime.task_model, proposer_model=regime.proposer_model,

@@ -5,7 +5,8 @@ The order of work and why:
    counting proxy in front of it. In a regime with a separate proposer (`regimes.py`), a second server and proxy
    for the proposer. Every system, prompthone included, reaches each model only through its own proxy account:
    the task model's account is the budget; the proposer's is counted apart (capped only as a runaway guard).
-2. Per task and seed, one split (prompthone's loader, seeded) shared by all systems; runners get train and dev only.
+2. Per task and seed, one split (prompthone's loader, seeded by the seed, or one split for all seeds with
+   `data_seed`) shared by all systems; runners get train and dev only.
 3. Per system: a job file, the runner in its own environment, a wall-clock limit; the proxy's ledgers are the count.
 4. The final prompt (instruction + demos, rendered with the task's fixed output-format line) is scored on the test
    split by prompthone's evaluator against the task server directly (not through the proxy, not charged to anyone),
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.outcomes import encode
 from benchmarks.peers.envs import ensure_env, harness_python
 from benchmarks.peers.job import Job, Pair, PeerResult
 from benchmarks.peers.proxy import CountingProxy, Ledger
@@ -40,6 +42,7 @@ from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import Evaluator
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.openai_compat import OpenAICompatModel
+from prompthone.prompts.calibration import Calibration
 from prompthone.prompts.prompt import Prompt
 from prompthone.tasks.example import Example, Task
 from prompthone.tasks.registry import load_task
@@ -59,7 +62,12 @@ class Settings:
     systems: list[str]
     out: Path
     max_tokens: int = 256  # completion-token cap per call, enforced at the proxy for everyone
-    limit: int | None = 150  # examples per task before the 40/20/40 split (None: all)
+    limit: int | None = 150  # examples per task before the split (None: all)
+    #: the split's seed; None: each seed its own split. A fixed split puts every seed's runs on the same test
+    #: examples, so systems can be compared example by example (paired) over all their seeds
+    data_seed: int | None = None
+    dev_size: int | None = None  # dev and test sizes (None: the loader's 40/20/40 fractions; train keeps the rest)
+    test_size: int | None = None
     server_url: str | None = None  # None: serve the embedded model locally
     server_model: str | None = None
     runner_timeout_s: float = 1800.0
@@ -105,6 +113,8 @@ class Record:
     scoring_mode: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     test_score_text: float | None = None  # text-scored: generated up to the completion cap, answer parsed
+    outcomes: str | list[float] | None = None  # per test example, as `test_score` reads them (`outcomes.encode`)
+    outcomes_text: str | list[float] | None = None  # per test example, text-scored
     proposer_calls: int = 0  # calls on the proposer's own account (0 when the task model proposes)
     proposer_refused: int = 0
     proposer_tokens: int = 0
@@ -158,7 +168,8 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
         score_cache = CallCache(settings.out / "scoring.sqlite")
         for spec in settings.tasks:
             for seed in settings.seeds:
-                task = load_task(spec, seed=seed, limit=settings.limit)
+                task = load_task(spec, seed=seed if settings.data_seed is None else settings.data_seed,
+                                 limit=settings.limit, dev_size=settings.dev_size, test_size=settings.test_size)
                 infos.append(_task_info(spec, seed, task))
                 for budget in settings.budgets():
                     for name in settings.systems:
@@ -231,17 +242,19 @@ class TestScores:
     score: float
     mode: str  # "labels" (log-probabilities) or "generate"
     text: float  # generated up to the completion cap, the answer parsed as the task's metric does
+    outcomes: list[float]  # per test example, for `score` and for `text`: what paired comparisons read
+    outcomes_text: list[float]
 
 
 def score_test(task: Task, prompt: Prompt, scorer: Any, cache: CallCache, max_tokens: int) -> TestScores:
     """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget)."""
     model = MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final")
     default = Evaluator(task, model, max_tokens=max_tokens)
-    score = default.evaluate(prompt, task.test).score
+    first = default.evaluate(prompt, task.test)
     if default.mode == "generate":  # the default reading already is the text one: the same calls, made once
-        return TestScores(score, default.mode, score)
-    text = Evaluator(task, model, mode="generate", max_tokens=max_tokens).evaluate(prompt, task.test).score
-    return TestScores(score, default.mode, text)
+        return TestScores(first.score, default.mode, first.score, first.per_example(), first.per_example())
+    text = Evaluator(task, model, mode="generate", max_tokens=max_tokens).evaluate(prompt, task.test)
+    return TestScores(first.score, default.mode, text.score, first.per_example(), text.per_example())
 
 
 def _seed_record(settings: Settings, spec: str, seed: int, task: Task, scorer: OpenAICompatModel,
@@ -249,7 +262,8 @@ def _seed_record(settings: Settings, spec: str, seed: int, task: Task, scorer: O
     scores = score_test(task, Prompt(task.instruction, output_format=task.output_format), scorer, cache,
                         settings.max_tokens)
     return Record(spec, seed, 0, SEED, "ok", scores.score, instruction=task.instruction, scoring_mode=scores.mode,
-                  test_score_text=scores.text)
+                  test_score_text=scores.text, outcomes=encode(scores.outcomes),
+                  outcomes_text=encode(scores.outcomes_text))
 
 
 def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, up: Upstreams,
@@ -272,17 +286,21 @@ def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int
     if status == "ok" and (ledger.refused or (proposer is not None and proposer.refused)):
         status = "cut_off"  # the runner recovered, but the proxy refused calls: say so
     prompt = Prompt(result.instruction or task.instruction, output_format=task.output_format,
-                    demos=tuple(Example(d.input, d.target) for d in result.demos))
+                    demos=tuple(Example(d.input, d.target) for d in result.demos),
+                    calibration=Calibration.from_dict(result.calibration) if result.calibration else None)
     scores = score_test(task, prompt, scorer, score_cache, settings.max_tokens)
     detail = "; ".join(filter(None, [status_note, result.detail]))
     return Record(spec, seed, budget, name, status, scores.score, calls=ledger.calls, refused=ledger.refused,
                   prompt_tokens=ledger.prompt_tokens, completion_tokens=ledger.completion_tokens,
                   wall_s=round(wall, 1), internal_score=result.internal_score, detail=detail[:1500],
                   version=result.version, instruction=prompt.instruction, n_demos=len(prompt.demos),
-                  scoring_mode=scores.mode, test_score_text=scores.text, **_proposer_fields(proposer),
+                  scoring_mode=scores.mode, test_score_text=scores.text, outcomes=encode(scores.outcomes),
+                  outcomes_text=encode(scores.outcomes_text), **_proposer_fields(proposer),
                   extra={"run_dir": str(run_dir), "peer": result.extra, "upstream_failures": ledger.upstream_failures,
                          "clamped": ledger.clamped, "note": system.note, "timed_out": "wall-clock limit" in status_note,
-                         "final_is_seed": prompt.instruction.strip() == task.instruction.strip() and not prompt.demos})
+                         "calibration": prompt.calibration.method if prompt.calibration is not None else None,
+                         "final_is_seed": prompt.instruction.strip() == task.instruction.strip() and not prompt.demos
+                         and prompt.calibration is None})
 
 
 def _job(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, up: Upstreams, run_id: str,

@@ -107,6 +107,10 @@ class PeerResult:
     version: str = ""  # the peer package's version
     internal_score: float | None = None  # the peer's own score of its final prompt on dev, if it reports one
     extra: dict[str, Any] = field(default_factory=dict)  # peer-specific facts worth keeping (trials, candidates)
+    #: prompthone's systems only: the found prompt's label prior (`Calibration.to_dict()`), part of the prompt as
+    #: `auto` finds it; the harness applies it when it scores with label log-probabilities, while text scoring reads
+    #: the generated answer, which no calibration changes
+    calibration: dict[str, Any] | None = None
 
     def write(self, path: Path) -> None:
         if self.status not in STATUSES:

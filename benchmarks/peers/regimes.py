@@ -27,6 +27,17 @@ QWEN_TASKS = ("gen:boolean_expressions", "examples/reviews.jsonl")
 
 
 @dataclass(frozen=True)
+class Split:
+    """One split for every seed: the systems' final prompts are then scored on the same test examples, and the
+    tables can pair them example by example (as the quality benchmark does)."""
+
+    data_seed: int
+    limit: int  # examples drawn before the split: train keeps limit - dev - test
+    dev: int
+    test: int
+
+
+@dataclass(frozen=True)
 class Regime:
     """A task model, an optional separate proposer, and the full run's defaults in that regime."""
 
@@ -37,13 +48,18 @@ class Regime:
     levels: tuple[float, ...]  # fractions of the budget, each a separate run
     runner_timeout_s: float  # wall-clock limit per run in full mode
     raw: Path | None  # where a full run's raw results are written (committed beside RESULTS.md)
+    seeds: tuple[int, ...] = (0, 1, 2)  # a full run's seeds
+    split: Split | None = None  # a full run's split (None: each seed its own 40/20/40 split of 150 examples)
 
 
 REGIMES: dict[str, Regime] = {r.name: r for r in (
     Regime("smollm", "local", None, SMOLLM_TASKS, (0.33, 0.67, 1.0), 1800.0, None),
     # One budget level (the full 300 task calls, as in the quality benchmark): with the 1.5B proposer writing
     # about 10 tokens/s on 2 cores a run takes minutes to tens of minutes, so a second level would add hours.
-    Regime("qwen", "qwen-0.5b", "qwen-1.5b", QWEN_TASKS, (1.0,), 3 * 3600.0, RESULTS_DIR / "peers-qwen.jsonl"),
+    # 5 seeds on one split: 60 train (demos and bootstrapping), 30 dev (what the search scores; the budget is 300
+    # task calls), 200 test (the quality benchmark's test size; examples/reviews.jsonl has 320 examples)
+    Regime("qwen", "qwen-0.5b", "qwen-1.5b", QWEN_TASKS, (1.0,), 3 * 3600.0, RESULTS_DIR / "peers-qwen.jsonl",
+           seeds=(0, 1, 2, 3, 4), split=Split(data_seed=0, limit=290, dev=30, test=200)),
 )}
 
 #: the context of the proposer's server: TextGrad's backward prompts and DSPy's grounded proposer carry several

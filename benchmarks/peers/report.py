@@ -8,6 +8,11 @@ peer's score at the full budget; a level is a separate run with a smaller cap, s
 These rules read the first test score (label log-probabilities on classification tasks); the text-scored test
 score stands beside it in every table. Under each task's table, every system that failed, was cut off, timed out
 or returned the seed prompt unchanged is listed with the reason its runner gave.
+
+Where every seed ran on one split (`Settings.data_seed`) and the records carry per-example outcomes, each task
+also gets the paired table the quality benchmark has: each system's mean test score with a 95% interval over seeds
+and examples (two-way bootstrap), and its difference to the seed prompt on the same examples (per example the mean
+over seeds; paired bootstrap interval, p), both ways of scoring; an interval that holds 0 is "no difference".
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from benchmarks.outcomes import decode
 from benchmarks.peers.harness import Record, Settings, TaskInfo
 from benchmarks.peers.systems import SEED, SYSTEMS
 from benchmarks.results_md import markers
 from benchmarks.results_md import write_section as results_md_section
+from prompthone.compare import compare_runs
+from prompthone.evaluation.statistics import PairedComparison, mean_over_runs_and_examples
 
 CHANCE_MARGIN = 0.05
 SECTION_START, SECTION_END = markers("peers")
@@ -121,7 +129,7 @@ def _statuses(statuses: list[str]) -> str:
 
 
 def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[TaskInfo],
-               records: Sequence[Record] = ()) -> tuple[str, bool]:
+               records: Sequence[Record] = (), settings: Settings | None = None) -> tuple[str, bool]:
     finals = full_rows(rows)
     peers = [row.mean for name, row in finals.items() if is_peer(name)]
     target = max(peers) if peers else None
@@ -152,10 +160,65 @@ def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[Task
                      f"{statistics.fmean(row.proposer_calls):.0f} | {refused:.0f} | "
                      f"{statistics.fmean(row.tokens):.0f} | "
                      f"{statistics.fmean(row.wall):.0f} | {_fmt(reach, 0)} | {_statuses(row.statuses)} | {scoring} |")
+    pairs = paired_table(task, records, settings) if settings is not None else ""
+    if pairs:
+        lines += ["", "Paired on the same test examples (one split for every seed; per example the mean over seeds):",
+                  "", pairs]
     notes = failure_notes([r for r in records if r.task == task])
     if notes:
         lines += ["", "Where a system failed or fell back (the reason its runner gave):", *notes]
     return "\n".join(lines), chance
+
+
+def _runs(records: Sequence[Record], attribute: str) -> list[list[float]] | None:
+    """Each record's per-example outcomes (`outcomes` or `outcomes_text`), or None unless every record has them
+    and all are scored on test sets of one size (one split for every seed)."""
+    runs = [decode(getattr(r, attribute)) for r in records if getattr(r, attribute) is not None]
+    if not runs or len(runs) != len(records) or len({len(run) for run in runs}) != 1:
+        return None
+    return runs
+
+
+def paired(runs: Sequence[Record], seed_runs: Sequence[Record], attribute: str) \
+        -> tuple[tuple[float, float, float], PairedComparison | None] | None:
+    """A system's (mean, low, high) over its `runs` and the test examples, and its paired comparison with the seed
+    prompt's `seed_runs` (None when those lack outcomes); None when `runs` lack per-example outcomes."""
+    mine = _runs(runs, attribute)
+    if mine is None:
+        return None
+    interval = mean_over_runs_and_examples(mine)
+    seed = _runs(seed_runs, attribute)
+    if seed is None or len(seed[0]) != len(mine[0]):
+        return interval, None
+    return interval, compare_runs(mine, seed)
+
+
+def paired_table(task: str, records: Sequence[Record], settings: Settings) -> str:
+    """Per system at its full budget: test mean (95% CI over seeds and examples) and the paired difference to the
+    seed prompt, log-prob and text; empty unless every seed ran on one split with per-example outcomes."""
+    if settings.data_seed is None:
+        return ""
+    mine = [r for r in records if r.task == task]
+    finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
+    seed_runs = [r for r in mine if r.system == SEED]
+    lines = []
+    for name in sorted(finals, key=_order):
+        runs = [r for r in mine if r.system == name and r.budget == finals[name]]
+        cells = []
+        for attribute in ("outcomes", "outcomes_text"):
+            found = paired(runs, seed_runs, attribute)
+            if found is None:
+                cells += ["—", "—"]
+                continue
+            (mean, low, high), vs_seed = found
+            cells += [f"{mean:.3f} ({low:.3f} … {high:.3f})",
+                      "— (the reference)" if name == SEED else vs_seed.cell() if vs_seed is not None else "n/a"]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return "\n".join(["| system | runs | test, log-prob (95% CI) | vs seed prompt, log-prob (paired, 95% CI, p) | "
+                      "test, text (95% CI) | vs seed prompt, text (paired, 95% CI, p) |", "|---|---|---|---|---|---|",
+                      *lines])
 
 
 #: the parts of a runner's detail that say why a run ended badly (the rest is knobs and counts)
@@ -313,7 +376,7 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
     for task in settings.tasks:
         if task not in grouped:
             continue
-        table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task], records)
+        table, is_chance = task_table(task, grouped[task], [i for i in infos if i.task == task], records, settings)
         sections.append(table)
         counted.append(task)
         if is_chance:

@@ -19,6 +19,7 @@ from typing import Any
 
 RUNNERS = Path(__file__).parent / "runners"
 LOGPROB_NOTE = "scores candidates by label log-probabilities"
+AUTO_NOTE = LOGPROB_NOTE + "; a found calibration applies to log-prob scoring only"
 TEXT_NOTE = "generated text only: cannot use log-probability label scoring"
 #: DSPy LM calls per prediction, measured per embedded task model: SmolLM2-135M's ChatAdapter replies never parse,
 #: so the JSONAdapter fallback is a second call; Qwen2.5-Coder-0.5B writes the ChatAdapter format (87 of 87
@@ -115,6 +116,9 @@ class System:
 SEED = "seed"  # the task's seed prompt, scored without any optimization (0 calls)
 
 SYSTEMS: dict[str, System] = {s.name: s for s in (
+    # the default method with its defaults: it races calibrated forms, and its found calibration is part of its
+    # prompt, applied by the harness to label scoring (text scoring reads the generated answer, uncalibrated)
+    System("prompthone-auto", "prompthone_runner.py", None, AUTO_NOTE),
     System("prompthone-ape", "prompthone_runner.py", None, LOGPROB_NOTE, _ape_options),
     System("prompthone-opro", "prompthone_runner.py", None, LOGPROB_NOTE, _opro_options),
     System("prompthone-apo", "prompthone_runner.py", None, LOGPROB_NOTE, _apo_options),

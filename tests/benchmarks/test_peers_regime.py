@@ -46,9 +46,10 @@ def servers() -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
     proposer.stop()
 
 
-def _task_file(path: Path) -> Path:
-    rows = [{"input": f"review number {i} was {'great' if i % 2 else 'awful'}",
-             "target": "positive" if i % 2 else "negative"} for i in range(20)]
+def _task_file(path: Path, positives: int = 10) -> Path:
+    """20 reviews, `positives` of them positive (spread through the file)."""
+    rows = [{"input": f"review number {i} was {'great' if i < positives else 'awful'}",
+             "target": "positive" if i < positives else "negative"} for i in range(20)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -92,6 +93,37 @@ def test_task_calls_are_the_budget_and_proposer_calls_have_their_own_account(
     assert infos[0].sizes == {"train": 8, "dev": 4, "test": 8}
 
 
+#: a runner that keeps the seed instruction and reports a calibration whose prior all but forbids "negative"
+CALIBRATED_RUNNER = textwrap.dedent('''
+    from benchmarks.peers.job import PeerResult, main_job
+
+    job = main_job()
+    prior = {"method": "batch", "labels": ["positive", "negative"], "log_prior": [-0.0025, -6.0], "n": 32}
+    PeerResult("ok", job.instruction, calibration=prior).write(job.result_path)
+''')
+
+
+def test_a_found_calibration_is_applied_to_label_scoring_and_not_to_text_scoring(
+        servers: tuple[FakeOpenAIServer, FakeOpenAIServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task_server, _ = servers  # label log-probabilities favour "positive"; replies say "positive"
+    runner = tmp_path / "calibrated_runner.py"
+    runner.write_text(CALIBRATED_RUNNER, encoding="utf-8")
+    monkeypatch.setitem(SYSTEMS, "fake-auto", System("fake-auto", str(runner), None, "a fake"))
+    settings = Settings([str(_task_file(tmp_path / "reviews.jsonl", positives=15))], [0, 1], 3, [1.0],
+                        ["seed", "fake-auto"], tmp_path / "out", max_tokens=16, limit=None,
+                        server_url=task_server.base_url, data_seed=0, dev_size=4, test_size=10)
+    seed, found, seed_again, found_again = harness.run_suite(settings)[0]
+    # one split for both seeds (data_seed): the same 10 test examples, each one's outcome recorded both ways
+    assert seed.outcomes == seed_again.outcomes and found.outcomes == found_again.outcomes
+    assert seed.outcomes is not None and len(seed.outcomes) == 10 and seed.outcomes_text == seed.outcomes
+    positive_share = seed.test_score
+    assert positive_share is not None and positive_share > 0.5  # the uncalibrated seed answers "positive" always
+    # divided by its prior, "positive" loses everywhere: every answer is "negative" under the found prompt
+    assert found.test_score == pytest.approx(1 - positive_share)
+    assert found.test_score_text == seed.test_score_text == pytest.approx(positive_share)  # text: as generated
+    assert found.extra["calibration"] == "batch" and not found.extra["final_is_seed"]
+
+
 def test_knobs_are_sized_without_proposer_calls_when_the_proposer_is_separate() -> None:
     # DSPy COPRO: 300 task calls on 30 dev examples is 10 candidates; paying for proposals it is 9 (or fewer).
     assert dspy_runner._copro_knobs(300, 30, 1.0, proposer_counts=False)[:2] == (10, 1)
@@ -131,10 +163,15 @@ def test_the_qwen_regime_serves_two_models_and_the_default_is_unchanged() -> Non
     assert (qwen.task_model, qwen.proposer_model, qwen.separate_proposer) == ("qwen-0.5b", "qwen-1.5b", True)
     assert qwen.tasks == ["gen:boolean_expressions", "examples/reviews.jsonl"] and qwen.max_tokens == 256
     assert qwen.out.name == "peers-qwen" and qwen.budget == 300
+    # 5 seeds on one split (60 train / 30 dev / 200 test), so the tables can pair systems example by example
+    assert qwen.seeds == [0, 1, 2, 3, 4] and (qwen.data_seed, qwen.limit, qwen.dev_size, qwen.test_size) == \
+        (0, 290, 30, 200)
+    assert qwen.systems[:2] == ["seed", "prompthone-auto"]  # the default method is a system
     default = settings_from(parse_args(["--quick"]))
     assert (default.task_model, default.proposer_model, default.tasks) == ("local", None,
                                                                           ["gen:sentiment_templates"])
     assert default.out.name == "peers-quick" and default.runner_timeout_s == 1800.0
+    assert default.data_seed is None and settings_from(parse_args([])).seeds == [0, 1, 2]  # smollm: as before
 
 
 def _failed(system: str, detail: str, seed: int = 0, **extra: object) -> Record:

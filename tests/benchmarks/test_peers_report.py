@@ -121,3 +121,32 @@ def test_quick_mode_flags_a_system_that_did_not_run_or_was_not_counted(tmp_path:
     assert any("textgrad" in p and "no record" in p for p in problems)
     assert smoke_failures([_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.6, 12),
                            _record("textgrad", 40, 0.5, 40)], settings) == []
+
+
+def _scored(system: str, seed: int, outcomes: str, text: str, budget: int = 40) -> Record:
+    return Record("t", seed, 0 if system == "seed" else budget, system, "ok", outcomes.count("1") / len(outcomes),
+                  test_score_text=text.count("1") / len(text), outcomes=outcomes, outcomes_text=text)
+
+
+def test_one_split_for_every_seed_gives_the_paired_table(tmp_path: Path) -> None:
+    seed_prompt = "1" * 8 + "0" * 12  # 0.40 on 20 test examples, the same split for both seeds
+    records = [_scored("seed", 0, seed_prompt, seed_prompt), _scored("seed", 1, seed_prompt, seed_prompt),
+               _scored("prompthone-auto", 0, "1" * 18 + "00", seed_prompt),  # log-prob +0.5 on both seeds
+               _scored("prompthone-auto", 1, "1" * 18 + "00", seed_prompt),
+               _scored("textgrad", 0, seed_prompt, "1" * 9 + "0" * 11),  # +0.05 text on one example: noise
+               _scored("textgrad", 1, seed_prompt, seed_prompt)]
+    settings = Settings(["t"], [0, 1], 40, [1.0], ["seed", "prompthone-auto", "textgrad"], tmp_path, data_seed=0)
+    table = report.paired_table("t", records, settings)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert list(rows) == ["seed", "prompthone-auto", "textgrad"]
+    assert rows["seed"].startswith("| seed | 2 | 0.400 (") and "— (the reference)" in rows["seed"]
+    auto = rows["prompthone-auto"].split(" | ")
+    assert auto[2].startswith("0.900 (") and auto[3].startswith("+0.500 (")  # significant: no "no difference"
+    assert auto[5].startswith("no difference: +0.000")  # its text reading: the seed's answers
+    assert rows["textgrad"].split(" | ")[5].startswith("no difference: +0.025")  # per example, the mean over seeds
+    # the section carries it; a run whose seeds each had their own split has no such table
+    text = report.render(records, _infos(), settings, "python -m benchmarks.peers", None)
+    assert "Paired on the same test examples" in text and "| prompthone-auto | 2 | 0.900 (" in text
+    settings.data_seed = None
+    assert report.paired_table("t", records, settings) == ""
+    assert "Paired on the same test examples" not in report.render(records, _infos(), settings, "c", None)

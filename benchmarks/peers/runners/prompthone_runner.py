@@ -60,7 +60,7 @@ def run(job: Job) -> PeerResult:
                              options=dict(job.options), run_dir=out / "runs", cache=out / "calls.sqlite",
                              progress=False, final_top_k=top_k)
     best = result.best_prompt
-    kept = best.instruction.strip() == job.instruction.strip() and not best.demos
+    kept = best.instruction.strip() == job.instruction.strip() and not best.demos and best.calibration is None
     why = (f"kept the seed prompt: no candidate scored above it on dev (seed {result.seed_dev_score:.3f}); "
            if kept else "")
     return PeerResult(
@@ -70,7 +70,8 @@ def run(job: Job) -> PeerResult:
                f"finalization (top {top_k})",
         extra={"steps": result.steps, "candidates": result.n_candidates, "spend": result.spend,
                "final_spend": result.final_spend, "seed_dev_score": result.seed_dev_score,
-               "run_dir": result.run_dir})
+               "run_dir": result.run_dir},
+        calibration=best.calibration.to_dict() if best.calibration is not None else None)
 
 
 def main() -> None:
