@@ -14,7 +14,8 @@ The order of work and why:
    (generate up to the completion cap, parse the answer as the task's metric does), the way the peers see answers.
    Identical prompts are scored once.
 5. Each finished run is appended to `results.jsonl` at once; rerunning with the same `--out` skips what is there, so
-   a crash or Ctrl-C loses at most the run in progress.
+   a crash or Ctrl-C loses at most the run in progress; results made under other settings (split, budget, models)
+   are never resumed into (`_check_resumable`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ class Settings:
         data["out"] = str(self.out)
         return data
 
+    def mismatch(self, earlier: dict[str, Any]) -> list[str]:
+        """The fields that decide a run's outcome (models, budget, split, caps) on which `earlier` (the
+        settings.json of the results being resumed) differs from these: resuming must not mix the two."""
+        now = self.to_dict()
+        return [f"{name}: {earlier.get(name)!r} then, {now[name]!r} now" for name in OUTCOME_FIELDS
+                if earlier.get(name, now[name]) != now[name]]
+
+
+#: the settings a finished run's record depends on (tasks, seeds, systems and levels only choose which runs exist)
+OUTCOME_FIELDS = ("budget", "max_tokens", "limit", "data_seed", "dev_size", "test_size", "server_url", "server_model",
+                  "task_model", "proposer_model", "proposer_budget", "quick")
+
 
 @dataclass
 class Record:
@@ -157,6 +170,7 @@ class Upstreams:
 def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     settings.out = settings.out.resolve()  # runners run in their own directories: every path they get is absolute
     settings.out.mkdir(parents=True, exist_ok=True)
+    _check_resumable(settings)
     (settings.out / "settings.json").write_text(json.dumps(settings.to_dict(), indent=1), encoding="utf-8")
     results_path = settings.out / "results.jsonl"
     records = read_records(results_path)
@@ -189,6 +203,18 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
                         done.add(record.key)
     (settings.out / "tasks.json").write_text(json.dumps([asdict(i) for i in infos], indent=1), encoding="utf-8")
     return records, infos
+
+
+def _check_resumable(settings: Settings) -> None:
+    """Refuse to add runs to `--out` results made under other settings (a different split or budget would be
+    mixed into one table silently); say which settings differ and what to do."""
+    path = settings.out / "settings.json"
+    if not path.exists() or not (settings.out / "results.jsonl").exists():
+        return
+    differ = settings.mismatch(json.loads(path.read_text(encoding="utf-8")))
+    if differ:
+        raise SystemExit(f"{settings.out} holds results made with other settings ({'; '.join(differ)}); resuming "
+                         "would mix them. Use another --out, or remove that directory to start over.")
 
 
 def _python_for(name: str) -> Path:

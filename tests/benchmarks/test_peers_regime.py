@@ -256,3 +256,16 @@ def test_score_test_reads_a_generate_only_scorer_once(tmp_path: Path) -> None:
         assert scores.mode == ("labels" if can_score else "generate")
         if not can_score:
             assert scores.text == scores.score
+
+
+def test_resuming_refuses_results_made_with_other_settings(tmp_path: Path) -> None:
+    first = Settings(["t"], [0], 300, [1.0], ["seed"], tmp_path, data_seed=0, dev_size=30, test_size=200)
+    (tmp_path / "settings.json").write_text(json.dumps(first.to_dict()), encoding="utf-8")
+    (tmp_path / "results.jsonl").write_text("", encoding="utf-8")
+    more = Settings(["t", "u"], [0, 1, 2], 300, [1.0], ["seed", "textgrad"], tmp_path, data_seed=0, dev_size=30,
+                    test_size=200)
+    harness._check_resumable(more)  # more tasks, seeds or systems: the same runs, resumed and extended
+    other = Settings(["t"], [0], 300, [1.0], ["seed"], tmp_path, data_seed=None)
+    with pytest.raises(SystemExit, match=r"other settings \(data_seed: 0 then, None now; dev_size: 30 then, None "
+                                         r"now; test_size: 200 then, None now\)"):
+        harness._check_resumable(other)
