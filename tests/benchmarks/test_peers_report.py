@@ -43,6 +43,7 @@ def test_job_and_result_files_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("budget", "dev", "expected"), [(300, 30, 3), (200, 30, 1), (100, 30, 0), (40, 6, 1)])
 def test_the_finalization_reserve_fits_half_the_budget(budget: int, dev: int, expected: int) -> None:
     assert final_top_k(budget, dev) == expected
+    assert final_top_k(budget, dev, "auto") == 0  # its race on dev is its selection: the whole budget races
 
 
 def _record(system: str, budget: int, score: float, calls: int, seed: int = 0, task: str = "t") -> Record:

@@ -12,8 +12,10 @@ The budget at the proxy covers everything prompthone does, including its finaliz
 the top k candidates on the full dev split), so the search gets the budget minus a reserve of (1 + k) x |dev|
 calls, with k = 3 (the default) when that reserve is at most half the budget, else k = 1, else no re-ranking
 (k = 0: the method's own best is reported). Whatever the reserve does not need (finalists already scored on dev are
-answered by the run's own call cache) stays unspent. The call cache lives in the run's directory and dies with it:
-nothing carries over between runs.
+answered by the run's own call cache) stays unspent. `auto` is the exception: its successive-halving race on dev
+*is* its selection (the seed arm races too, and ties go to the earlier, simpler arm), so it runs with k = 0 and
+the whole budget goes to the race, as in `prompthone optimize`, where finalization is not charged to the budget.
+The call cache lives in the run's directory and dies with it: nothing carries over between runs.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ from benchmarks.peers.job import Job, Pair, PeerResult, is_budget_refusal, main_
 MAX_RESERVE_SHARE = 0.5  # at most this share of the budget is set aside for the final dev re-ranking
 
 
-def final_top_k(budget: int, dev_size: int) -> int:
-    """The largest of 3, 1, 0 finalists whose dev re-ranking (seed included) fits in the reserve share."""
+#: methods whose own ranking is a full selection on dev (no reserve for a re-ranking that would repeat it)
+SELECTS_ON_DEV = ("auto",)
+
+
+def final_top_k(budget: int, dev_size: int, method: str = "") -> int:
+    """The largest of 3, 1, 0 finalists whose dev re-ranking (seed included) fits in the reserve share; 0 for a
+    method that already selects on dev (`SELECTS_ON_DEV`)."""
+    if method in SELECTS_ON_DEV:
+        return 0
     return next((k for k in (3, 1) if (1 + k) * dev_size <= MAX_RESERVE_SHARE * budget), 0)
 
 
@@ -46,7 +55,7 @@ def run(job: Job) -> PeerResult:
     dev = tuple(Example(p.input, p.target, {"id": f"dev-{i}"}) for i, p in enumerate(job.dev))
     task = Task(job.task, train, dev, (), metric=job.metric, labels=tuple(job.labels) if job.labels else None,
                 instruction=job.instruction, output_format=job.output_format)
-    top_k = final_top_k(job.budget_calls, len(dev))
+    top_k = final_top_k(job.budget_calls, len(dev), method)
     reserve = (1 + top_k) * len(dev) if top_k else 0
     search_calls = job.budget_calls - reserve
     out = Path(job.out_dir)
