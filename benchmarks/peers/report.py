@@ -164,6 +164,9 @@ def task_table(task: str, rows: dict[tuple[str, int], Row], infos: Sequence[Task
     if pairs:
         lines += ["", "Paired on the same test examples (one split for every seed; per example the mean over seeds):",
                   "", pairs]
+    against = head_to_head_table(task, records, settings) if settings is not None else ""
+    if against:
+        lines += ["", "The default method against each system, on the same test examples:", "", against]
     notes = failure_notes([r for r in records if r.task == task])
     if notes:
         lines += ["", "Where a system failed or fell back (the reason its runner gave):", *notes]
@@ -219,6 +222,36 @@ def paired_table(task: str, records: Sequence[Record], settings: Settings) -> st
     return "\n".join(["| system | runs | test, log-prob (95% CI) | vs seed prompt, log-prob (paired, 95% CI, p) | "
                       "test, text (95% CI) | vs seed prompt, text (paired, 95% CI, p) |", "|---|---|---|---|---|---|",
                       *lines])
+
+
+#: the system every other one is set against, head to head, where every seed ran on one split: the default method
+REFERENCE = "prompthone-auto"
+
+
+def head_to_head_table(task: str, records: Sequence[Record], settings: Settings, reference: str = REFERENCE) -> str:
+    """`reference` against each other system at its full budget on the same test examples (per example the mean
+    over each one's seeds; paired bootstrap 95% interval, p), log-prob and text; empty unless every seed ran on one
+    split and the reference has per-example outcomes."""
+    if settings.data_seed is None:
+        return ""
+    mine = [r for r in records if r.task == task]
+    finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
+    if reference not in finals:
+        return ""
+    ours = [r for r in mine if r.system == reference and r.budget == finals[reference]]
+    lines = []
+    for name in sorted(finals, key=_order):
+        if name == reference:
+            continue
+        theirs = [r for r in mine if r.system == name and r.budget == finals[name]]
+        cells = []
+        for attribute in ("outcomes", "outcomes_text"):
+            a, b = _runs(ours, attribute), _runs(theirs, attribute)
+            cells.append("—" if a is None or b is None or len(a[0]) != len(b[0]) else compare_runs(a, b).cell())
+        lines.append(f"| {reference} − {name} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return "\n".join(["| pair | log-prob (paired, 95% CI, p) | text (paired, 95% CI, p) |", "|---|---|---|", *lines])
 
 
 #: the parts of a runner's detail that say why a run ended badly (the rest is knobs and counts)

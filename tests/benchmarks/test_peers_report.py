@@ -145,9 +145,13 @@ def test_one_split_for_every_seed_gives_the_paired_table(tmp_path: Path) -> None
     assert auto[2].startswith("0.900 (") and auto[3].startswith("+0.500 (")  # significant: no "no difference"
     assert auto[5].startswith("no difference: +0.000")  # its text reading: the seed's answers
     assert rows["textgrad"].split(" | ")[5].startswith("no difference: +0.025")  # per example, the mean over seeds
-    # the section carries it; a run whose seeds each had their own split has no such table
+    # the default method head to head with every other system (auto − it; the seed prompt included)
+    against = report.head_to_head_table("t", records, settings).splitlines()
+    assert against[2].startswith("| prompthone-auto − seed | +0.500 (") and "no difference: +0.000" in against[2]
+    assert against[3].startswith("| prompthone-auto − textgrad | +0.500 (") and "no difference: -0.025" in against[3]
+    # the section carries both; a run whose seeds each had their own split has neither
     text = report.render(records, _infos(), settings, "python -m benchmarks.peers", None)
     assert "Paired on the same test examples" in text and "| prompthone-auto | 2 | 0.900 (" in text
     settings.data_seed = None
-    assert report.paired_table("t", records, settings) == ""
+    assert report.paired_table("t", records, settings) == "" == report.head_to_head_table("t", records, settings)
     assert "Paired on the same test examples" not in report.render(records, _infos(), settings, "c", None)
