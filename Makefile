@@ -75,7 +75,7 @@ bench-quality: install  ## each method vs the seed prompt on held-out test, 2 ta
 peers: install  ## prompthone vs DSPy, TextGrad, promptolution on one server and budget (hours); updates RESULTS.md
 	$(PY) -m benchmarks.peers
 
-peers-qwen: install  ## the peers with Qwen2.5-Coder-0.5B as task model and 1.5B proposing (~10-15 h, resumable); raw to benchmarks/results/peers-qwen.jsonl
+peers-qwen: install  ## the peers with Qwen2.5-Coder-0.5B as task model and 1.5B proposing (5 seeds, 2 tasks, 14 systems: many hours, resumable); raw to benchmarks/results/peers-qwen.jsonl
 	$(PY) -m benchmarks.peers --regime qwen
 
 peers-quick: install  ## the same harness on 1 task, 1 seed, a tiny budget: checks every system runs and is counted
