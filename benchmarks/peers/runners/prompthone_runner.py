@@ -21,6 +21,7 @@ The call cache lives in the run's directory and dies with it: nothing carries ov
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import traceback
@@ -74,7 +75,8 @@ def run(job: Job) -> PeerResult:
            if kept else "")
     return PeerResult(
         "ok", best.instruction, demos=[Pair(d.input, d.target) for d in best.demos], version=version("prompthone"),
-        internal_score=result.best_dev_score,
+        # NaN when nothing re-scored the winner on the whole dev split (k = 0): no own score, not a NaN in JSON
+        internal_score=result.best_dev_score if math.isfinite(result.best_dev_score) else None,
         detail=f"{why}stopped: {result.stopped_reason}; search budget {search_calls} calls + {reserve} reserved for "
                f"finalization (top {top_k})",
         extra={"steps": result.steps, "candidates": result.n_candidates, "spend": result.spend,
