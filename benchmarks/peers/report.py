@@ -293,7 +293,30 @@ def _order(system: str) -> int:
     return names.index(system) if system in names else len(names)
 
 
-def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: list[str]) -> str:
+def verdicts(records: Sequence[Record], settings: Settings, counted: Sequence[str]) -> dict[str, list[int]]:
+    """Per system, over the `counted` tasks where it has paired outcomes: [significant gains, no difference,
+    significant losses] against the seed prompt on the log-prob reading (empty without one split for every seed)."""
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    if settings.data_seed is None:
+        return {}
+    for task in counted:
+        mine = [r for r in records if r.task == task]
+        finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
+        seed_runs = [r for r in mine if r.system == SEED]
+        for name, budget in finals.items():
+            pair = None if name == SEED else paired([r for r in mine if r.system == name and r.budget == budget],
+                                                     seed_runs, "outcomes")
+            if pair is None or pair[1] is None:
+                continue
+            c = pair[1]
+            found[name][0 if c.significant and c.difference > 0 else 2 if c.significant else 1] += 1
+    return dict(found)
+
+
+def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: list[str],
+                    counts: dict[str, list[int]] | None = None) -> str:
+    """The systems over the counted tasks; `counts` (`verdicts`) adds how many tasks each one significantly gains
+    on, ties or loses against the seed prompt."""
     per_system: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with_peers = 0  # tasks where some peer ran: the denominator of "reached best peer"
     for task in counted:
@@ -318,8 +341,9 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
         return "No task run: no aggregate."
     lines = [f"Over {len(counted)} task(s): {', '.join(counted)}.", "",
              "| system | mean test score, log-prob | mean test score, text | mean calls | mean proposer calls | "
-             "mean tokens | mean wall s | reached best peer (tasks) | mean calls to reach |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "mean tokens | mean wall s | reached best peer (tasks) | mean calls to reach |"
+             + (" vs seed prompt, log-prob: gain / no difference / loss (tasks) |" if counts else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if counts else "")]
     for name, stats in sorted(per_system.items(), key=lambda kv: _order(kv[0])):
         reach = stats.get("reach", [])
         text = _fmt(statistics.fmean(stats["text"])) if stats.get("text") else "—"
@@ -327,7 +351,8 @@ def aggregate_table(grouped: dict[str, dict[tuple[str, int], Row]], counted: lis
                      f"{statistics.fmean(stats['calls']):.0f} | {statistics.fmean(stats['proposer']):.0f} | "
                      f"{statistics.fmean(stats['tokens']):.0f} | {statistics.fmean(stats['wall']):.0f} | "
                      f"{'—' if name == SEED or not with_peers else f'{len(reach)}/{with_peers}'} | "
-                     f"{_fmt(statistics.fmean(reach), 0) if reach else '—'} |")
+                     f"{_fmt(statistics.fmean(reach), 0) if reach else '—'} |"
+                     + (f" {' / '.join(map(str, counts[name])) if name in counts else '—'} |" if counts else ""))
     return "\n".join(lines)
 
 
@@ -424,7 +449,7 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
         "against). Tokens are the task model's and the proposer's together.",
         f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; {where or machine()}.", "",
     ]
-    body = ["## Aggregate", "", aggregate_table(grouped, counted), ""]
+    body = ["## Aggregate", "", aggregate_table(grouped, counted, verdicts(records, settings, counted)), ""]
     if chance:
         body += [f"At chance (averaged in, flagged): {', '.join(chance)}.", ""]
     if plot_path is not None:

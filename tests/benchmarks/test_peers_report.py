@@ -152,6 +152,10 @@ def test_one_split_for_every_seed_gives_the_paired_table(tmp_path: Path) -> None
     # the section carries both; a run whose seeds each had their own split has neither
     text = report.render(records, _infos(), settings, "python -m benchmarks.peers", None)
     assert "Paired on the same test examples" in text and "| prompthone-auto | 2 | 0.900 (" in text
+    # the aggregate counts each system's verdicts against the seed prompt (log-prob) over the tasks
+    assert report.verdicts(records, settings, ["t"]) == {"prompthone-auto": [1, 0, 0], "textgrad": [0, 1, 0]}
+    assert "| 1 / 0 / 0 |" in text and "gain / no difference / loss" in text
     settings.data_seed = None
     assert report.paired_table("t", records, settings) == "" == report.head_to_head_table("t", records, settings)
+    assert report.verdicts(records, settings, ["t"]) == {}
     assert "Paired on the same test examples" not in report.render(records, _infos(), settings, "c", None)
