@@ -47,7 +47,7 @@ def servers() -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
 
 
 def _task_file(path: Path, positives: int = 10) -> Path:
-    """20 reviews, `positives` of them positive (spread through the file)."""
+    """20 reviews, the first `positives` of them positive (the loader shuffles before it splits)."""
     rows = [{"input": f"review number {i} was {'great' if i < positives else 'awful'}",
              "target": "positive" if i < positives else "negative"} for i in range(20)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
