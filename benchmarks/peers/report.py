@@ -182,18 +182,25 @@ def _runs(records: Sequence[Record], attribute: str) -> list[list[float]] | None
     return runs
 
 
-def paired(runs: Sequence[Record], seed_runs: Sequence[Record], attribute: str) \
-        -> tuple[tuple[float, float, float], PairedComparison | None] | None:
-    """A system's (mean, low, high) over its `runs` and the test examples, and its paired comparison with the seed
-    prompt's `seed_runs` (None when those lack outcomes); None when `runs` lack per-example outcomes."""
-    mine = _runs(runs, attribute)
-    if mine is None:
+def final_runs(records: Sequence[Record], task: str) -> dict[str, list[Record]]:
+    """Each system's runs on `task` at its largest budget (`full_rows`; the seed prompt's at 0), in table order."""
+    mine = [r for r in records if r.task == task]
+    budgets = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
+    return {name: [r for r in mine if r.system == name and r.budget == budgets[name]]
+            for name in sorted(budgets, key=_order)}
+
+
+#: the two readings of a final prompt's test outcomes: label log-probabilities, generated text
+READINGS = ("outcomes", "outcomes_text")
+
+
+def paired_difference(a: Sequence[Record], b: Sequence[Record], attribute: str) -> PairedComparison | None:
+    """Runs `a` against runs `b` on the same test examples (per example the mean over each one's seeds;
+    `compare_runs`), or None unless both have per-example outcomes on test sets of one size."""
+    ours, theirs = _runs(a, attribute), _runs(b, attribute)
+    if ours is None or theirs is None or len(ours[0]) != len(theirs[0]):
         return None
-    interval = mean_over_runs_and_examples(mine)
-    seed = _runs(seed_runs, attribute)
-    if seed is None or len(seed[0]) != len(mine[0]):
-        return interval, None
-    return interval, compare_runs(mine, seed)
+    return compare_runs(ours, theirs)
 
 
 def paired_table(task: str, records: Sequence[Record], settings: Settings) -> str:
@@ -201,19 +208,18 @@ def paired_table(task: str, records: Sequence[Record], settings: Settings) -> st
     seed prompt, log-prob and text; empty unless every seed ran on one split with per-example outcomes."""
     if settings.data_seed is None:
         return ""
-    mine = [r for r in records if r.task == task]
-    finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
-    seed_runs = [r for r in mine if r.system == SEED]
+    finals = final_runs(records, task)
+    seed_runs = finals.get(SEED, [])
     lines = []
-    for name in sorted(finals, key=_order):
-        runs = [r for r in mine if r.system == name and r.budget == finals[name]]
+    for name, runs in finals.items():
         cells = []
-        for attribute in ("outcomes", "outcomes_text"):
-            found = paired(runs, seed_runs, attribute)
-            if found is None:
+        for attribute in READINGS:
+            outcomes = _runs(runs, attribute)
+            if outcomes is None:
                 cells += ["—", "—"]
                 continue
-            (mean, low, high), vs_seed = found
+            mean, low, high = mean_over_runs_and_examples(outcomes)
+            vs_seed = None if name == SEED else paired_difference(runs, seed_runs, attribute)
             cells += [f"{mean:.3f} ({low:.3f} … {high:.3f})",
                       "— (the reference)" if name == SEED else vs_seed.cell() if vs_seed is not None else "n/a"]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
@@ -234,21 +240,14 @@ def head_to_head_table(task: str, records: Sequence[Record], settings: Settings,
     split and the reference has per-example outcomes."""
     if settings.data_seed is None:
         return ""
-    mine = [r for r in records if r.task == task]
-    finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
-    if reference not in finals:
+    finals = final_runs(records, task)
+    ours = finals.pop(reference, None)
+    if ours is None:
         return ""
-    ours = [r for r in mine if r.system == reference and r.budget == finals[reference]]
     lines = []
-    for name in sorted(finals, key=_order):
-        if name == reference:
-            continue
-        theirs = [r for r in mine if r.system == name and r.budget == finals[name]]
-        cells = []
-        for attribute in ("outcomes", "outcomes_text"):
-            a, b = _runs(ours, attribute), _runs(theirs, attribute)
-            cells.append("—" if a is None or b is None or len(a[0]) != len(b[0]) else compare_runs(a, b).cell())
-        lines.append(f"| {reference} − {name} | " + " | ".join(cells) + " |")
+    for name, theirs in finals.items():
+        cells = [paired_difference(ours, theirs, attribute) for attribute in READINGS]
+        lines.append(f"| {reference} − {name} | " + " | ".join("—" if c is None else c.cell() for c in cells) + " |")
     if not lines:
         return ""
     return "\n".join(["| pair | log-prob (paired, 95% CI, p) | text (paired, 95% CI, p) |", "|---|---|---|", *lines])
@@ -300,16 +299,12 @@ def verdicts(records: Sequence[Record], settings: Settings, counted: Sequence[st
     if settings.data_seed is None:
         return {}
     for task in counted:
-        mine = [r for r in records if r.task == task]
-        finals = {name: row.budget for name, row in full_rows(rows_by_task(mine).get(task, {})).items()}
-        seed_runs = [r for r in mine if r.system == SEED]
-        for name, budget in finals.items():
-            pair = None if name == SEED else paired([r for r in mine if r.system == name and r.budget == budget],
-                                                     seed_runs, "outcomes")
-            if pair is None or pair[1] is None:
-                continue
-            c = pair[1]
-            found[name][0 if c.significant and c.difference > 0 else 2 if c.significant else 1] += 1
+        finals = final_runs(records, task)
+        seed_runs = finals.pop(SEED, [])
+        for name, runs in finals.items():
+            c = paired_difference(runs, seed_runs, READINGS[0])
+            if c is not None:
+                found[name][0 if c.significant and c.difference > 0 else 2 if c.significant else 1] += 1
     return dict(found)
 
 
