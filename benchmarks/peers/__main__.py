@@ -1,7 +1,9 @@
 """`python -m benchmarks.peers`: prompthone vs DSPy, TextGrad and promptolution on one server, one budget, one scorer.
 
 Full mode (the published table, hours on 2 CPU cores): the regime's suite, seeds, split and budget levels; writes the
-raw results (`--raw`, by default the regime's file under benchmarks/results/) and the RESULTS.md section from them.
+raw results (`--raw`, by default the regime's file under benchmarks/results/; rewritten after every run, and its
+finished runs carried into the next invocation, so a run of many hours can be done in committed pieces) and the
+RESULTS.md section from them.
 `--regime qwen` runs Qwen2.5-Coder-0.5B as task model with Qwen2.5-Coder-1.5B as every system's proposer; the
 default `smollm` regime runs SmolLM2-135M in both roles. `--quick` (CI smoke test, a few minutes): one small task,
 one seed, a tiny budget, every system; it checks that every system ran and was counted at the proxy, not who won.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.peers import report
@@ -136,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = settings_from(args)
     command = "python -m benchmarks.peers " + shlex.join(sys.argv[1:] if argv is None else argv)
-    records, infos = run_suite(settings)
-    records = [r for r in records if r.task in settings.tasks and r.seed in settings.seeds
-               and r.system in settings.systems and r.budget in (0, *settings.budgets())]  # this invocation's runs only
-    raw = Raw(command, settings, report.versions(records), report.machine(), _ran(infos, settings), records)
     raw_path = args.raw or (None if settings.quick else REGIMES[settings.regime].raw)
+    earlier = _earlier(raw_path, settings)
+
+    def checkpoint(records: list[Record], infos: list[TaskInfo]) -> None:
+        assert raw_path is not None
+        write_raw(raw_path, _raw(command, settings, records, infos, earlier))
+
+    records, infos = run_suite(settings, earlier.records if earlier else (), checkpoint if raw_path else None)
+    raw = _raw(command, settings, records, infos, earlier)
     if raw_path is not None:
         print(f"[peers] raw results: {write_raw(raw_path, raw)}")
     results = args.results or (None if settings.quick else BENCH_DIR / "RESULTS.md")
@@ -153,9 +160,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ran(infos: list[TaskInfo], settings: Settings) -> list[TaskInfo]:
-    """The task facts of this invocation's tasks and seeds (one per task and seed)."""
-    return [i for i in infos if i.task in settings.tasks and i.seed in settings.seeds]
+def _earlier(raw_path: Path | None, settings: Settings) -> Raw | None:
+    """The raw file this invocation adds to, when there is one: its finished runs are carried in and kept, so a
+    run of many hours can span sessions (or machines) that keep only what is committed. One made under other
+    settings stops the run, naming the fields, as resuming `--out` does."""
+    if raw_path is None or not raw_path.exists():
+        return None
+    raw = read_raw(raw_path)
+    differ = settings.mismatch(raw.settings.to_dict())
+    if differ:
+        raise SystemExit(f"{raw_path} holds results made with other settings ({'; '.join(differ)}); adding to it "
+                         "would mix them. Pass --raw to write elsewhere, or remove that file to start over.")
+    return raw
+
+
+def _raw(command: str, settings: Settings, records: list[Record], infos: list[TaskInfo], earlier: Raw | None) -> Raw:
+    """The raw file's content: this invocation's runs (its tasks, seeds, systems and levels), and the earlier raw
+    file's runs outside them, kept (the settings list the union, so the section shows them all)."""
+    def mine(task: str, seed: int, system: str = SEED, budget: int = 0) -> bool:
+        return (task in settings.tasks and seed in settings.seeds and system in settings.systems
+                and budget in (0, *settings.budgets()))
+
+    records = [r for r in records if mine(r.task, r.seed, r.system, r.budget)]
+    infos = [i for i in infos if mine(i.task, i.seed)]
+    scope = settings
+    if earlier is not None:
+        records += [r for r in earlier.records if not mine(r.task, r.seed, r.system, r.budget)]
+        have = {(i.task, i.seed) for i in infos}
+        infos += [i for i in earlier.infos if (i.task, i.seed) not in have]
+        scope = replace(settings, tasks=_union(settings.tasks, earlier.settings.tasks),
+                        seeds=sorted(set(settings.seeds) | set(earlier.settings.seeds)),
+                        systems=_union(settings.systems, earlier.settings.systems),
+                        levels=sorted(set(settings.levels) | set(earlier.settings.levels)))
+    return Raw(command, scope, report.versions(records), report.machine(), infos, records)
+
+
+def _union(first: list[str], then: list[str]) -> list[str]:
+    return first + [name for name in then if name not in first]
 
 
 if __name__ == "__main__":

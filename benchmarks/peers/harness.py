@@ -15,7 +15,10 @@ The order of work and why:
    Identical prompts are scored once.
 5. Each finished run is appended to `results.jsonl` at once; rerunning with the same `--out` skips what is there, so
    a crash or Ctrl-C loses at most the run in progress; results made under other settings (split, budget, models)
-   are never resumed into (`_check_resumable`).
+   are never resumed into (`_check_resumable`). Runs `carried` in from a committed raw file (an earlier machine's or
+   session's progress, `__main__`) count as done the same way, and `on_record` hears of every run as it lands (the
+   full mode rewrites the raw file then), so a run of many hours can be spread over sessions that each keep only
+   what is committed.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from benchmarks.peers.job import Job, Pair, PeerResult
 from benchmarks.peers.proxy import CountingProxy, Ledger
 from benchmarks.peers.regimes import PROPOSER_CONTEXT, serve_embedded
 from benchmarks.peers.systems import SEED, SYSTEMS, Sizing
+from benchmarks.results_md import source_commit
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
 from prompthone.evaluation.evaluator import Evaluator
@@ -167,7 +171,14 @@ class Upstreams:
     proposer_proxy_url: str | None = None
 
 
-def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
+def run_suite(settings: Settings, carried: Iterable[Record] = (),
+              on_record: Callable[[list[Record], list[TaskInfo]], None] | None = None,
+              ) -> tuple[list[Record], list[TaskInfo]]:
+    """Run what `settings` asks for that is not done yet; returns every record in `--out` and the task facts.
+
+    `carried`: records made elsewhere under the same settings (the caller checked), added to `results.jsonl` where
+    absent, so they are skipped here and kept; `on_record(records, infos)` is called after each new run.
+    """
     settings.out = settings.out.resolve()  # runners run in their own directories: every path they get is absolute
     settings.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(settings)
@@ -175,6 +186,12 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
     results_path = settings.out / "results.jsonl"
     records = read_records(results_path)
     done = {r.key for r in records}
+    adopted = [r for r in carried if r.key not in done]
+    if adopted:
+        _append(results_path, adopted)
+        records += adopted
+        done |= {r.key for r in adopted}
+        print(f"[peers] carried in {len(adopted)} finished runs from the raw file", flush=True)
     infos: list[TaskInfo] = []
     pythons = {name: _python_for(name) for name in settings.systems if name != SEED}
     with _upstreams(settings) as up, OpenAICompatModel(up.server_url, up.model, timeout=900.0,
@@ -197,12 +214,18 @@ def run_suite(settings: Settings) -> tuple[list[Record], list[TaskInfo]]:
                             record = _run_system(settings, name, spec, seed, budget, task, up, pythons[name],
                                                  scorer, score_cache)
                         _print_record(record)
-                        with results_path.open("a", encoding="utf-8") as sink:
-                            sink.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+                        _append(results_path, [record])
                         records.append(record)
                         done.add(record.key)
+                        if on_record is not None:
+                            on_record(records, infos)
     (settings.out / "tasks.json").write_text(json.dumps([asdict(i) for i in infos], indent=1), encoding="utf-8")
     return records, infos
+
+
+def _append(path: Path, records: list[Record]) -> None:
+    with path.open("a", encoding="utf-8") as sink:
+        sink.writelines(json.dumps(asdict(record), ensure_ascii=False) + "\n" for record in records)
 
 
 def _check_resumable(settings: Settings) -> None:
@@ -325,6 +348,7 @@ def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int
                   extra={"run_dir": str(run_dir), "peer": result.extra, "upstream_failures": ledger.upstream_failures,
                          "clamped": ledger.clamped, "note": system.note, "timed_out": "wall-clock limit" in status_note,
                          "calibration": prompt.calibration.method if prompt.calibration is not None else None,
+                         "source_commit": source_commit(),
                          "final_is_seed": prompt.instruction.strip() == task.instruction.strip() and not prompt.demos
                          and prompt.calibration is None})
 

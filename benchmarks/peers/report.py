@@ -442,9 +442,14 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
         "label log-probabilities (classification tasks; chance and calls to reach read this one), *text* generates "
         "up to the completion cap and parses the answer as the task's metric does (what the peers optimize "
         "against). Tokens are the task model's and the proposer's together.",
-        f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; {where or machine()}.", "",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in found.items())}; {where or machine()}.{sources(records)}", "",
     ]
     body = ["## Aggregate", "", aggregate_table(grouped, counted, verdicts(records, settings, counted)), ""]
+    missing = missing_runs(records, settings)
+    if missing:
+        body += [f"**Incomplete: {len(missing)} planned runs have no result yet** (the tables read only what ran; "
+                 f"rerunning the command adds them): {', '.join(missing[:12])}{' …' if len(missing) > 12 else ''}.",
+                 ""]
     if chance:
         body += [f"At chance (averaged in, flagged): {', '.join(chance)}.", ""]
     if plot_path is not None:
@@ -453,6 +458,28 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
     notes = sorted({f"- {name}: {SYSTEMS[name].note}" for name in {r.system for r in records} if name in SYSTEMS})
     body += ["Capabilities:", *notes]
     return "\n".join(header + body) + "\n"
+
+
+def sources(records: Iterable[Record]) -> str:
+    """" Source commits: …" naming the git commit(s) the systems' runs were made from (a long run spans sessions,
+    and the code may move between them), or "" for records from before commits were recorded."""
+    found: dict[str, int] = defaultdict(int)
+    for record in records:
+        if record.extra.get("source_commit"):
+            found[record.extra["source_commit"]] += 1
+    if not found:
+        return ""
+    return " Source commits: " + ", ".join(f"{commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''} "
+                                           f"({count} runs)" for commit, count in found.items()) + "."
+
+
+def missing_runs(records: Iterable[Record], settings: Settings) -> list[str]:
+    """The planned runs (every task, seed, system and budget level of `settings`) with no record, as
+    "task seed s: system", so a section made from a run still in progress says so instead of passing for whole."""
+    have = {r.key for r in records}
+    return [f"{task} seed {seed}: {name}" + ("" if len(settings.budgets()) == 1 or name == SEED else f" ({budget})")
+            for task in settings.tasks for seed in settings.seeds for name in settings.systems
+            for budget in ([0] if name == SEED else settings.budgets()) if (task, seed, budget, name) not in have]
 
 
 def write_section(results_md: Path, text: str) -> None:

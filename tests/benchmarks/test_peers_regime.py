@@ -269,3 +269,48 @@ def test_resuming_refuses_results_made_with_other_settings(tmp_path: Path) -> No
     with pytest.raises(SystemExit, match=r"other settings \(data_seed: 0 then, None now; dev_size: 30 then, None "
                                          r"now; test_size: 200 then, None now\)"):
         harness._check_resumable(other)
+
+
+def test_a_raw_file_carries_finished_runs_into_the_next_session(
+        servers: tuple[FakeOpenAIServer, FakeOpenAIServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of many hours spans sessions that keep only what is committed: the raw file, rewritten after every
+    run, is carried into the next invocation's fresh `--out`, whose runs it then skips."""
+    task_server, _ = servers
+    runner = tmp_path / "calibrated_runner.py"
+    runner.write_text(CALIBRATED_RUNNER, encoding="utf-8")
+    monkeypatch.setitem(SYSTEMS, "fake-auto", System("fake-auto", str(runner), None, "a fake"))
+    raw_path, results = tmp_path / "raw.jsonl", tmp_path / "RESULTS.md"
+    task = str(_task_file(tmp_path / "reviews.jsonl"))
+
+    def session(n: int, *seeds: int, budget: str = "3") -> list[str]:
+        return ["--tasks", task, "--seeds", *map(str, seeds), "--systems", "fake-auto", "--budget", budget,
+                "--levels", "1", "--max-tokens", "16", "--server-url", task_server.base_url, "--raw", str(raw_path),
+                "--results", str(results), "--out", str(tmp_path / f"out{n}")]
+
+    assert main(session(1, 0)) == 0
+    written = []
+    real_write = write_raw
+    monkeypatch.setattr("benchmarks.peers.__main__.write_raw",
+                        lambda path, raw: written.append(len(raw.records)) or real_write(path, raw))
+    assert main(session(2, 0, 1)) == 0  # a fresh --out: seed 0 comes from the raw file
+    assert len(list((tmp_path / "out2" / "runs").iterdir())) == 1  # only seed 1's fake-auto ran
+    assert written == [3, 4, 4]  # after each of seed 1's two runs, then at the end
+    assert main(session(3, 2)) == 0  # another seed alone: the earlier seeds stay in the file and the section
+    raw = read_raw(raw_path)
+    assert sorted((r.seed, r.system) for r in raw.records) == [(s, n) for s in (0, 1, 2) for n in ("fake-auto",
+                                                                                                   "seed")]
+    assert raw.settings.seeds == [0, 1, 2] and {i.seed for i in raw.infos} == {0, 1, 2}
+    section = results.read_text(encoding="utf-8")
+    assert "Incomplete" not in section and "(3 runs)." in section  # each run names the commit it was made from
+    with pytest.raises(SystemExit, match=r"other settings \(budget: 3 then, 4 now\)"):
+        main(session(4, 3, budget="4"))
+
+
+def test_a_section_from_runs_still_in_progress_says_what_is_missing() -> None:
+    settings = Settings(["t", "u"], [0, 1], 40, [1.0], ["seed", "prompthone-ape"], Path("out"))
+    records = [Record("t", 0, 0, "seed", "ok", 0.5, test_score_text=0.5),
+               Record("t", 0, 40, "prompthone-ape", "ok", 0.7, calls=40, test_score_text=0.6)]
+    missing = report.missing_runs(records, settings)
+    assert missing[:2] == ["t seed 1: seed", "t seed 1: prompthone-ape"] and len(missing) == 6
+    infos = [TaskInfo("t", 0, ["a", "b"], 0.5, {"train": 8, "dev": 4, "test": 8})]
+    assert "**Incomplete: 6 planned runs have no result yet**" in report.render(records, infos, settings, "c", None)
