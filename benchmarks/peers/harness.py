@@ -294,6 +294,11 @@ class TestScores:
     outcomes: list[float]  # per test example, for `score` and for `text`: what paired comparisons read
     outcomes_text: list[float]
 
+    def fields(self) -> dict[str, Any]:
+        """The `Record` fields these scores fill, per-example outcomes encoded compactly."""
+        return {"test_score": self.score, "scoring_mode": self.mode, "test_score_text": self.text,
+                "outcomes": encode(self.outcomes), "outcomes_text": encode(self.outcomes_text)}
+
 
 def score_test(task: Task, prompt: Prompt, scorer: Any, cache: CallCache, max_tokens: int) -> TestScores:
     """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget)."""
@@ -310,9 +315,7 @@ def _seed_record(settings: Settings, spec: str, seed: int, task: Task, scorer: O
                  cache: CallCache) -> Record:
     scores = score_test(task, Prompt(task.instruction, output_format=task.output_format), scorer, cache,
                         settings.max_tokens)
-    return Record(spec, seed, 0, SEED, "ok", scores.score, instruction=task.instruction, scoring_mode=scores.mode,
-                  test_score_text=scores.text, outcomes=encode(scores.outcomes),
-                  outcomes_text=encode(scores.outcomes_text))
+    return Record(spec, seed, 0, SEED, "ok", instruction=task.instruction, **scores.fields())
 
 
 def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int, task: Task, up: Upstreams,
@@ -339,12 +342,11 @@ def _run_system(settings: Settings, name: str, spec: str, seed: int, budget: int
                     calibration=Calibration.from_dict(result.calibration) if result.calibration else None)
     scores = score_test(task, prompt, scorer, score_cache, settings.max_tokens)
     detail = "; ".join(filter(None, [status_note, result.detail]))
-    return Record(spec, seed, budget, name, status, scores.score, calls=ledger.calls, refused=ledger.refused,
+    return Record(spec, seed, budget, name, status, calls=ledger.calls, refused=ledger.refused,
                   prompt_tokens=ledger.prompt_tokens, completion_tokens=ledger.completion_tokens,
                   wall_s=round(wall, 1), internal_score=result.internal_score, detail=detail[:1500],
                   version=result.version, instruction=prompt.instruction, n_demos=len(prompt.demos),
-                  scoring_mode=scores.mode, test_score_text=scores.text, outcomes=encode(scores.outcomes),
-                  outcomes_text=encode(scores.outcomes_text), **_proposer_fields(proposer),
+                  **scores.fields(), **_proposer_fields(proposer),
                   extra={"run_dir": str(run_dir), "peer": result.extra, "upstream_failures": ledger.upstream_failures,
                          "clamped": ledger.clamped, "note": system.note, "timed_out": "wall-clock limit" in status_note,
                          "calibration": prompt.calibration.method if prompt.calibration is not None else None,
