@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_md import add_raw_options, save_raw, stamp, write_section
+from benchmarks.results_md import add_raw_options, command_line, save_raw, stamp, write_section
 from prompthone.augment.api import build_data, evaluation_systems
 from prompthone.augment.critic import CriticConfig
 from prompthone.augment.evaluate import AugmentationReport, evaluate_augmentation
@@ -151,9 +151,9 @@ def raw_results(reports: list[StageReport], runs: dict[str, dict[str, Any] | Non
 def section(raw: dict[str, Any]) -> str:
     """The RESULTS.md section, from the raw results alone."""
     evaluation, trained = raw["evaluation"], raw["trained"]
-    commit = f" (source commit {raw['commit']})" if raw.get("commit") else ""
-    parts = [f"Command: `{raw['command']}`{commit} ({raw['minutes']:.0f} min on this machine; steps reuse earlier "
-             f"outputs in `{raw['out']}`). Raw results: `benchmarks/results/pas.json`. Versions: {raw['versions']}.",
+    note = (f" ({raw['minutes']:.0f} min on this machine; steps reuse earlier outputs in `{raw['out']}`). Raw "
+            f"results: `benchmarks/results/pas.json`. Versions: {raw['versions']}.")
+    parts = [command_line(raw, note),
              "",
              "The same commands by hand: `prompthone pas build-data DIR --design pas --design rewrite --per-task 2 "
              "--clusters 64 --per-cluster 4`, `prompthone pas train DIR adapters/pas --design pas` (and "

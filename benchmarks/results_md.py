@@ -38,9 +38,14 @@ def publish_raw(results_md: Path, name: str, title: str, raw: dict[str, Any], se
     """Write section `name` of a benchmark that commits its raw results: the command that made them (with
     `command_note` and the source commit `stamp` recorded, when it did), what was measured (`setup`), the versions,
     then the table written from the raw file."""
-    commit = f" (source commit {raw['commit']})" if raw.get("commit") else ""
-    text = f"Command: `{raw['command']}`{commit}{command_note}\n\n{setup}\nVersions: {raw['versions']}.\n\n{table}"
+    text = f"{command_line(raw, command_note)}\n\n{setup}\nVersions: {raw['versions']}.\n\n{table}"
     write_section(results_md, name, title, text)
+
+
+def command_line(raw: dict[str, Any], note: str = "") -> str:
+    """A section's first line: "Command: `…`", the source commit `stamp` recorded (when it did), then `note`."""
+    commit = f" (source commit {raw['commit']})" if raw.get("commit") else ""
+    return f"Command: `{raw['command']}`{commit}{note}"
 
 
 def add_raw_options(parser: argparse.ArgumentParser, raw: Path) -> None:
