@@ -11,8 +11,9 @@ The order of work and why:
 4. The final prompt (instruction + demos, rendered with the task's fixed output-format line) is scored on the test
    split by prompthone's evaluator against the task server directly (not through the proxy, not charged to anyone),
    twice: label log-probabilities on classification tasks (generate-and-parse otherwise), and text-scored
-   (generate up to the completion cap, parse the answer as the task's metric does), the way the peers see answers.
-   Identical prompts are scored once.
+   (generate up to the completion cap, parse the answer as the task's metric does), the way the peers see answers;
+   example by example, so the server's prompt cache serves each example's second request. Identical prompts are
+   scored once.
 5. Each finished run is appended to `results.jsonl` at once; rerunning with the same `--out` skips what is there, so
    a crash or Ctrl-C loses at most the run in progress; results made under other settings (split, budget, models)
    are never resumed into (`_check_resumable`). Runs `carried` in from a committed raw file (an earlier machine's or
@@ -44,7 +45,7 @@ from benchmarks.peers.systems import SEED, SYSTEMS, Sizing
 from benchmarks.results_md import source_commit
 from prompthone.evaluation.budget import BudgetMeter
 from prompthone.evaluation.cache import CallCache
-from prompthone.evaluation.evaluator import Evaluator
+from prompthone.evaluation.evaluator import EvalResult, Evaluator, ExampleResult
 from prompthone.evaluation.metered import MeteredModel
 from prompthone.models.openai_compat import OpenAICompatModel
 from prompthone.prompts.calibration import Calibration
@@ -301,14 +302,27 @@ class TestScores:
 
 
 def score_test(task: Task, prompt: Prompt, scorer: Any, cache: CallCache, max_tokens: int) -> TestScores:
-    """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget)."""
+    """Score `prompt` on the test split both ways (not metered: the scorer is nobody's budget).
+
+    Example by example, both readings in turn: the two requests of an example carry the same messages, so the
+    server's prompt cache (llama.cpp keeps the last prompt's tokens) serves the second one whole, where two passes
+    over the split would evaluate each example's tokens twice. Each reading's aggregate is then computed over all
+    its rows, as one pass would.
+    """
     model = MeteredModel(scorer, meter=BudgetMeter(None), cache=cache, role="final")
     default = Evaluator(task, model, max_tokens=max_tokens)
-    first = default.evaluate(prompt, task.test)
     if default.mode == "generate":  # the default reading already is the text one: the same calls, made once
+        first = default.evaluate(prompt, task.test)
         return TestScores(first.score, default.mode, first.score, first.per_example(), first.per_example())
-    text = Evaluator(task, model, mode="generate", max_tokens=max_tokens).evaluate(prompt, task.test)
-    return TestScores(first.score, default.mode, text.score, first.per_example(), text.per_example())
+    text = Evaluator(task, model, mode="generate", max_tokens=max_tokens)
+    rows: list[ExampleResult] = []
+    text_rows: list[ExampleResult] = []
+    for example in task.test:
+        rows += default.evaluate(prompt, [example]).examples
+        text_rows += text.evaluate(prompt, [example]).examples
+    first = default.rescore(EvalResult(0.0, tuple(rows)), prompt.calibration)
+    second = text.rescore(EvalResult(0.0, tuple(text_rows)), None)
+    return TestScores(first.score, default.mode, second.score, first.per_example(), second.per_example())
 
 
 def _seed_record(settings: Settings, spec: str, seed: int, task: Task, scorer: OpenAICompatModel,

@@ -314,3 +314,33 @@ def test_a_section_from_runs_still_in_progress_says_what_is_missing() -> None:
     assert missing[:2] == ["t seed 1: seed", "t seed 1: prompthone-ape"] and len(missing) == 6
     infos = [TaskInfo("t", 0, ["a", "b"], 0.5, {"train": 8, "dev": 4, "test": 8})]
     assert "**Incomplete: 6 planned runs have no result yet**" in report.render(records, infos, settings, "c", None)
+
+
+def test_test_scoring_reads_each_example_both_ways_in_turn(
+        servers: tuple[FakeOpenAIServer, FakeOpenAIServer], tmp_path: Path) -> None:
+    """The label request and the text request of an example go one after the other with the same messages (the
+    server's prompt cache then serves the second whole), and the scores are those of two passes over the split."""
+    from prompthone.evaluation.budget import BudgetMeter
+    from prompthone.evaluation.cache import CallCache
+    from prompthone.evaluation.evaluator import Evaluator
+    from prompthone.evaluation.metered import MeteredModel
+    from prompthone.models.openai_compat import OpenAICompatModel
+    from prompthone.prompts.prompt import Prompt
+    from prompthone.tasks.registry import load_task
+
+    task_server, _ = servers
+    task = load_task(str(_task_file(tmp_path / "reviews.jsonl")), seed=0, limit=None, dev_size=4, test_size=6)
+    prompt = Prompt(task.instruction, output_format=task.output_format)
+    with OpenAICompatModel(task_server.base_url, "fake-task", max_concurrency=1) as scorer:
+        scores = harness.score_test(task, prompt, scorer, CallCache(tmp_path / "a.sqlite"), 16)
+        bodies = [r.body for r in task_server.requests if r.method == "POST"]
+        model = MeteredModel(scorer, meter=BudgetMeter(None), cache=CallCache(tmp_path / "b.sqlite"))
+        labels = Evaluator(task, model).evaluate(prompt, task.test)  # two passes, as before
+        text = Evaluator(task, model, mode="generate", max_tokens=16).evaluate(prompt, task.test)
+    assert len(bodies) == 12
+    for label_body, text_body in zip(bodies[::2], bodies[1::2], strict=True):
+        assert label_body["messages"] == text_body["messages"]
+        assert (label_body["max_tokens"], text_body["max_tokens"]) == (1, 16)
+    assert len({json.dumps(b["messages"]) for b in bodies}) == 6
+    assert (scores.mode, scores.score, scores.text) == ("labels", labels.score, text.score)
+    assert (scores.outcomes, scores.outcomes_text) == (labels.per_example(), text.per_example())
