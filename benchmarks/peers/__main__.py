@@ -167,10 +167,8 @@ def _earlier(raw_path: Path | None, settings: Settings) -> Raw | None:
     if raw_path is None or not raw_path.exists():
         return None
     raw = read_raw(raw_path)
-    differ = settings.mismatch(raw.settings.to_dict())
-    if differ:
-        raise SystemExit(f"{raw_path} holds results made with other settings ({'; '.join(differ)}); adding to it "
-                         "would mix them. Pass --raw to write elsewhere, or remove that file to start over.")
+    settings.refuse_mixing(raw.settings.to_dict(), raw_path, "adding to it",
+                           "Pass --raw to write elsewhere, or remove that file to start over.")
     return raw
 
 

@@ -95,12 +95,16 @@ class Settings:
         data["out"] = str(self.out)
         return data
 
-    def mismatch(self, earlier: dict[str, Any]) -> list[str]:
-        """The fields that decide a run's outcome (models, budget, split, caps) on which `earlier` (the
-        settings.json of the results being resumed) differs from these: resuming must not mix the two."""
+    def refuse_mixing(self, earlier: dict[str, Any], holder: Path, adding: str, remedy: str) -> None:
+        """Stop (SystemExit) when `earlier` (the settings of results at `holder` that this run would add to)
+        differs from these on a field that decides a run's outcome (models, budget, split, caps), naming each such
+        field: one table must not mix the two. `adding` says what the run would do, `remedy` what to do instead."""
         now = self.to_dict()
-        return [f"{name}: {earlier.get(name)!r} then, {now[name]!r} now" for name in OUTCOME_FIELDS
-                if earlier.get(name, now[name]) != now[name]]
+        differ = [f"{name}: {earlier.get(name)!r} then, {now[name]!r} now" for name in OUTCOME_FIELDS
+                  if earlier.get(name, now[name]) != now[name]]
+        if differ:
+            raise SystemExit(f"{holder} holds results made with other settings ({'; '.join(differ)}); {adding} "
+                             f"would mix them. {remedy}")
 
 
 #: the settings a finished run's record depends on (tasks, seeds, systems and levels only choose which runs exist)
@@ -235,10 +239,8 @@ def _check_resumable(settings: Settings) -> None:
     path = settings.out / "settings.json"
     if not path.exists() or not (settings.out / "results.jsonl").exists():
         return
-    differ = settings.mismatch(json.loads(path.read_text(encoding="utf-8")))
-    if differ:
-        raise SystemExit(f"{settings.out} holds results made with other settings ({'; '.join(differ)}); resuming "
-                         "would mix them. Use another --out, or remove that directory to start over.")
+    settings.refuse_mixing(json.loads(path.read_text(encoding="utf-8")), settings.out, "resuming",
+                           "Use another --out, or remove that directory to start over.")
 
 
 def _python_for(name: str) -> Path:
