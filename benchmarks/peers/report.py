@@ -21,7 +21,7 @@ import os
 import platform
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -463,10 +463,7 @@ def render(records: list[Record], infos: list[TaskInfo], settings: Settings, com
 def sources(records: Iterable[Record]) -> str:
     """" Source commits: …" naming the git commit(s) the systems' runs were made from (a long run spans sessions,
     and the code may move between them), or "" for records from before commits were recorded."""
-    found: dict[str, int] = defaultdict(int)
-    for record in records:
-        if record.extra.get("source_commit"):
-            found[record.extra["source_commit"]] += 1
+    found = Counter(r.extra["source_commit"] for r in records if r.extra.get("source_commit"))
     if not found:
         return ""
     return " Source commits: " + ", ".join(f"{commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''} "
@@ -476,10 +473,10 @@ def sources(records: Iterable[Record]) -> str:
 def missing_runs(records: Iterable[Record], settings: Settings) -> list[str]:
     """The planned runs (every task, seed, system and budget level of `settings`) with no record, as
     "task seed s: system", so a section made from a run still in progress says so instead of passing for whole."""
-    have = {r.key for r in records}
-    return [f"{task} seed {seed}: {name}" + ("" if len(settings.budgets()) == 1 or name == SEED else f" ({budget})")
+    have, budgets = {r.key for r in records}, settings.budgets()
+    return [f"{task} seed {seed}: {name}" + ("" if len(budgets) == 1 or name == SEED else f" ({budget})")
             for task in settings.tasks for seed in settings.seeds for name in settings.systems
-            for budget in ([0] if name == SEED else settings.budgets()) if (task, seed, budget, name) not in have]
+            for budget in ([0] if name == SEED else budgets) if (task, seed, budget, name) not in have]
 
 
 def write_section(results_md: Path, text: str) -> None:
