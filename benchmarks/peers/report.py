@@ -466,8 +466,9 @@ def sources(records: Iterable[Record]) -> str:
     found = Counter(r.extra["source_commit"] for r in records if r.extra.get("source_commit"))
     if not found:
         return ""
-    return " Source commits: " + ", ".join(f"{commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''} "
-                                           f"({count} runs)" for commit, count in found.items()) + "."
+    named = (f"{commit[:12]}{'+dirty' if commit.endswith('+dirty') else ''} ({count} run{'s' if count != 1 else ''})"
+             for commit, count in found.items())
+    return " Source commits: " + ", ".join(named) + "."
 
 
 def missing_runs(records: Iterable[Record], settings: Settings) -> list[str]:

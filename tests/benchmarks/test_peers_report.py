@@ -114,6 +114,14 @@ def test_no_peer_ran_so_nothing_was_reached() -> None:
     assert "| prompthone-ape | 0.700 | 0.600 | 38 | 0 | 0 | 0 | — | — |" in text  # not "0/1": nothing to reach
 
 
+def test_sources_count_each_commits_runs() -> None:
+    records = [_record("prompthone-ape", 40, 0.7, 38, seed=s) for s in range(3)]
+    for record, commit in zip(records, ["a" * 40, "b" * 40, "b" * 40], strict=True):
+        record.extra["source_commit"] = commit
+    assert report.sources(records) == f" Source commits: {'a' * 12} (1 run), {'b' * 12} (2 runs)."
+    assert report.sources([_record("seed", 0, 0.5, 0)]) == ""
+
+
 def test_quick_mode_flags_a_system_that_did_not_run_or_was_not_counted(tmp_path: Path) -> None:
     settings = Settings(["t"], [0], 40, [1.0], ["seed", "prompthone-ape", "textgrad"], tmp_path)
     records = [_record("seed", 0, 0.5, 0), _record("prompthone-ape", 40, 0.6, 0)]
